@@ -1,0 +1,1 @@
+"""``edge-fleet``: keys, trust files, signing, publishing and fleet status."""

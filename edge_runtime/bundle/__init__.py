@@ -1,0 +1,1 @@
+"""Bundles: the manifest, the writer and the safe reader of ``.edgebundle`` files."""

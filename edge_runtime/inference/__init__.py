@@ -1,0 +1,1 @@
+"""Inference: the interpreter backend, Edge TPU delegate, pre- and post-processing."""
