@@ -1,0 +1,136 @@
+"""``edge-runtime bench``: invoke latency percentiles, throughput and peak RSS.
+
+One configuration runs in this process. Several (``--threads 1,2,4`` or
+``--compare-python`` with another venv's interpreter, e.g. one with tflite-runtime) run
+each in a fresh process, so peak RSS and library state do not leak between rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from edge_runtime.cli.common import add_model_arguments, load_engine, positive_int
+from edge_runtime.cli.predict import read_image_file
+from edge_runtime.errors import EdgeError
+from edge_runtime.inference.backend import get_backend
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bench", help="measure invoke latency, throughput and peak RSS")
+    add_model_arguments(p, preprocessing=False, threads=False)
+    p.add_argument("--threads", type=_thread_list, default=None, help="N, or a list like 1,2,4 to compare")
+    p.add_argument("--runs", type=positive_int, default=100)
+    p.add_argument("--warmup", type=positive_int, default=10)
+    p.add_argument("--image", type=Path, default=None, help="also time preprocessing of this image")
+    p.add_argument(
+        "--compare-python", action="append", default=[], metavar="PYTHON",
+        help="also run under this Python (another venv's interpreter, e.g. with tflite-runtime)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run)
+
+
+def _thread_list(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N,M,..., got {text!r}") from None
+    if not values or any(v < 1 or v > 64 for v in values):
+        raise argparse.ArgumentTypeError(f"thread counts must be 1..64, got {text!r}")
+    return values
+
+
+def measure(args: argparse.Namespace, threads: Optional[int]) -> Dict[str, Any]:
+    args.threads = threads
+    engine = load_engine(args)
+    tensors = [_sample_tensor(spec.shape, spec.dtype) for spec in engine.inputs]
+    pre_ms: List[float] = []
+    if args.image is not None:
+        data = read_image_file(args.image)
+        for _ in range(max(5, args.runs // 5)):
+            pre_ms.append(engine.prepare(data).preprocess_ms)
+        tensors = [engine.prepare(data).tensor]
+    for _ in range(args.warmup):
+        engine.run(tensors)
+    latencies = []
+    start = time.perf_counter()
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        engine.run(tensors)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    elapsed = time.perf_counter() - start
+    p50, p90, p99 = (float(v) for v in np.percentile(latencies, [50, 90, 99]))
+    row: Dict[str, Any] = {
+        "model": engine.identity.name,
+        "backend": f"{engine.backend} {get_backend(engine.backend).version}",
+        "delegate": engine.delegate,
+        "threads": threads,
+        "runs": args.runs,
+        "latency_ms": {"p50": round(p50, 3), "p90": round(p90, 3), "p99": round(p99, 3)},
+        "throughput_per_s": round(args.runs / elapsed, 2),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+    if pre_ms:
+        row["preprocess_ms_p50"] = round(float(np.median(pre_ms)), 3)
+    return row
+
+
+def _sample_tensor(shape: tuple, dtype: str) -> np.ndarray:  # type: ignore[type-arg]
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    info = np.iinfo(np.dtype(dtype))
+    return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+
+
+def _child(python: str, args: argparse.Namespace, threads: Optional[int]) -> Dict[str, Any]:
+    cmd = [python, "-m", "edge_runtime.cli.main", "bench", "--model", str(args.model),
+           "--runs", str(args.runs), "--warmup", str(args.warmup), "--delegate", args.delegate, "--json"]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    if args.image is not None:
+        cmd += ["--image", str(args.image)]
+    # The project root on the path lets a venv that holds only an interpreter library run it.
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgeError(f"bench under {python} failed: {reason}")
+    row: Dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    row["python"] = python
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    thread_counts: List[Optional[int]] = list(args.threads) if args.threads else [None]
+    pythons = [sys.executable] + list(args.compare_python)
+    if len(thread_counts) == 1 and len(pythons) == 1:
+        rows = [measure(args, thread_counts[0])]
+    else:
+        rows = [_child(py, args, n) for py in pythons for n in thread_counts]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    best = max(r["throughput_per_s"] for r in rows)
+    print(f"{'backend':22s} {'threads':>7s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'per s':>8s} {'vs best':>7s} {'peak RSS':>9s}")
+    for r in rows:
+        lat = r["latency_ms"]
+        print(
+            f"{r['backend']:22s} {str(r['threads'] or 'default'):>7s} {lat['p50']:8.2f} {lat['p90']:8.2f} "
+            f"{lat['p99']:8.2f} {r['throughput_per_s']:8.1f} {r['throughput_per_s'] / best:7.2f} "
+            f"{r['peak_rss_bytes'] / 2**20:7.1f}MB"
+        )
+        if "preprocess_ms_p50" in r:
+            print(f"{'':22s} preprocess p50 {r['preprocess_ms_p50']:.2f} ms")
+    return 0

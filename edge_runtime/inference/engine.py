@@ -1,0 +1,335 @@
+"""The inference engine: one model, one interpreter, images in, predictions out.
+
+``prepare`` (decode, resize, quantize) touches no interpreter and may run on any
+thread, so the daemon overlaps it with ``infer`` of the previous request; ``infer``
+serialises access to the interpreter with a lock, and the interpreter releases the GIL
+while it computes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge_runtime.errors import InputError, ModelError
+from edge_runtime.inference import backend as backends
+from edge_runtime.inference import delegate as delegates
+from edge_runtime.inference.labels import Labels, check_labels
+from edge_runtime.inference.outputs import OutputLayout, resolve_layout
+from edge_runtime.inference.postprocess import dequantize, detections, top_k
+from edge_runtime.inference.preprocess import DEFAULT_MAX_PIXELS, Placement, preprocess
+from edge_runtime.inference.source import ModelSource, load_source
+from edge_runtime.inference.types import (
+    COLOR_ORDERS,
+    RESIZE_MODES,
+    InputSpec,
+    ModelIdentity,
+    Normalization,
+    Prediction,
+    Quantization,
+    TensorSpec,
+    Timings,
+)
+
+DEFAULT_TOP_K = 5
+DEFAULT_SCORE_THRESHOLD = 0.3
+
+
+@dataclass(frozen=True)
+class InputOverrides:
+    """Command-line preprocessing flags; they win over the manifest and metadata.
+    A ``mean`` without a ``std`` uses ``std = 1``, a ``std`` alone uses ``mean = 0``."""
+
+    mean: Optional[float] = None
+    std: Optional[float] = None
+    resize: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An input tensor ready for ``infer``, and how it was made."""
+
+    tensor: np.ndarray
+    placement: Placement
+    spec: InputSpec
+    preprocess_ms: float
+
+
+def tensor_spec(detail: Mapping[str, Any]) -> TensorSpec:
+    """The interpreter's tensor details as a value type."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    signature = detail.get("shape_signature")
+    return TensorSpec(
+        name=str(detail["name"]),
+        index=int(detail["index"]),
+        shape=tuple(int(d) for d in detail["shape"]),
+        dtype=np.dtype(detail["dtype"]).name,
+        quantization=Quantization(float(scale), int(zero_point)),
+        dynamic=signature is not None and any(int(d) < 0 for d in signature),
+    )
+
+
+class Engine:
+    """A loaded model. Build with ``Engine.load``."""
+
+    def __init__(
+        self,
+        *,
+        source: ModelSource,
+        interpreter: Any,
+        delegate: str,
+        backend: str,
+        input_spec: Optional[InputSpec],
+        inputs: Tuple[TensorSpec, ...],
+        layout: OutputLayout,
+        labels: Optional[Labels],
+    ) -> None:
+        self.source = source
+        self.identity: ModelIdentity = source.identity
+        self.delegate = delegate
+        self.backend = backend
+        self._input_spec = input_spec
+        self.inputs = inputs
+        self.layout = layout
+        self.labels = labels
+        self._interpreter = interpreter
+        self._lock = threading.Lock()
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        delegate: str = "auto",
+        device: Optional[str] = None,
+        threads: Optional[int] = None,
+        labels: Optional[Path] = None,
+        overrides: InputOverrides = InputOverrides(),
+        backend: Optional[str] = None,
+        delegate_loader: Optional[delegates.Loader] = None,
+    ) -> "Engine":
+        """Load a ``.tflite`` or a bundle and make its interpreter.
+
+        Raises:
+            ModelError, BundleError, LabelsError, DelegateError, BackendError, ConfigError.
+        """
+        source = load_source(Path(path), labels_path=labels)
+        return cls.from_source(
+            source,
+            delegate=delegate,
+            device=device,
+            threads=threads,
+            overrides=overrides,
+            backend=backend,
+            delegate_loader=delegate_loader,
+        )
+
+    @classmethod
+    def from_source(
+        cls,
+        source: ModelSource,
+        *,
+        delegate: str = "auto",
+        device: Optional[str] = None,
+        threads: Optional[int] = None,
+        overrides: InputOverrides = InputOverrides(),
+        backend: Optional[str] = None,
+        delegate_loader: Optional[delegates.Loader] = None,
+    ) -> "Engine":
+        if threads is not None and not 1 <= threads <= 64:
+            raise ModelError(f"threads must be between 1 and 64, got {threads}")
+        lib = backends.get_backend(backend)
+        choice = delegates.choose(
+            delegate,
+            model_is_edgetpu=source.model_file.is_edgetpu,
+            cpu_model_available=source.cpu_content is not None,
+            device=device,
+            loader=delegate_loader or (lambda name, opts: backends.load_delegate(name, opts, backend=lib)),
+        )
+        content = source.content
+        if choice.name == "cpu" and source.model_file.is_edgetpu and source.cpu_content is not None:
+            content = source.cpu_content
+        interpreter = backends.make_interpreter(
+            content, num_threads=threads, delegates=choice.delegates, backend=lib
+        )
+        inputs = tuple(tensor_spec(d) for d in interpreter.get_input_details())
+        outputs = tuple(tensor_spec(d) for d in interpreter.get_output_details())
+        manifest = source.manifest or {}
+        layout = resolve_layout(
+            outputs,
+            manifest_outputs=manifest.get("outputs"),
+            detection_op_outputs=source.model_file.detection_outputs,
+        )
+        if layout.kind == "classification" and source.labels is not None:
+            classes = int(np.prod(layout.tensors[0].shape))
+            check_labels(source.labels, classes, source.labels_source or "labels")
+        input_spec = _input_spec(inputs, source, manifest.get("input"), overrides)
+        return cls(
+            source=source,
+            interpreter=interpreter,
+            delegate=choice.name,
+            backend=lib.name,
+            input_spec=input_spec,
+            inputs=inputs,
+            layout=layout,
+            labels=source.labels,
+        )
+
+    # -- running -----------------------------------------------------------------
+    @property
+    def input_spec(self) -> InputSpec:
+        if self._input_spec is None:
+            shapes = ", ".join(str(list(t.shape)) for t in self.inputs)
+            raise InputError(f"this model's input {shapes} is not a single image tensor [1, H, W, 1 or 3]")
+        return self._input_spec
+
+    def prepare(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+        """Decode and preprocess image bytes; safe to call from any thread.
+
+        Raises:
+            InputError: not a usable image.
+        """
+        spec = self.input_spec
+        start = time.perf_counter()
+        tensor, placement = preprocess(data, spec, max_pixels=max_pixels)
+        return Prepared(tensor, placement, spec, (time.perf_counter() - start) * 1000)
+
+    def run(self, tensors: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Invoke on raw input tensors (one per model input); returns copies of the outputs.
+
+        Raises:
+            InputError: a tensor of the wrong shape or dtype.
+        """
+        if len(tensors) != len(self.inputs):
+            raise InputError(f"model takes {len(self.inputs)} inputs, got {len(tensors)}")
+        for spec, tensor in zip(self.inputs, tensors):
+            if tuple(tensor.shape) != spec.shape or tensor.dtype.name != spec.dtype:
+                raise InputError(
+                    f"input {spec.name!r} expects {spec.dtype}{list(spec.shape)}, "
+                    f"got {tensor.dtype.name}{list(tensor.shape)}"
+                )
+        with self._lock:
+            if self._interpreter is None:
+                raise ModelError("the engine is closed")
+            for spec, tensor in zip(self.inputs, tensors):
+                self._interpreter.set_tensor(spec.index, tensor)
+            self._interpreter.invoke()
+            return [self._interpreter.get_tensor(t.index) for t in self.layout.tensors]
+
+    def infer(
+        self,
+        prepared: Prepared,
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        threshold: float = DEFAULT_SCORE_THRESHOLD,
+    ) -> Prediction:
+        """Invoke on a prepared input and post-process the outputs."""
+        if prepared.spec != self._input_spec:
+            raise InputError("the input was prepared for another model; prepare it again")
+        start = time.perf_counter()
+        raw = self.run([prepared.tensor])
+        invoked = time.perf_counter()
+        prediction = self._postprocess(raw, prepared.placement, top_k, threshold)
+        done = time.perf_counter()
+        timings = Timings(prepared.preprocess_ms, (invoked - start) * 1000, (done - invoked) * 1000)
+        return Prediction(
+            model=self.identity,
+            kind=self.layout.kind,
+            top=prediction[0],
+            detections=prediction[1],
+            raw=prediction[2],
+            timings=timings,
+        )
+
+    def predict(
+        self,
+        data: bytes,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        top_k: int = DEFAULT_TOP_K,
+        threshold: float = DEFAULT_SCORE_THRESHOLD,
+    ) -> Prediction:
+        return self.infer(self.prepare(data, max_pixels=max_pixels), top_k=top_k, threshold=threshold)
+
+    def close(self) -> None:
+        with self._lock:
+            self._interpreter = None
+
+    def _postprocess(
+        self, raw: List[np.ndarray], placement: Placement, k: int, threshold: float
+    ) -> Tuple[tuple, tuple, tuple]:  # type: ignore[type-arg]
+        layout = self.layout
+        values = [dequantize(a, t.quantization) for a, t in zip(raw, layout.tensors)]
+        if layout.kind == "classification":
+            return top_k(values[0], k, self.labels), (), ()
+        if layout.kind == "detection":
+            part = {role: values[pos] for role, pos in layout.roles.items()}
+            found = detections(
+                part["boxes"], part["classes"], part["scores"], part["count"],
+                labels=self.labels, threshold=threshold, placement=placement,
+            )
+            return (), found, ()
+        raw_out = tuple(
+            (t.name, tuple(v.shape), tuple(float(x) for x in v.reshape(-1)))
+            for t, v in zip(layout.tensors, values)
+        )
+        return (), (), raw_out
+
+
+def _input_spec(
+    inputs: Tuple[TensorSpec, ...],
+    source: ModelSource,
+    manifest_input: Optional[Mapping[str, Any]],
+    overrides: InputOverrides,
+) -> Optional[InputSpec]:
+    """The image input spec, or ``None`` when the model's input is not an image."""
+    if len(inputs) != 1:
+        return None
+    tensor = inputs[0]
+    shape = tensor.shape
+    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3):
+        return None
+    manifest_input = manifest_input or {}
+    resize = overrides.resize or manifest_input.get("resize") or "stretch"
+    if resize not in RESIZE_MODES:
+        raise ModelError(f"resize mode {resize!r} is not one of {', '.join(RESIZE_MODES)}")
+    color = manifest_input.get("color") or ("L" if shape[3] == 1 else "RGB")
+    if color not in COLOR_ORDERS:
+        raise ModelError(f"colour order {color!r} is not one of {', '.join(COLOR_ORDERS)}")
+    return InputSpec(
+        height=shape[1],
+        width=shape[2],
+        channels=shape[3],
+        dtype=tensor.dtype,
+        quantization=tensor.quantization,
+        normalization=_normalization(source, manifest_input, overrides),
+        resize=resize,  # type: ignore[arg-type]
+        color=color,  # type: ignore[arg-type]
+    )
+
+
+def _normalization(
+    source: ModelSource, manifest_input: Mapping[str, Any], overrides: InputOverrides
+) -> Optional[Normalization]:
+    if overrides.mean is not None or overrides.std is not None:
+        return _checked(overrides.mean or 0.0, 1.0 if overrides.std is None else overrides.std)
+    if manifest_input.get("mean") is not None and manifest_input.get("std") is not None:
+        return _checked(float(manifest_input["mean"]), float(manifest_input["std"]))
+    meta = source.model_file.metadata
+    if meta.mean and meta.std:
+        # Per-channel values that are all equal collapse to one; differing ones use the
+        # first channel's (rare for image models; the contract has one mean and std).
+        return _checked(meta.mean[0], meta.std[0])
+    return None
+
+
+def _checked(mean: float, std: float) -> Normalization:
+    if not np.isfinite(mean) or not np.isfinite(std) or std == 0:
+        raise ModelError(f"normalisation needs a finite mean and a non-zero std, got mean={mean}, std={std}")
+    return Normalization(float(mean), float(std))

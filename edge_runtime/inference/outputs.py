@@ -1,0 +1,98 @@
+"""Which output tensor is which: classification scores, detection parts, or raw.
+
+In order of trust: the bundle manifest says it; else the ``TFLite_Detection_PostProcess``
+op's own output order (boxes, classes, scores, count); else the tensor names a detection
+export gives them; else one score vector is a classifier, and anything else is raw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from edge_runtime.errors import ModelError
+from edge_runtime.inference.types import OutputKind, TensorSpec
+
+DETECTION_ROLES = ("boxes", "classes", "scores", "count")
+_NAME_HINTS = {
+    "boxes": ("box",),
+    "classes": ("class",),
+    "scores": ("score",),
+    "count": ("num", "count"),
+}
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    kind: OutputKind
+    tensors: Tuple[TensorSpec, ...]
+    roles: Mapping[str, int]  # detection role -> position in ``tensors``
+
+    def tensor(self, role: str) -> TensorSpec:
+        return self.tensors[self.roles[role]]
+
+
+def resolve_layout(
+    tensors: Sequence[TensorSpec],
+    *,
+    manifest_outputs: Optional[Mapping[str, Any]] = None,
+    detection_op_outputs: Optional[Sequence[int]] = None,
+) -> OutputLayout:
+    """Decide the output kind and, for detection, which tensor plays which role.
+
+    Raises:
+        ModelError: the manifest names tensors or roles the model does not have.
+    """
+    specs = tuple(tensors)
+    if manifest_outputs is not None:
+        return _from_manifest(specs, manifest_outputs)
+    if detection_op_outputs is not None and len(detection_op_outputs) == 4:
+        by_index = {t.index: pos for pos, t in enumerate(specs)}
+        if all(i in by_index for i in detection_op_outputs):
+            roles = {role: by_index[i] for role, i in zip(DETECTION_ROLES, detection_op_outputs)}
+            return OutputLayout("detection", specs, roles)
+    if len(specs) == 4:
+        roles = _roles_from_names(specs)
+        if roles is not None:
+            return OutputLayout("detection", specs, roles)
+    if len(specs) == 1 and _is_score_vector(specs[0].shape):
+        return OutputLayout("classification", specs, {})
+    return OutputLayout("raw", specs, {})
+
+
+def _is_score_vector(shape: Tuple[int, ...]) -> bool:
+    dims = [d for d in shape if d != 1]
+    return len(dims) == 1 and dims[0] >= 2
+
+
+def _roles_from_names(specs: Sequence[TensorSpec]) -> Optional[Dict[str, int]]:
+    roles: Dict[str, int] = {}
+    for role, hints in _NAME_HINTS.items():
+        matches = [pos for pos, t in enumerate(specs) if any(h in t.name.lower() for h in hints)]
+        if len(matches) != 1:
+            return None
+        roles[role] = matches[0]
+    return roles if len(set(roles.values())) == 4 else None
+
+
+def _from_manifest(specs: Tuple[TensorSpec, ...], outputs: Mapping[str, Any]) -> OutputLayout:
+    kind = outputs.get("kind", "raw")
+    if kind not in ("classification", "detection", "raw"):
+        raise ModelError(f"manifest outputs.kind is {kind!r}; expected classification, detection or raw")
+    described = list(outputs.get("tensors") or [])
+    if described and len(described) != len(specs):
+        raise ModelError(
+            f"manifest describes {len(described)} output tensors, the model has {len(specs)}"
+        )
+    if kind != "detection":
+        return OutputLayout(kind, specs, {})
+    by_name = {t.name: pos for pos, t in enumerate(specs)}
+    roles: Dict[str, int] = {}
+    for pos, entry in enumerate(described):
+        role = entry.get("role")
+        if role in DETECTION_ROLES:
+            roles[role] = by_name.get(entry.get("name"), pos)
+    missing = [r for r in DETECTION_ROLES if r not in roles]
+    if missing:
+        raise ModelError(f"manifest detection outputs lack the roles {', '.join(missing)}")
+    return OutputLayout("detection", specs, roles)
