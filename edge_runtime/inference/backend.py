@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 from edge_runtime.errors import BackendError, DelegateError, ModelError
 
@@ -111,10 +112,28 @@ def load_delegate(library: str, options: Optional[Dict[str, str]] = None, *, bac
         DelegateError: the library is missing or refuses to start (no device attached).
     """
     backend = backend or get_backend()
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_failed_delegate(previous_hook)
     try:
-        return backend.module.load_delegate(library, options or {})
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise DelegateError(f"cannot load {library}: {_first_line(exc)}") from exc
+        try:
+            return backend.module.load_delegate(library, options or {})
+        except (OSError, ValueError, RuntimeError) as exc:
+            message = _first_line(exc)
+        # Leaving the except block frees the half-built Delegate; its __del__ in some
+        # library versions raises AttributeError, which the hook above keeps quiet.
+    finally:
+        sys.unraisablehook = previous_hook
+    raise DelegateError(f"cannot load {library}: {message}")
+
+
+def _quiet_failed_delegate(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def hook(unraisable: Any) -> None:
+        where = getattr(unraisable.object, "__qualname__", "")
+        if isinstance(unraisable.exc_value, AttributeError) and where.endswith("Delegate.__del__"):
+            return
+        previous(unraisable)
+
+    return hook
 
 
 #: Lines the interpreter libraries print on every start, dropped from stderr so that a

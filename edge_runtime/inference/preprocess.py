@@ -89,8 +89,8 @@ def decode_image(
             f"not an image: {len(data)} bytes that Pillow cannot identify "
             f"(starts with {data[:8]!r}); send JPEG, PNG, BMP or WebP"
         ) from exc
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(f"unreadable image header: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InputError(f"corrupt or truncated image (unreadable header): {exc}") from exc
     if img.format not in FORMATS:
         raise InputError(f"unsupported image format {img.format}; send JPEG, PNG, BMP or WebP")
     width, height = img.size
