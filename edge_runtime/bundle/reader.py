@@ -78,11 +78,11 @@ class StagedBundle(BundleMeta):
 
 @contextlib.contextmanager
 def _opened(source: Source) -> Iterator[BinaryIO]:
-    if hasattr(source, "read"):
+    if not isinstance(source, (str, os.PathLike)):
         yield source
         return
     try:
-        handle = open(source, "rb")  # type: ignore[arg-type]
+        handle = open(source, "rb")
     except FileNotFoundError as exc:
         raise BundleError(f"bundle file not found: {source}") from exc
     except OSError as exc:
