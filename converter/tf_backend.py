@@ -8,15 +8,18 @@ representative dataset (int8 weights and activations, int8 or uint8 input/output
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Tuple
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from converter.capture import captured_output
 from edge_runtime.errors import ModelError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter
@@ -35,34 +38,28 @@ class Converted:
     input_shape: Tuple[int, ...]
 
 
-def input_shape(path: Path) -> Tuple[int, ...]:
-    """The model's single image input shape with batch 1 (before any conversion).
-
-    Raises:
-        ModelError: unreadable model, not exactly one input, or dynamic non-batch dims.
-    """
-    _, shape = _load(path)
-    return shape
-
-
 def convert(
     path: Path,
-    representative: Representative,
+    calibrate: Callable[[Tuple[int, ...]], Sequence[np.ndarray]],
     *,
     io_type: str = "int8",
-    allow_custom_ops: bool = False,
 ) -> Converted:
     """Convert a Keras file or SavedModel folder to float and full-integer TFLite models.
 
-    ``representative()`` yields float32 ``(1, H, W, C)`` calibration tensors, already
-    preprocessed exactly as the device will.
+    ``calibrate(shape)`` returns float32 ``(1, H, W, C)`` calibration tensors for the
+    model's batch-1 input shape, already preprocessed exactly as the device will.
 
     Raises:
         ModelError: the model cannot be loaded, has dynamic shapes, or TFLite refuses it.
     """
-    factory, shape = _load(path)
-    float_model = _run(factory(), None, io_type, allow_custom_ops)
-    int8_model = _run(factory(), representative, io_type, allow_custom_ops)
+    with captured_output() as chatter:
+        factory, shape = _load(path)
+    log.debug("model load output: %s", chatter[0])
+    tensors = list(calibrate(shape))
+    with captured_output() as chatter:
+        float_model = _run(factory(), None, io_type, False)
+        int8_model = _run(factory(), lambda: iter(tensors), io_type, False)
+    log.debug("converter output: %s", chatter[0])
     return Converted(float_model, int8_model, shape)
 
 
@@ -125,6 +122,7 @@ def _load_saved_model(path: Path) -> Tuple[Callable[[], Any], Tuple[int, ...]]:
 
     module.serve = serve
     folder = tempfile.mkdtemp(prefix="edge-convert-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     tf.saved_model.save(module, folder, signatures={"serving_default": serve})
     return lambda: tf.lite.TFLiteConverter.from_saved_model(folder), shape
 

@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,7 +89,9 @@ def train_digits(epochs: int) -> Any:
     )
     model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(float_inputs(x_train), y_train, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
-    return model
+    bare = tf.keras.models.clone_model(model)  # without optimizer state: a small file
+    bare.set_weights(model.get_weights())
+    return bare
 
 
 def write_calibration_images(images: np.ndarray, folder: Path) -> None:
@@ -292,7 +293,9 @@ def main() -> int:
             (out / f"digits_{io_type}.tflite").write_bytes(members["model.tflite"])
             if io_type == "int8":
                 (out / "digits_float.tflite").write_bytes(members["model_float.tflite"])
-                shutil.copyfile(bundle, out / "digits_v1.edgebundle")
+        if not args.direct:  # the committed bundle, without the float model
+            _convert(keras_path, calib, out / "digits_test.npz", out / "digits_v1.edgebundle", "int8", out,
+                     keep_float=False)
     (out / "digits_labeled.tflite").write_bytes(append_labels((out / "digits_int8.tflite").read_bytes(), LABELS))
 
     for name, file in (("digits_float", "digits_float.tflite"), ("digits_int8", "digits_int8.tflite"),
@@ -323,12 +326,14 @@ def main() -> int:
     return 0
 
 
-def _convert(model: Path, calib: Path, validation: Path, bundle: Path, io_type: str, out: Path) -> Dict[str, Any]:
+def _convert(
+    model: Path, calib: Path, validation: Path, bundle: Path, io_type: str, out: Path, *, keep_float: bool = True
+) -> Dict[str, Any]:
     exe = Path(sys.executable).with_name("edge-convert")
     cmd = [str(exe), str(model), "--calibration", str(calib), "--out", str(bundle), "--name", "digits",
            "--version", "1.0.0", "--labels", str(out / "digits_labels.txt"), "--validation", str(validation),
            "--input-type", io_type, "--mean", str(DIGITS_MEAN), "--std", str(DIGITS_STD),
-           "--keep-float", "--json"]
+           "--json"] + (["--keep-float"] if keep_float else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"edge-convert failed: {done.stderr.strip()}")

@@ -1,0 +1,225 @@
+"""``edge-convert`` from options to bundle: the orchestration, no argument parsing.
+
+Steps: check the options; find the images; quantize (TensorFlow for Keras/SavedModel,
+ai-edge-quantizer for a float ``.tflite``); validate float vs int8 through the device's
+interpreter and preprocessing; apply the accuracy gate; check (and compile) for the Edge
+TPU; write the bundle atomically. Nothing is written unless every step passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+import numpy as np
+
+from converter import bundle_builder, edgetpu
+from converter.capture import captured_output
+from converter.calibration import calibration_tensors, float_spec, list_images
+from converter.runner import ModelRunner
+from converter.validation import ValidationSet, evaluate, load_validation, to_tensor
+from edge_runtime.bundle.manifest import NAME_RE
+from edge_runtime.bundle.semver import SemVer
+from edge_runtime.errors import BundleError, ConfigError, EdgeError, ModelError
+from edge_runtime.inference.labels import check_labels, read_labels_file
+from edge_runtime.inference.modelfile import looks_like_tflite, read_model
+from edge_runtime.inference.types import InputSpec
+
+log = logging.getLogger(__name__)
+
+GOLDEN_COUNT = 6
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class Options:
+    model: Path
+    calibration: Path
+    out: Path
+    name: str
+    version: str
+    labels: Optional[Path] = None
+    validation: Optional[Path] = None
+    input_type: str = "int8"
+    edgetpu: bool = False
+    mean: float = 127.5
+    std: float = 127.5
+    resize: str = "stretch"
+    color: Optional[str] = None
+    max_accuracy_drop: float = 0.01
+    max_samples: int = 200
+    expires_days: int = 365
+    compatible: Tuple[str, ...] = ("*",)
+    keep_float: bool = False
+    sign_key: Optional[Path] = None
+    progress: Optional[TextIO] = None
+
+
+def run(opts: Options) -> Dict[str, Any]:
+    """Convert, validate and bundle; returns the report (also stored in the manifest).
+
+    Raises:
+        EdgeError: any bad input or a failed gate; no bundle is left behind then.
+    """
+    _check_options(opts)
+    labels = read_labels_file(opts.labels) if opts.labels else None
+    images = list_images(opts.calibration)
+    fmt = _model_format(opts.model)
+    started = time.monotonic()
+    float_model, int8_model, spec, n_calib = _quantize(opts, fmt, images)
+    calib_seconds = round(time.monotonic() - started, 2)
+
+    float_runner, int8_runner = ModelRunner(float_model), ModelRunner(int8_model)
+    kind, _ = bundle_builder.output_kind(int8_model)
+    if labels is not None and kind == "classification":
+        classes = int(np.prod(int8_runner.outputs[0].shape))
+        check_labels(labels, classes, f"labels file {opts.labels}")
+    dataset = (
+        load_validation(opts.validation, labels)
+        if opts.validation
+        else ValidationSet(images.paths, None, f"{opts.calibration} (calibration images, no labels)")
+    )
+    metrics = evaluate(float_runner, int8_runner, dataset, spec, classification=kind == "classification",
+                       progress=opts.progress)
+    metrics["source"] = dataset.source
+
+    report: Dict[str, Any] = {
+        "source": {"path": str(opts.model), "format": fmt},
+        "converter": "tensorflow" if fmt != "tflite" else "ai-edge-quantizer",
+        "size_bytes": {"float": len(float_model), "int8": len(int8_model)},
+        "input": _input_summary(int8_runner, spec),
+        "calibration": {"samples": n_calib, "source": str(opts.calibration), "seconds": calib_seconds},
+        "validation": metrics,
+        "max_accuracy_drop": opts.max_accuracy_drop,
+        "ops": read_model(int8_model).op_counts,
+        "output_kind": kind,
+    }
+    drop = metrics.get("accuracy_drop")
+    if drop is not None and drop > opts.max_accuracy_drop:
+        raise ModelError(
+            f"accuracy drop {drop:.4f} (float {metrics['float_top1']:.4f} -> int8 {metrics['int8_top1']:.4f}) "
+            f"is over --max-accuracy-drop {opts.max_accuracy_drop}; no bundle written"
+        )
+
+    files: Dict[str, bytes] = {bundle_builder.MODEL_MEMBER: int8_model}
+    if opts.edgetpu:
+        check = edgetpu.check_model(int8_model)
+        compiled, compiler = edgetpu.compile_model(int8_model)
+        report["edgetpu"] = {**check.to_dict(), "compiler": compiler}
+        if compiled is not None:
+            files[bundle_builder.MODEL_MEMBER] = compiled
+            files[bundle_builder.CPU_MODEL_MEMBER] = int8_model
+    if labels is not None:
+        files[bundle_builder.LABELS_MEMBER] = ("\n".join(labels) + "\n").encode("utf-8")
+    if opts.keep_float:
+        files[bundle_builder.FLOAT_MODEL_MEMBER] = float_model
+    golden_inputs = [to_tensor(s, int8_runner.spec(spec)) for s in dataset.samples[:GOLDEN_COUNT]]
+    files[bundle_builder.GOLDEN_MEMBER] = bundle_builder.golden_vectors(int8_runner, golden_inputs)
+    report["golden"] = {"samples": len(golden_inputs), "outputs": len(int8_runner.outputs)}
+
+    manifest = bundle_builder.manifest_for(
+        name=opts.name, version=opts.version, runner=int8_runner, model=int8_model, spec=spec,
+        labels=labels is not None, golden=True, metrics=report, expires_days=opts.expires_days,
+        compatible=opts.compatible,
+    )
+    try:
+        bundle_builder.write(opts.out, manifest, files)
+    except OSError as exc:
+        raise BundleError(f"cannot write the bundle {opts.out}: {exc}") from exc
+    report["bundle"] = str(opts.out)
+    report["signed"] = False
+    if opts.sign_key is not None:
+        _sign(opts.out, opts.sign_key)
+        report["signed"] = True
+    return report
+
+
+def _check_options(opts: Options) -> None:
+    if not NAME_RE.match(opts.name):
+        raise ConfigError(f"--name {opts.name!r} must be 1..64 characters of a-z, 0-9, '.', '_', '-'")
+    try:
+        SemVer.parse(opts.version)
+    except EdgeError as exc:
+        raise ConfigError(f"--version {opts.version!r} is not a semantic version like 1.2.0") from exc
+    if not opts.model.exists():
+        raise ConfigError(f"model {opts.model} does not exist")
+    if opts.input_type not in ("int8", "uint8"):
+        raise ConfigError(f"--input-type must be int8 or uint8, got {opts.input_type!r}")
+    if opts.std == 0:
+        raise ConfigError("--std must not be 0")
+    if not 0 <= opts.max_accuracy_drop <= 1:
+        raise ConfigError(f"--max-accuracy-drop must be in 0..1, got {opts.max_accuracy_drop}")
+    if opts.max_samples < 1:
+        raise ConfigError(f"--max-samples must be at least 1, got {opts.max_samples}")
+    if opts.expires_days < 1:
+        raise ConfigError(f"--expires-days must be at least 1, got {opts.expires_days}")
+    if not opts.out.parent.is_dir():
+        raise ConfigError(f"output folder {opts.out.parent} does not exist")
+    if opts.sign_key is not None and not opts.sign_key.is_file():
+        raise ConfigError(f"signing key {opts.sign_key} does not exist")
+
+
+def _model_format(path: Path) -> str:
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise ModelError(f"{path} is a folder without saved_model.pb; expected a SavedModel folder")
+        return "saved_model"
+    if path.suffix.lower() in KERAS_SUFFIXES:
+        return "keras" if path.suffix.lower() == ".keras" else "h5"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if looks_like_tflite(head):
+        return "tflite"
+    raise ModelError(f"{path} is not a Keras .keras/.h5 file, a SavedModel folder or a .tflite model")
+
+
+def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, InputSpec, int]:
+    def calibrate(shape: Sequence[int]) -> List[np.ndarray]:
+        spec_holder.append(float_spec(shape, opts.mean, opts.std, opts.resize, opts.color))
+        return calibration_tensors(images, spec_holder[-1], max_samples=opts.max_samples, progress=opts.progress)
+
+    spec_holder: List[InputSpec] = []
+    if fmt == "tflite":
+        from converter.quantize_tflite import float_input_shape, quantize_float_tflite
+
+        float_model = opts.model.read_bytes()
+        tensors = calibrate(float_input_shape(float_model))
+        int8_model = quantize_float_tflite(float_model, tensors, io_type=opts.input_type)
+        return float_model, int8_model, spec_holder[-1], len(tensors)
+    with captured_output():  # TensorFlow's import-time notices
+        from converter import tf_backend  # TensorFlow is imported only here, only when needed
+
+    counted: List[int] = []
+
+    def counting(shape: Tuple[int, ...]) -> List[np.ndarray]:
+        tensors = calibrate(shape)
+        counted.append(len(tensors))
+        return tensors
+
+    converted = tf_backend.convert(opts.model, counting, io_type=opts.input_type)
+    return converted.float_model, converted.int8_model, spec_holder[-1], counted[-1]
+
+
+def _input_summary(runner: ModelRunner, spec: InputSpec) -> Dict[str, Any]:
+    norm = spec.normalization
+    return {
+        "shape": list(runner.input_shape), "dtype": runner.input_dtype, "scale": runner.input_scale,
+        "zero_point": runner.input_zero_point, "mean": norm.mean if norm else None,
+        "std": norm.std if norm else None, "resize": spec.resize, "color": spec.color,
+    }
+
+
+def _sign(out: Path, key: Path) -> None:
+    try:
+        from edge_runtime.trust import signing  # type: ignore[attr-defined]
+    except ImportError as exc:
+        out.unlink(missing_ok=True)
+        raise ConfigError("--sign-key: bundle signing is not available in this build; sign with edge-fleet sign") from exc
+    try:
+        signing.sign_bundle(out, key)
+    except EdgeError:
+        out.unlink(missing_ok=True)
+        raise

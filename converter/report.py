@@ -1,0 +1,54 @@
+"""The conversion report as text for people (``--json`` prints the dict itself)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    lines: List[str] = []
+    src = report.get("source", {})
+    lines.append(f"model      {src.get('path')} ({src.get('format')})")
+    size = report.get("size_bytes", {})
+    if size:
+        ratio = size.get("float", 0) / max(size.get("int8", 1), 1)
+        lines.append(f"size       float {_kb(size.get('float'))} -> int8 {_kb(size.get('int8'))} ({ratio:.1f}x smaller)")
+    inp = report.get("input", {})
+    lines.append(
+        f"input      {inp.get('shape')} {inp.get('dtype')} scale={inp.get('scale')} zero_point={inp.get('zero_point')} "
+        f"mean={inp.get('mean')} std={inp.get('std')} resize={inp.get('resize')}"
+    )
+    cal = report.get("calibration", {})
+    lines.append(f"calibrate  {cal.get('samples')} images from {cal.get('source')} ({cal.get('seconds')} s)")
+    val: Dict[str, Any] = report.get("validation", {})
+    lines.append(f"validate   {val.get('samples')} samples from {val.get('source')}")
+    if "float_top1" in val:
+        lines.append(
+            f"accuracy   float {val['float_top1']:.4f}  int8 {val['int8_top1']:.4f}  "
+            f"drop {val['accuracy_drop']:+.4f} (bound {report.get('max_accuracy_drop')})"
+        )
+    if "top1_agreement" in val:
+        lines.append(f"agreement  top-1 float vs int8 {val['top1_agreement']:.4f}")
+    for out in val.get("outputs", []):
+        snr = "identical" if out["snr_db"] is None else f"{out['snr_db']:.1f} dB"
+        lines.append(f"output     {out['name']}: max abs error {out['max_abs_error']:.4g}, SNR {snr}")
+    ops = report.get("ops", {})
+    lines.append("ops        " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())))
+    tpu = report.get("edgetpu")
+    if tpu:
+        lines.append(f"edge tpu   {tpu['ops_on_edgetpu']}/{tpu['ops_total']} ops can map to the Edge TPU")
+        for fb in tpu["cpu_fallback"]:
+            lines.append(f"  cpu      #{fb['position']} {fb['op']}: {'; '.join(fb['problems'])}")
+        comp = tpu.get("compiler", {})
+        if not comp.get("available"):
+            lines.append(f"  compiler {comp.get('log')}")
+        else:
+            lines.append(f"  compiler exit {comp.get('returncode')}; log:")
+            lines.extend("    " + line for line in str(comp.get("log", "")).splitlines())
+    if report.get("bundle"):
+        lines.append(f"bundle     {report['bundle']} (signed: {report.get('signed', False)})")
+    return "\n".join(lines)
+
+
+def _kb(value: Any) -> str:
+    return "?" if value is None else f"{value / 1024:.1f} KiB"
