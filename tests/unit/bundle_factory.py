@@ -70,7 +70,9 @@ def filled_manifest(**overrides: Any) -> Dict[str, Any]:
     return build_manifest(manifest(**overrides), files())
 
 
-def raw_tar(members: Iterable[Tuple[str, bytes]], *, extra: Iterable[tarfile.TarInfo] = ()) -> bytes:
+def raw_tar(
+    members: Iterable[Tuple[str, bytes]], *, extra: Iterable[tarfile.TarInfo] = ()
+) -> bytes:
     """A tar of regular files plus any hand-made headers (links, devices...), no checks."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -83,9 +85,32 @@ def raw_tar(members: Iterable[Tuple[str, bytes]], *, extra: Iterable[tarfile.Tar
     return buf.getvalue()
 
 
-def members_of(m: Mapping[str, Any], fs: Mapping[str, bytes], sigs: bytes = b'{"signatures":[]}') -> list:
+def members_of(
+    m: Mapping[str, Any], fs: Mapping[str, bytes], sigs: bytes = b'{"signatures":[]}'
+) -> list:  # type: ignore[type-arg]
+    """Members in the writer's order: manifest, files by name, signatures."""
     return [("manifest.json", canonical_bytes(m)), *sorted(fs.items()), ("signatures.json", sigs)]
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def real_clock_times(days: int = 30) -> Dict[str, str]:
+    """``created``/``expires`` around the real clock, for tests that run the commands."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    return {"created": format_utc(now - timedelta(hours=1)), "expires": format_utc(now + timedelta(days=days))}
+
+
+def snapshot(root: Path) -> Dict[str, Any]:
+    """Every path under ``root`` with its mode and contents, to prove nothing changed."""
+    out: Dict[str, Any] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            out[rel] = ("link", str(path.readlink()))
+        elif path.is_dir():
+            out[rel] = ("dir", path.stat().st_mode)
+        else:
+            out[rel] = ("file", path.stat().st_mode, path.read_bytes())
+    return out
