@@ -1,0 +1,180 @@
+"""The real console scripts: ``edge-fleet keygen|trust|sign|verify`` and ``edge-runtime verify``.
+
+Each runs as its own process, as an operator would run it: exit codes, one-line errors,
+the private key file's mode, and no private key material in any output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import bundle_factory as bf
+import pytest
+
+from edge_runtime.trust.keys import key_id, load_public_key, load_signing_key
+from edge_runtime.trust.signing import sign_bundle
+
+BIN = Path(sys.executable).parent
+OUTPUTS: List[str] = []  # every stdout/stderr, checked for private key material at the end
+KEY_FILES: List[Path] = []  # every private key the commands made
+
+
+def run(tool: str, *args: object, cwd: Path) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    done = subprocess.run(
+        [str(BIN / tool), *map(str, args)], capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    OUTPUTS.append(done.stdout + done.stderr)
+    KEY_FILES.extend(p for p in cwd.rglob("*.key") if p not in KEY_FILES)
+    return done
+
+
+def ok(done: subprocess.CompletedProcess) -> str:  # type: ignore[type-arg]
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr}"
+    assert done.stderr == ""
+    return done.stdout
+
+
+def one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> str:  # type: ignore[type-arg]
+    assert done.returncode == 1, f"expected exit 1, got {done.returncode}: {done.stdout} {done.stderr}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def private_material(path: Path) -> List[str]:
+    body = [line for line in path.read_text().splitlines() if not line.startswith("-----")]
+    assert body
+    return body
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keys A and B, a v1 trust file with A, and a bundle fresh by the real clock."""
+    root = tmp_path_factory.mktemp("fleet")
+    for name in ("a", "b"):
+        ok(run("edge-fleet", "keygen", "--out", "keys", "--name", name, cwd=root))
+    ok(run("edge-fleet", "trust", "init", "--out", "trust.json", "--key", "keys/a.pub", cwd=root))
+    bf.make_bundle(root / "digits.edgebundle", **bf.real_clock_times())
+    signed = bf.make_bundle(root / "signed.edgebundle", **bf.real_clock_times())
+    sign_bundle(signed, load_signing_key(root / "keys" / "a.key"))
+    return root
+
+
+def test_keygen_writes_0600_key_and_prints_its_id(tmp_path: Path) -> None:
+    out = ok(run("edge-fleet", "keygen", "--out", "k", cwd=tmp_path))
+    private, public = tmp_path / "k" / "signing.key", tmp_path / "k" / "signing.pub"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert f"key id:      {key_id(load_public_key(public))}" in out
+    for secret in private_material(private):
+        assert secret not in out
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
+    ok(run("edge-fleet", "keygen", "--out", "k", cwd=tmp_path))
+    before = (tmp_path / "k" / "signing.key").read_bytes()
+    one_line_error(run("edge-fleet", "keygen", "--out", "k", cwd=tmp_path), "exists already")
+    assert (tmp_path / "k" / "signing.key").read_bytes() == before
+
+
+def test_sign_and_verify_show_signers_and_contents(fleet: Path) -> None:
+    keyid_a = key_id(load_public_key(fleet / "keys" / "a.pub"))
+    out = ok(run("edge-fleet", "sign", "digits.edgebundle", "--key", "keys/a.key", cwd=fleet))
+    assert keyid_a in out and "1 signature(s) now" in out
+    one_line_error(run("edge-fleet", "sign", "digits.edgebundle", "--key", "keys/a.key", cwd=fleet), "already signed")
+
+    out = ok(run("edge-fleet", "verify", "digits.edgebundle", "--trust", "trust.json", cwd=fleet))
+    assert "bundle:     digits 1.2.0" in out
+    assert f"  {keyid_a}" in out
+    assert "compatible: rpi4, rpi5" in out
+    assert f"model.tflite  {len(bf.MODEL):>10} bytes" in out and "labels.txt" in out
+    assert "expires:" in out
+
+    info = json.loads(ok(run("edge-fleet", "verify", "digits.edgebundle", "--trust", "trust.json", "--json", cwd=fleet)))
+    assert info["signed_by"] == [keyid_a] and info["files"]["model.tflite"]["size"] == len(bf.MODEL)
+
+
+def test_verify_refuses_unsigned_and_tampered_bundles(fleet: Path, tmp_path: Path) -> None:
+    unsigned = bf.make_bundle(tmp_path / "unsigned.edgebundle", **bf.real_clock_times())
+    one_line_error(run("edge-fleet", "verify", unsigned, "--trust", fleet / "trust.json", cwd=fleet),
+                   "bundle signatures refused", "0 valid")
+    signed = tmp_path / "tampered.edgebundle"
+    data = (fleet / "signed.edgebundle").read_bytes()
+    at = data.index(bf.MODEL) + 10
+    signed.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])
+    one_line_error(run("edge-fleet", "verify", signed, "--trust", fleet / "trust.json", cwd=fleet), "sha256", "altered")
+
+
+def test_trust_rotation_commands(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        ok(run("edge-fleet", "keygen", "--out", "keys", "--name", name, cwd=tmp_path))
+    ok(run("edge-fleet", "trust", "init", "--out", "trust.json", "--key", "keys/a.pub", cwd=tmp_path))
+    one_line_error(run("edge-fleet", "trust", "init", "--out", "trust.json", "--key", "keys/b.pub", cwd=tmp_path),
+                   "exists already")
+    v1 = (tmp_path / "trust.json").read_bytes()
+    # Signed by an outsider only: refused, file unchanged.
+    one_line_error(
+        run("edge-fleet", "trust", "add-key", "trust.json", "--key", "keys/b.pub", "--sign-key", "keys/c.key", cwd=tmp_path),
+        "keys of installed v1",
+    )
+    assert (tmp_path / "trust.json").read_bytes() == v1
+    ok(run("edge-fleet", "trust", "add-key", "trust.json", "--key", "keys/b.pub", "--sign-key", "keys/a.key", cwd=tmp_path))
+    keyid_a = key_id(load_public_key(tmp_path / "keys" / "a.pub"))
+    ok(run("edge-fleet", "trust", "remove-key", "trust.json", "--key", keyid_a[:12], "--sign-key", "keys/b.key",
+           cwd=tmp_path))
+    info = json.loads(ok(run("edge-fleet", "trust", "show", "trust.json", "--json", cwd=tmp_path)))
+    keyid_b = key_id(load_public_key(tmp_path / "keys" / "b.pub"))
+    assert info["version"] == 3 and info["keys"] == [keyid_b] and info["self_signed_by"] == [keyid_b]
+    one_line_error(
+        run("edge-fleet", "trust", "remove-key", "trust.json", "--key", "keys/b.pub", "--sign-key", "keys/b.key",
+            cwd=tmp_path),
+        "no keys",
+    )
+
+
+def test_private_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    ok(run("edge-fleet", "keygen", "--out", "k", cwd=tmp_path))
+    (tmp_path / "k" / "signing.key").chmod(0o644)
+    bundle = bf.make_bundle(tmp_path / "b.edgebundle", **bf.real_clock_times())
+    before = bundle.read_bytes()
+    one_line_error(run("edge-fleet", "sign", bundle, "--key", "k/signing.key", cwd=tmp_path), "chmod 600")
+    assert bundle.read_bytes() == before
+
+
+def test_edge_runtime_verify(fleet: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "d.edgebundle"
+    bundle.write_bytes((fleet / "signed.edgebundle").read_bytes())
+    out = ok(run("edge-runtime", "verify", bundle, "--trust", fleet / "trust.json", "--device-class", "rpi4",
+                 cwd=tmp_path))
+    assert "nothing was installed" in out and "digits 1.2.0" in out
+    one_line_error(
+        run("edge-runtime", "verify", bundle, "--trust", fleet / "trust.json", "--device-class", "rpi3", cwd=tmp_path),
+        "not for this device class 'rpi3'",
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "versions_seen.json").write_text('{"highest_seen":{"digits":"1.2.0"}}\n')
+    one_line_error(
+        run("edge-runtime", "verify", bundle, "--trust", fleet / "trust.json", "--state-dir", state, cwd=tmp_path),
+        "same version",
+    )
+    assert (state / "versions_seen.json").read_text() == '{"highest_seen":{"digits":"1.2.0"}}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.edgebundle", "state"]
+    one_line_error(run("edge-runtime", "verify", bundle, "--trust", tmp_path / "none.json", cwd=tmp_path),
+                   "trust file not found")
+
+
+def test_no_private_key_material_in_any_output(fleet: Path) -> None:
+    secrets = [s for path in KEY_FILES for s in private_material(path)]
+    assert OUTPUTS and len(KEY_FILES) >= 2, "runs after the other tests in this module"
+    for output in OUTPUTS:
+        for secret in secrets:
+            assert secret not in output
