@@ -80,28 +80,35 @@ def list_images(folder: Path, *, what: str = "calibration") -> ImageSet:
 
 def calibration_tensors(
     images: ImageSet, spec: InputSpec, *, max_samples: int, progress: Optional[TextIO] = None
-) -> List[np.ndarray]:
+) -> Tuple[List[np.ndarray], List[Path]]:
     """Preprocess up to ``max_samples`` images (spread evenly over the set) to float
-    tensors. Undecodable files are skipped with a warning.
+    tensors; returns them and the files they came from. Undecodable files are skipped
+    with a warning.
 
     Raises:
         InputError: not a single file could be decoded.
     """
     chosen = _spread(list(images.paths), max_samples)
     tensors: List[np.ndarray] = []
+    used: List[Path] = []
+    failed: List[Tuple[Path, Exception]] = []
     bar = ProgressBar("calibration", len(chosen), progress)
     for path in chosen:
         try:
             tensor, _ = preprocess(path.read_bytes(), spec)
         except (InputError, OSError) as exc:
-            log.warning("skipping %s: %s", path, exc)
+            failed.append((path, exc))
         else:
             tensors.append(tensor.astype(np.float32))
+            used.append(path)
         bar.step()
     bar.done()
     if not tensors:
-        raise InputError(f"none of the {len(chosen)} calibration images could be decoded")
-    return tensors
+        path, exc = failed[0]
+        raise InputError(f"none of the {len(chosen)} calibration images could be decoded ({path.name}: {exc})")
+    for path, exc in failed:
+        log.warning("skipping %s: %s", path, exc)
+    return tensors, used
 
 
 def array_to_tensor(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:

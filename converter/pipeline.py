@@ -65,11 +65,12 @@ def run(opts: Options) -> Dict[str, Any]:
         EdgeError: any bad input or a failed gate; no bundle is left behind then.
     """
     _check_options(opts)
+    signing_key = _load_key(opts.sign_key) if opts.sign_key is not None else None
     labels = read_labels_file(opts.labels) if opts.labels else None
     images = list_images(opts.calibration)
     fmt = _model_format(opts.model)
     started = time.monotonic()
-    float_model, int8_model, spec, n_calib = _quantize(opts, fmt, images)
+    float_model, int8_model, spec, used = _quantize(opts, fmt, images)
     calib_seconds = round(time.monotonic() - started, 2)
 
     float_runner, int8_runner = ModelRunner(float_model), ModelRunner(int8_model)
@@ -80,7 +81,7 @@ def run(opts: Options) -> Dict[str, Any]:
     dataset = (
         load_validation(opts.validation, labels)
         if opts.validation
-        else ValidationSet(images.paths, None, f"{opts.calibration} (calibration images, no labels)")
+        else ValidationSet(tuple(used), None, f"{opts.calibration} (calibration images, no labels)")
     )
     metrics = evaluate(float_runner, int8_runner, dataset, spec, classification=kind == "classification",
                        progress=opts.progress)
@@ -91,7 +92,7 @@ def run(opts: Options) -> Dict[str, Any]:
         "converter": "tensorflow" if fmt != "tflite" else "ai-edge-quantizer",
         "size_bytes": {"float": len(float_model), "int8": len(int8_model)},
         "input": _input_summary(int8_runner, spec),
-        "calibration": {"samples": n_calib, "source": str(opts.calibration), "seconds": calib_seconds},
+        "calibration": {"samples": len(used), "source": str(opts.calibration), "seconds": calib_seconds},
         "validation": metrics,
         "max_accuracy_drop": opts.max_accuracy_drop,
         "ops": read_model(int8_model).op_counts,
@@ -131,8 +132,8 @@ def run(opts: Options) -> Dict[str, Any]:
         raise BundleError(f"cannot write the bundle {opts.out}: {exc}") from exc
     report["bundle"] = str(opts.out)
     report["signed"] = False
-    if opts.sign_key is not None:
-        _sign(opts.out, opts.sign_key)
+    if signing_key is not None:
+        _sign(opts.out, signing_key)
         report["signed"] = True
     return report
 
@@ -176,31 +177,30 @@ def _model_format(path: Path) -> str:
     raise ModelError(f"{path} is not a Keras .keras/.h5 file, a SavedModel folder or a .tflite model")
 
 
-def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, InputSpec, int]:
-    def calibrate(shape: Sequence[int]) -> List[np.ndarray]:
-        spec_holder.append(float_spec(shape, opts.mean, opts.std, opts.resize, opts.color))
-        return calibration_tensors(images, spec_holder[-1], max_samples=opts.max_samples, progress=opts.progress)
+def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, InputSpec, List[Path]]:
+    """Float and int8 models, the float input spec used, and the calibration files used."""
+    specs: List[InputSpec] = []
+    used: List[Path] = []
 
-    spec_holder: List[InputSpec] = []
+    def calibrate(shape: Sequence[int]) -> List[np.ndarray]:
+        specs.append(float_spec(shape, opts.mean, opts.std, opts.resize, opts.color))
+        tensors, files = calibration_tensors(images, specs[-1], max_samples=opts.max_samples,
+                                             progress=opts.progress)
+        used[:] = files
+        return tensors
+
     if fmt == "tflite":
         from converter.quantize_tflite import float_input_shape, quantize_float_tflite
 
         float_model = opts.model.read_bytes()
         tensors = calibrate(float_input_shape(float_model))
         int8_model = quantize_float_tflite(float_model, tensors, io_type=opts.input_type)
-        return float_model, int8_model, spec_holder[-1], len(tensors)
+        return float_model, int8_model, specs[-1], used
     with captured_output():  # TensorFlow's import-time notices
         from converter import tf_backend  # TensorFlow is imported only here, only when needed
 
-    counted: List[int] = []
-
-    def counting(shape: Tuple[int, ...]) -> List[np.ndarray]:
-        tensors = calibrate(shape)
-        counted.append(len(tensors))
-        return tensors
-
-    converted = tf_backend.convert(opts.model, counting, io_type=opts.input_type)
-    return converted.float_model, converted.int8_model, spec_holder[-1], counted[-1]
+    converted = tf_backend.convert(opts.model, calibrate, io_type=opts.input_type)
+    return converted.float_model, converted.int8_model, specs[-1], used
 
 
 def _input_summary(runner: ModelRunner, spec: InputSpec) -> Dict[str, Any]:
@@ -212,14 +212,18 @@ def _input_summary(runner: ModelRunner, spec: InputSpec) -> Dict[str, Any]:
     }
 
 
-def _sign(out: Path, key: Path) -> None:
+def _load_key(path: Path) -> Any:
+    from edge_runtime.trust.keys import load_signing_key
+
+    return load_signing_key(path)
+
+
+def _sign(out: Path, key: Any) -> None:
+    """Sign the written bundle; on failure remove it (no unsigned bundle is left)."""
+    from edge_runtime.trust.signing import sign_bundle
+
     try:
-        from edge_runtime.trust import signing  # type: ignore[attr-defined]
-    except ImportError as exc:
-        out.unlink(missing_ok=True)
-        raise ConfigError("--sign-key: bundle signing is not available in this build; sign with edge-fleet sign") from exc
-    try:
-        signing.sign_bundle(out, key)
+        sign_bundle(out, key)
     except EdgeError:
         out.unlink(missing_ok=True)
         raise
