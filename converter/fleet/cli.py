@@ -8,14 +8,14 @@ write ``converter/fleet/<name>.py`` and add its name to ``COMMANDS``.
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from edge_runtime.cli.main import build_parser, run_cli
 
 COMMANDS = ("keygen", "trust", "sign", "verify")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(
         "edge-fleet",
         "Keys, trust files and signed model bundles for a fleet of edge devices.",

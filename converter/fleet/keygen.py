@@ -27,7 +27,15 @@ def run(args: argparse.Namespace) -> int:
     key = generate_signing_key()
     private_path, public_path = write_key_pair(args.out, args.name, key)
     if args.json:
-        print(json.dumps({"keyid": key.keyid, "private_key": str(private_path), "public_key": str(public_path)}))
+        print(
+            json.dumps(
+                {
+                    "keyid": key.keyid,
+                    "private_key": str(private_path),
+                    "public_key": str(public_path),
+                }
+            )
+        )
         return 0
     print(f"key id:      {key.keyid}")
     print(f"private key: {private_path} (mode 0600; keep it secret, never copy it to devices)")

@@ -12,7 +12,9 @@ from edge_runtime.trust.signing import sign_bundle
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sign", help="sign a bundle's manifest with a private key")
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
-    p.add_argument("--key", type=Path, required=True, help="private key file from edge-fleet keygen")
+    p.add_argument(
+        "--key", type=Path, required=True, help="private key file from edge-fleet keygen"
+    )
     p.set_defaults(handler=run)
 
 

@@ -15,14 +15,20 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from edge_runtime.bundle.manifest import format_utc, parse_utc
 from edge_runtime.cli.common import positive_int
 from edge_runtime.errors import BundleError, ConfigError
 from edge_runtime.trust.keys import key_id, load_public_key, load_signing_key, short_id
 from edge_runtime.trust.tally import tally
-from edge_runtime.trust.trustfile import TrustFile, load_trust, make_trust, save_trust, sign_trust, verify_trust_update
+from edge_runtime.trust.trustfile import (
+    TrustFile,
+    load_trust,
+    make_trust,
+    save_trust,
+    sign_trust,
+    verify_trust_update,
+)
 
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -32,22 +38,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tsub = p.add_subparsers(dest="trust_command", metavar="ACTION", required=True)
 
     init = tsub.add_parser("init", help="make a version 1 trust file")
-    init.add_argument("--out", type=Path, required=True, help="trust file to write (must not exist)")
-    init.add_argument("--key", type=Path, action="append", required=True, help="public key file (repeat)")
-    init.add_argument("--threshold", type=positive_int, default=1, help="signatures a bundle needs (default 1)")
+    init.add_argument(
+        "--out", type=Path, required=True, help="trust file to write (must not exist)"
+    )
+    init.add_argument(
+        "--key", type=Path, action="append", required=True, help="public key file (repeat)"
+    )
+    init.add_argument(
+        "--threshold", type=positive_int, default=1, help="signatures a bundle needs (default 1)"
+    )
     _expiry_arguments(init)
-    init.add_argument("--sign-key", type=Path, action="append", default=[], help="private key to sign it with")
+    init.add_argument(
+        "--sign-key", type=Path, action="append", default=[], help="private key to sign it with"
+    )
     init.set_defaults(handler=run_init)
 
     add = tsub.add_parser("add-key", help="write version N+1 with more keys")
     add.add_argument("trust", type=Path, metavar="TRUST")
-    add.add_argument("--key", type=Path, action="append", required=True, help="public key file to add (repeat)")
+    add.add_argument(
+        "--key", type=Path, action="append", required=True, help="public key file to add (repeat)"
+    )
     _update_arguments(add)
     add.set_defaults(handler=run_add)
 
     rm = tsub.add_parser("remove-key", help="write version N+1 without some keys")
     rm.add_argument("trust", type=Path, metavar="TRUST")
-    rm.add_argument("--key", action="append", required=True, help="public key file or key id to remove (repeat)")
+    rm.add_argument(
+        "--key", action="append", required=True, help="public key file or key id to remove (repeat)"
+    )
     _update_arguments(rm)
     rm.set_defaults(handler=run_remove)
 
@@ -59,19 +77,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _expiry_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--expires", default=None, help="UTC time like 2027-01-01T00:00:00Z (default: none)")
-    group.add_argument("--expires-days", type=positive_int, default=None, help="expire this many days from now")
+    group.add_argument(
+        "--expires", default=None, help="UTC time like 2027-01-01T00:00:00Z (default: none)"
+    )
+    group.add_argument(
+        "--expires-days", type=positive_int, default=None, help="expire this many days from now"
+    )
 
 
 def _update_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sign-key", type=Path, action="append", required=True,
-                   help="private key to sign the new version with (repeat; current and new keys)")
-    p.add_argument("--threshold", type=positive_int, default=None, help="new threshold (default: unchanged)")
+    p.add_argument(
+        "--sign-key",
+        type=Path,
+        action="append",
+        required=True,
+        help="private key to sign the new version with (repeat; current and new keys)",
+    )
+    p.add_argument(
+        "--threshold", type=positive_int, default=None, help="new threshold (default: unchanged)"
+    )
     _expiry_arguments(p)
     p.add_argument("--out", type=Path, default=None, help="write here instead of replacing TRUST")
 
 
-def _expiry(args: argparse.Namespace, current: Optional[TrustFile] = None) -> Optional[datetime]:
+def _expiry(args: argparse.Namespace, current: TrustFile | None = None) -> datetime | None:
     if args.expires is not None:
         try:
             return parse_utc(args.expires, "--expires")
@@ -85,13 +114,18 @@ def _expiry(args: argparse.Namespace, current: Optional[TrustFile] = None) -> Op
 def _threshold(args: argparse.Namespace, default: int, nkeys: int) -> int:
     threshold = args.threshold if args.threshold is not None else min(default, nkeys)
     if threshold > nkeys:
-        raise ConfigError(f"--threshold {threshold} is more than the {nkeys} key(s) in the trust file")
+        raise ConfigError(
+            f"--threshold {threshold} is more than the {nkeys} key(s) in the trust file"
+        )
     return threshold
 
 
 def run_init(args: argparse.Namespace) -> int:
     if args.out.exists():
-        raise ConfigError(f"{args.out} exists already; refusing to replace a root of trust (use add-key/remove-key)")
+        raise ConfigError(
+            f"{args.out} exists already; refusing to replace a root of trust "
+            "(use add-key/remove-key)"
+        )
     keys = [load_public_key(p) for p in args.key]
     trust = make_trust(keys, _threshold(args, args.threshold, len(set(keys))), 1, _expiry(args))
     trust = sign_trust(trust, [load_signing_key(p) for p in args.sign_key])
@@ -102,16 +136,22 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_update(args: argparse.Namespace, current: TrustFile, keys: Dict[str, bytes]) -> int:
+def _write_update(args: argparse.Namespace, current: TrustFile, keys: dict[str, bytes]) -> int:
     if not keys:
         raise ConfigError("that would leave the trust file with no keys; refused")
-    new = make_trust(keys.values(), _threshold(args, current.threshold, len(keys)), current.version + 1,
-                     _expiry(args, current))
+    new = make_trust(
+        keys.values(),
+        _threshold(args, current.threshold, len(keys)),
+        current.version + 1,
+        _expiry(args, current),
+    )
     new = sign_trust(new, [load_signing_key(p) for p in args.sign_key])
     verify_trust_update(current, new, now=datetime.now(timezone.utc))
     out = args.out or args.trust
     save_trust(out, new)
-    print(f"wrote {out}: trust file v{new.version}, threshold {new.threshold}, {len(new.keys)} key(s)")
+    print(
+        f"wrote {out}: trust file v{new.version}, threshold {new.threshold}, {len(new.keys)} key(s)"
+    )
     for keyid in new.keys:
         print(f"  {keyid}")
     return 0
@@ -130,7 +170,9 @@ def _resolve(spec: str, current: TrustFile) -> str:
     if _HEX.match(spec) and not Path(spec).exists():
         matches = [k for k in current.keys if k.startswith(spec)]
         if len(matches) != 1:
-            raise ConfigError(f"key id {spec!r} matches {len(matches)} keys in the trust file; give more digits")
+            raise ConfigError(
+                f"key id {spec!r} matches {len(matches)} keys in the trust file; give more digits"
+            )
         return matches[0]
     raw = load_public_key(spec)
     for keyid, public in current.keys.items():
@@ -161,11 +203,17 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    print(f"{args.trust}: trust file v{trust.version}, threshold {trust.threshold}, expires {info['expires'] or 'never'}")
+    print(
+        f"{args.trust}: trust file v{trust.version}, threshold {trust.threshold}, "
+        f"expires {info['expires'] or 'never'}"
+    )
     for keyid in trust.keys:
         mark = "signed" if keyid in result.valid else "-"
         print(f"  {keyid}  {mark}")
-    others: List[str] = info["other_signatures"]  # type: ignore[assignment]
+    others: list[str] = info["other_signatures"]  # type: ignore[assignment]
     if others:
-        print(f"  also signed by {len(others)} key(s) not in this version: {', '.join(map(short_id, others))}")
+        print(
+            f"  also signed by {len(others)} key(s) not in this version: "
+            f"{', '.join(map(short_id, others))}"
+        )
     return 0

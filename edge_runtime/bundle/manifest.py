@@ -33,9 +33,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any
 
 from edge_runtime.bundle.semver import SemVer
 from edge_runtime.errors import BundleError
@@ -59,8 +60,21 @@ OUTPUT_KINDS = ("classification", "detection", "raw")
 DETECTION_ROLES = ("boxes", "classes", "scores", "count")
 
 _TOP_KEYS = frozenset(
-    {"schema", "name", "version", "created", "expires", "compatible", "files", "model",
-     "labels", "golden", "input", "outputs", "metrics"}
+    {
+        "schema",
+        "name",
+        "version",
+        "created",
+        "expires",
+        "compatible",
+        "files",
+        "model",
+        "labels",
+        "golden",
+        "input",
+        "outputs",
+        "metrics",
+    }
 )
 _INPUT_KEYS = frozenset({"shape", "dtype", "scale", "zero_point", "mean", "std", "resize", "color"})
 _OUTPUTS_KEYS = frozenset({"kind", "tensors"})
@@ -79,14 +93,16 @@ def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
             manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
     except ValueError as exc:
-        raise BundleError(f"manifest holds a number JSON cannot carry (NaN or infinity): {exc}") from exc
+        raise BundleError(
+            f"manifest holds a number JSON cannot carry (NaN or infinity): {exc}"
+        ) from exc
     except TypeError as exc:
         raise BundleError(f"manifest holds a value JSON cannot carry: {exc}") from exc
     return text.encode("utf-8")
 
 
-def _no_duplicates(pairs: Any) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def _no_duplicates(pairs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
             raise BundleError(f"JSON object has the key {key!r} twice")
@@ -113,7 +129,7 @@ def loads_strict(data: bytes, what: str) -> Any:
         raise BundleError(f"{what} is not valid JSON: {exc}") from exc
 
 
-def parse_manifest_bytes(data: bytes) -> Tuple[Dict[str, Any], Manifest]:
+def parse_manifest_bytes(data: bytes) -> tuple[dict[str, Any], Manifest]:
     """Parse ``manifest.json`` bytes, which must be in canonical form.
 
     Raises:
@@ -167,12 +183,12 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class InputDesc:
-    shape: Tuple[int, int, int, int]
+    shape: tuple[int, int, int, int]
     dtype: str
     scale: float
     zero_point: int
-    mean: Optional[float]
-    std: Optional[float]
+    mean: float | None
+    std: float | None
     resize: str
     color: str
 
@@ -180,8 +196,8 @@ class InputDesc:
 @dataclass(frozen=True)
 class OutputTensor:
     name: str
-    role: Optional[str]
-    shape: Tuple[int, ...]
+    role: str | None
+    shape: tuple[int, ...]
     dtype: str
     scale: float
     zero_point: int
@@ -190,7 +206,7 @@ class OutputTensor:
 @dataclass(frozen=True)
 class OutputsDesc:
     kind: str
-    tensors: Tuple[OutputTensor, ...]
+    tensors: tuple[OutputTensor, ...]
 
 
 @dataclass(frozen=True)
@@ -202,11 +218,11 @@ class Manifest:
     version: SemVer
     created: datetime
     expires: datetime
-    compatible: Tuple[str, ...]
+    compatible: tuple[str, ...]
     files: Mapping[str, FileEntry] = field(hash=False)
     model: str
-    labels: Optional[str]
-    golden: Optional[str]
+    labels: str | None
+    golden: str | None
     input: InputDesc
     outputs: OutputsDesc
     metrics: Mapping[str, Any] = field(hash=False, compare=False)
@@ -228,14 +244,16 @@ def _keys(obj: Any, allowed: frozenset, where: str) -> Mapping[str, Any]:  # typ
         raise BundleError(f"manifest field {where} must be an object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - allowed)
     if unknown:
-        raise BundleError(f"manifest field {where} has unknown keys: {', '.join(map(repr, unknown))}")
+        raise BundleError(
+            f"manifest field {where} has unknown keys: {', '.join(map(repr, unknown))}"
+        )
     missing = sorted(allowed - set(obj))
     if missing:
         raise BundleError(f"manifest field {where} lacks the keys: {', '.join(missing)}")
     return obj
 
 
-def _int(value: Any, where: str, *, low: Optional[int] = None, high: Optional[int] = None) -> int:
+def _int(value: Any, where: str, *, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BundleError(f"manifest field {where} must be a whole number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
@@ -243,7 +261,7 @@ def _int(value: Any, where: str, *, low: Optional[int] = None, high: Optional[in
     return value
 
 
-def _float(value: Any, where: str, *, low: Optional[float] = None) -> float:
+def _float(value: Any, where: str, *, low: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BundleError(f"manifest field {where} must be a finite number, got {value!r}")
     if low is not None and value < low:
@@ -251,26 +269,30 @@ def _float(value: Any, where: str, *, low: Optional[float] = None) -> float:
     return float(value)
 
 
-def _opt_float(value: Any, where: str) -> Optional[float]:
+def _opt_float(value: Any, where: str) -> float | None:
     return None if value is None else _float(value, where)
 
 
-def _str(value: Any, where: str, pattern: Optional[re.Pattern] = None) -> str:  # type: ignore[type-arg]
+def _str(value: Any, where: str, pattern: re.Pattern | None = None) -> str:  # type: ignore[type-arg]
     if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
         hint = f" matching {pattern.pattern}" if pattern is not None else ""
         raise BundleError(f"manifest field {where} must be a string{hint}, got {value!r}")
     return value
 
 
-def _choice(value: Any, where: str, choices: Tuple[str, ...]) -> str:
+def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise BundleError(f"manifest field {where} must be one of {', '.join(choices)}, got {value!r}")
+        raise BundleError(
+            f"manifest field {where} must be one of {', '.join(choices)}, got {value!r}"
+        )
     return str(value)
 
 
-def _shape(value: Any, where: str) -> Tuple[int, ...]:
+def _shape(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
-        raise BundleError(f"manifest field {where} must be a non-empty list of sizes, got {value!r}")
+        raise BundleError(
+            f"manifest field {where} must be a non-empty list of sizes, got {value!r}"
+        )
     return tuple(_int(v, f"{where}[{i}]", low=-1, high=1 << 24) for i, v in enumerate(value))
 
 
@@ -282,15 +304,18 @@ def check_file_name(name: Any, where: str) -> str:
     """
     if not isinstance(name, str) or not FILE_NAME_RE.match(name) or name in RESERVED_NAMES:
         raise BundleError(
-            f"{where}: file name {name!r} is not allowed (flat names of letters, digits, '.', '_', '-'; "
+            f"{where}: file name {name!r} is not allowed "
+            "(flat names of letters, digits, '.', '_', '-'; "
             "no folders, no '..', not manifest.json or signatures.json)"
         )
     return name
 
 
-def _files(value: Any) -> Dict[str, FileEntry]:
+def _files(value: Any) -> dict[str, FileEntry]:
     if not isinstance(value, dict) or not value:
-        raise BundleError("manifest field files must be a non-empty object of name -> {sha256, size}")
+        raise BundleError(
+            "manifest field files must be a non-empty object of name -> {sha256, size}"
+        )
     out = {}
     for name, entry in value.items():
         check_file_name(name, "manifest field files")
@@ -300,7 +325,9 @@ def _files(value: Any) -> Dict[str, FileEntry]:
     return out
 
 
-def _member_ref(value: Any, where: str, files: Mapping[str, FileEntry], *, optional: bool) -> Optional[str]:
+def _member_ref(
+    value: Any, where: str, files: Mapping[str, FileEntry], *, optional: bool
+) -> str | None:
     if value is None and optional:
         return None
     name = _str(value, where)
@@ -313,7 +340,9 @@ def _input(value: Any) -> InputDesc:
     v = _keys(value, _INPUT_KEYS, "input")
     shape = _shape(v["shape"], "input.shape")
     if len(shape) != 4 or shape[0] != 1 or min(shape) < 1 or shape[3] not in (1, 3, 4):
-        raise BundleError(f"manifest field input.shape must be [1, H, W, C] with C 1, 3 or 4, got {list(shape)}")
+        raise BundleError(
+            f"manifest field input.shape must be [1, H, W, C] with C 1, 3 or 4, got {list(shape)}"
+        )
     std = _opt_float(v["std"], "input.std")
     if std is not None and std <= 0:
         raise BundleError(f"manifest field input.std must be above 0, got {std}")
@@ -351,7 +380,9 @@ def _outputs(value: Any) -> OutputsDesc:
                 shape=_shape(t["shape"], f"{where}.shape"),
                 dtype=_choice(t["dtype"], f"{where}.dtype", TENSOR_DTYPES),
                 scale=_float(t["scale"], f"{where}.scale", low=0.0),
-                zero_point=_int(t["zero_point"], f"{where}.zero_point", low=-(1 << 31), high=(1 << 31) - 1),
+                zero_point=_int(
+                    t["zero_point"], f"{where}.zero_point", low=-(1 << 31), high=(1 << 31) - 1
+                ),
             )
         )
     roles = [t.role for t in parsed if t.role is not None]
@@ -360,9 +391,11 @@ def _outputs(value: Any) -> OutputsDesc:
     return OutputsDesc(kind, tuple(parsed))
 
 
-def _compatible(value: Any) -> Tuple[str, ...]:
+def _compatible(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise BundleError('manifest field compatible must be a non-empty list of device classes or ["*"]')
+        raise BundleError(
+            'manifest field compatible must be a non-empty list of device classes or ["*"]'
+        )
     out = []
     for i, item in enumerate(value):
         if item != "*":
@@ -380,13 +413,18 @@ def parse_manifest(obj: Any) -> Manifest:
     top = _keys(obj, _TOP_KEYS, "(top level)")
     schema = _int(top["schema"], "schema")
     if schema != SCHEMA_VERSION:
-        raise BundleError(f"manifest schema {schema} is not supported (this runtime reads schema {SCHEMA_VERSION})")
+        raise BundleError(
+            f"manifest schema {schema} is not supported "
+            f"(this runtime reads schema {SCHEMA_VERSION})"
+        )
     name = _str(top["name"], "name", NAME_RE)
     version = SemVer.parse(_str(top["version"], "version"))
     created = parse_utc(top["created"], "manifest field created")
     expires = parse_utc(top["expires"], "manifest field expires")
     if expires <= created:
-        raise BundleError(f"manifest field expires ({top['expires']}) must be after created ({top['created']})")
+        raise BundleError(
+            f"manifest field expires ({top['expires']}) must be after created ({top['created']})"
+        )
     files = _files(top["files"])
     metrics = top["metrics"]
     if not isinstance(metrics, dict):

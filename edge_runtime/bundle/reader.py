@@ -18,15 +18,21 @@ import contextlib
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, Mapping, Optional, Tuple, Union
+from typing import Any, BinaryIO, Union
 
 from edge_runtime.bundle.atomic import fsync_dir
-from edge_runtime.bundle.manifest import MANIFEST_NAME, SIGNATURES_NAME, Manifest, parse_manifest_bytes
+from edge_runtime.bundle.manifest import (
+    MANIFEST_NAME,
+    SIGNATURES_NAME,
+    Manifest,
+    parse_manifest_bytes,
+)
 from edge_runtime.bundle.signatures import Signature, parse_signatures_file
 from edge_runtime.bundle.sinks import DirSink, MemorySink, NullSink, Sink
-from edge_runtime.bundle.tarstream import ZERO_BLOCK, BLOCK, CappedStream, padding, parse_header
+from edge_runtime.bundle.tarstream import BLOCK, ZERO_BLOCK, CappedStream, padding, parse_header
 from edge_runtime.errors import BundleError, IntegrityError, SizeLimitError
 
 Source = Union[str, "os.PathLike[str]", BinaryIO]
@@ -43,6 +49,9 @@ class BundleLimits:
     max_signatures_bytes: int = 64 * 1024
 
 
+DEFAULT_LIMITS = BundleLimits()
+
+
 @dataclass(frozen=True)
 class BundleMeta:
     """What every read gives: the manifest (bytes, dict, parsed) and the signatures."""
@@ -50,7 +59,7 @@ class BundleMeta:
     manifest_bytes: bytes
     manifest_dict: Mapping[str, Any] = field(repr=False)
     manifest: Manifest
-    signatures: Tuple[Signature, ...]
+    signatures: tuple[Signature, ...]
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class StagedBundle(BundleMeta):
         return self.folder / name
 
     @property
-    def files(self) -> Dict[str, Path]:
+    def files(self) -> dict[str, Path]:
         return {name: self.folder / name for name in self.manifest.files}
 
 
@@ -82,12 +91,12 @@ def _opened(source: Source) -> Iterator[BinaryIO]:
         yield source
         return
     try:
-        handle = open(source, "rb")
+        fd = os.open(source, os.O_RDONLY)
     except FileNotFoundError as exc:
         raise BundleError(f"bundle file not found: {source}") from exc
     except OSError as exc:
         raise BundleError(f"cannot open bundle {source}: {exc}") from exc
-    with handle:
+    with os.fdopen(fd, "rb") as handle:
         yield handle
 
 
@@ -102,10 +111,13 @@ def _check_declared(manifest: Manifest, limits: BundleLimits) -> None:
         total += entry.size
     if total > limits.max_total_bytes:
         raise SizeLimitError(
-            f"manifest declares {total} bytes of files; the bundle cap is {limits.max_total_bytes}; refused"
+            f"manifest declares {total} bytes of files; "
+            f"the bundle cap is {limits.max_total_bytes}; refused"
         )
     if len(manifest.files) + 2 > limits.max_members:
-        raise SizeLimitError(f"manifest names {len(manifest.files)} files; at most {limits.max_members - 2} allowed")
+        raise SizeLimitError(
+            f"manifest names {len(manifest.files)} files; at most {limits.max_members - 2} allowed"
+        )
 
 
 def _read_small(stream: CappedStream, name: str, size: int, cap: int) -> bytes:
@@ -116,14 +128,22 @@ def _read_small(stream: CappedStream, name: str, size: int, cap: int) -> bytes:
     return data
 
 
-def _copy_file(stream: CappedStream, name: str, size: int, manifest: Manifest, limits: BundleLimits, sink: Sink) -> None:
+def _copy_file(
+    stream: CappedStream, name: str, size: int, manifest: Manifest, limits: BundleLimits, sink: Sink
+) -> None:
     entry = manifest.files.get(name)
     if entry is None:
-        raise BundleError(f"bundle holds {name!r}, which the manifest does not name (mix-and-match); refused")
+        raise BundleError(
+            f"bundle holds {name!r}, which the manifest does not name (mix-and-match); refused"
+        )
     if size > limits.max_member_bytes:
-        raise SizeLimitError(f"{name} is {size} bytes; the cap per file is {limits.max_member_bytes}; refused")
+        raise SizeLimitError(
+            f"{name} is {size} bytes; the cap per file is {limits.max_member_bytes}; refused"
+        )
     if size != entry.size:
-        raise IntegrityError(f"{name} is {size} bytes in the tar; the manifest says {entry.size}; refused")
+        raise IntegrityError(
+            f"{name} is {size} bytes in the tar; the manifest says {entry.size}; refused"
+        )
     digest = hashlib.sha256()
     sink.begin(name)
     for chunk in stream.iter_exact(size, name):
@@ -138,11 +158,13 @@ def _copy_file(stream: CappedStream, name: str, size: int, manifest: Manifest, l
     stream.read_exact(padding(size), f"padding of {name}")
 
 
-def _read(raw: BinaryIO, limits: BundleLimits, sink: Sink, expected_manifest: Optional[bytes]) -> BundleMeta:
+def _read(
+    raw: BinaryIO, limits: BundleLimits, sink: Sink, expected_manifest: bytes | None
+) -> BundleMeta:
     stream = CappedStream(raw, limits.max_total_bytes)
     seen: set = set()  # type: ignore[type-arg]
-    parsed: Optional[Tuple[bytes, Dict[str, Any], Manifest]] = None
-    signatures: Optional[Tuple[Signature, ...]] = None
+    parsed: tuple[bytes, dict[str, Any], Manifest] | None = None
+    signatures: tuple[Signature, ...] | None = None
     while True:
         header = parse_header(stream.read_exact(BLOCK, "a tar header"))
         if header is None:
@@ -156,10 +178,15 @@ def _read(raw: BinaryIO, limits: BundleLimits, sink: Sink, expected_manifest: Op
         seen.add(header.name)
         if parsed is None:
             if header.name != MANIFEST_NAME:
-                raise BundleError(f"first member of a bundle must be {MANIFEST_NAME}, found {header.name!r}")
+                raise BundleError(
+                    f"first member of a bundle must be {MANIFEST_NAME}, found {header.name!r}"
+                )
             data = _read_small(stream, MANIFEST_NAME, header.size, limits.max_manifest_bytes)
             if expected_manifest is not None and data != expected_manifest:
-                raise BundleError(f"{MANIFEST_NAME} differs from the manifest that was announced and verified; refused")
+                raise BundleError(
+                    f"{MANIFEST_NAME} differs from the manifest that was announced "
+                    "and verified; refused"
+                )
             manifest_dict, manifest = parse_manifest_bytes(data)
             _check_declared(manifest, limits)
             parsed = (data, manifest_dict, manifest)
@@ -181,7 +208,7 @@ def _read(raw: BinaryIO, limits: BundleLimits, sink: Sink, expected_manifest: Op
 
 
 def read_bundle(
-    source: Source, *, limits: BundleLimits = BundleLimits(), expected_manifest: Optional[bytes] = None
+    source: Source, *, limits: BundleLimits = DEFAULT_LIMITS, expected_manifest: bytes | None = None
 ) -> BundleContents:
     """Read a bundle (path or binary stream) into memory, checking every file.
 
@@ -196,11 +223,13 @@ def read_bundle(
     sink = MemorySink()
     with _opened(source) as raw:
         meta = _read(raw, limits, sink, expected_manifest)
-    return BundleContents(meta.manifest_bytes, meta.manifest_dict, meta.manifest, meta.signatures, sink.files)
+    return BundleContents(
+        meta.manifest_bytes, meta.manifest_dict, meta.manifest, meta.signatures, sink.files
+    )
 
 
 def scan_bundle(
-    source: Source, *, limits: BundleLimits = BundleLimits(), expected_manifest: Optional[bytes] = None
+    source: Source, *, limits: BundleLimits = DEFAULT_LIMITS, expected_manifest: bytes | None = None
 ) -> BundleMeta:
     """Check a bundle like ``read_bundle`` but keep no file contents (constant memory)."""
     with _opened(source) as raw:
@@ -209,10 +238,10 @@ def scan_bundle(
 
 def stage_bundle(
     source: Source,
-    staging_dir: Union[str, "os.PathLike[str]"],
-    limits: BundleLimits = BundleLimits(),
+    staging_dir: str | os.PathLike[str],
+    limits: BundleLimits = DEFAULT_LIMITS,
     *,
-    expected_manifest: Optional[bytes] = None,
+    expected_manifest: bytes | None = None,
 ) -> StagedBundle:
     """Read a bundle into ``staging_dir``, which must not exist yet (it is made 0700).
 
@@ -240,10 +269,14 @@ def stage_bundle(
         sink.abort()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return StagedBundle(meta.manifest_bytes, meta.manifest_dict, meta.manifest, meta.signatures, folder)
+    return StagedBundle(
+        meta.manifest_bytes, meta.manifest_dict, meta.manifest, meta.signatures, folder
+    )
 
 
-def open_model_bundle(path: Union[str, "os.PathLike[str]"], *, limits: BundleLimits = BundleLimits()) -> BundleContents:
+def open_model_bundle(
+    path: str | os.PathLike[str], *, limits: BundleLimits = DEFAULT_LIMITS
+) -> BundleContents:
     """Read a bundle for ``predict``/``inspect``: structure, sizes and hashes are checked;
     signatures are not (use ``edge-runtime verify`` or the update service for that)."""
     return read_bundle(path, limits=limits)

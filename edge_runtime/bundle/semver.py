@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Union
 
 from edge_runtime.errors import BundleError
 
@@ -22,10 +22,10 @@ _SEMVER = re.compile(
 MAX_VERSION_LENGTH = 128
 
 # A pre-release identifier as a sort key: numbers sort before words, numbers numerically.
-_PreKey = Tuple[Tuple[int, int, str], ...]
+_PreKey = tuple[tuple[int, int, str], ...]
 
 
-def _pre_key(pre: Tuple[str, ...]) -> _PreKey:
+def _pre_key(pre: tuple[str, ...]) -> _PreKey:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre)
 
 
@@ -34,8 +34,8 @@ class SemVer:
     major: int
     minor: int
     patch: int
-    pre: Tuple[str, ...] = ()
-    build: Tuple[str, ...] = ()
+    pre: tuple[str, ...] = ()
+    build: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
@@ -48,15 +48,19 @@ class SemVer:
             raise BundleError(f"version must be a semantic version string like 1.2.0, got {text!r}")
         match = _SEMVER.match(text)
         if match is None:
-            raise BundleError(f"version must be a semantic version like 1.2.0 or 1.2.0-rc.1, got {text!r}")
+            raise BundleError(
+                f"version must be a semantic version like 1.2.0 or 1.2.0-rc.1, got {text!r}"
+            )
         pre = tuple(match["pre"].split(".")) if match["pre"] else ()
         for ident in pre:
             if ident.isdigit() and len(ident) > 1 and ident.startswith("0"):
-                raise BundleError(f"version {text!r}: numeric pre-release part {ident!r} has a leading zero")
+                raise BundleError(
+                    f"version {text!r}: numeric pre-release part {ident!r} has a leading zero"
+                )
         build = tuple(match["build"].split(".")) if match["build"] else ()
         return cls(int(match["major"]), int(match["minor"]), int(match["patch"]), pre, build)
 
-    def _key(self) -> Tuple[int, int, int, int, _PreKey]:
+    def _key(self) -> tuple[int, int, int, int, _PreKey]:
         # A release (no pre-release part) sorts after all of its pre-releases.
         return (self.major, self.minor, self.patch, 0 if self.pre else 1, _pre_key(self.pre))
 

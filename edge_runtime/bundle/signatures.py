@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Tuple, Union
+from typing import Any, Union
 
 from edge_runtime.bundle.manifest import SIGNATURES_NAME, canonical_bytes, loads_strict
 from edge_runtime.errors import BundleError
@@ -23,7 +24,7 @@ class Signature:
     keyid: str
     sig: bytes  # raw signature bytes (64 for Ed25519)
 
-    def to_json(self) -> Dict[str, str]:
+    def to_json(self) -> dict[str, str]:
         return {"keyid": self.keyid, "sig": base64.b64encode(self.sig).decode("ascii")}
 
 
@@ -52,7 +53,7 @@ def parse_signature(obj: Any, where: str) -> Signature:
     return Signature(keyid, raw)
 
 
-def parse_signature_list(obj: Any, where: str = "signatures") -> Tuple[Signature, ...]:
+def parse_signature_list(obj: Any, where: str = "signatures") -> tuple[Signature, ...]:
     if not isinstance(obj, list):
         raise BundleError(f"{where} must be a list, got {type(obj).__name__}")
     if len(obj) > MAX_SIGNATURES:
@@ -60,7 +61,7 @@ def parse_signature_list(obj: Any, where: str = "signatures") -> Tuple[Signature
     return tuple(parse_signature(item, f"{where}[{i}]") for i, item in enumerate(obj))
 
 
-def parse_signatures_file(data: bytes) -> Tuple[Signature, ...]:
+def parse_signatures_file(data: bytes) -> tuple[Signature, ...]:
     """``signatures.json`` bytes: ``{"signatures": [...]}``.
 
     Raises:
@@ -72,7 +73,7 @@ def parse_signatures_file(data: bytes) -> Tuple[Signature, ...]:
     return parse_signature_list(obj["signatures"], SIGNATURES_NAME)
 
 
-def signatures_json(signatures: Iterable[SignatureLike]) -> List[Dict[str, str]]:
+def signatures_json(signatures: Iterable[SignatureLike]) -> list[dict[str, str]]:
     return [parse_signature(s, "signature").to_json() for s in signatures]
 
 

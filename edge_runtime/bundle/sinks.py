@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO, Dict, Optional
+from typing import BinaryIO
 
 from edge_runtime.errors import BundleError
 
@@ -33,8 +33,8 @@ class NullSink(Sink):
 
 class MemorySink(Sink):
     def __init__(self) -> None:
-        self.files: Dict[str, bytes] = {}
-        self._name: Optional[str] = None
+        self.files: dict[str, bytes] = {}
+        self._name: str | None = None
         self._parts: list = []  # type: ignore[type-arg]
 
     def begin(self, name: str) -> None:
@@ -57,7 +57,7 @@ class DirSink(Sink):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._handle: Optional[BinaryIO] = None
+        self._handle: BinaryIO | None = None
 
     def begin(self, name: str) -> None:
         if "/" in name or name in ("", ".", ".."):
@@ -66,7 +66,9 @@ class DirSink(Sink):
         try:
             fd = os.open(self.folder / name, flags, 0o644)
         except OSError as exc:
-            raise BundleError(f"cannot write {name} into the staging folder {self.folder}: {exc}") from exc
+            raise BundleError(
+                f"cannot write {name} into the staging folder {self.folder}: {exc}"
+            ) from exc
         self._handle = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:

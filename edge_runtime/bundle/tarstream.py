@@ -8,8 +8,9 @@ before its end-of-archive marker is refused as truncated.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO
 
 from edge_runtime.bundle.manifest import FILE_NAME_RE, RESERVED_NAMES
 from edge_runtime.errors import BundleError, SizeLimitError
@@ -98,7 +99,9 @@ def _field_text(raw: bytes) -> bytes:
 
 def _octal(raw: bytes, what: str) -> int:
     if raw[:1] and raw[0] & 0x80:
-        raise BundleError(f"tar header: {what} is in binary (base-256) form; such sizes are refused")
+        raise BundleError(
+            f"tar header: {what} is in binary (base-256) form; such sizes are refused"
+        )
     text = _field_text(raw).strip(b" ")
     if not text or any(c not in b"01234567" for c in text):
         raise BundleError(f"tar header: {what} field is not an octal number: {raw!r}")
@@ -110,15 +113,19 @@ def _check_name(name: str) -> str:
         raise BundleError(f"tar member {name!r} has an absolute path; refused")
     parts = name.split("/")
     if ".." in parts:
-        raise BundleError(f"tar member {name!r} climbs out of the bundle with '..' (path traversal); refused")
+        raise BundleError(
+            f"tar member {name!r} climbs out of the bundle with '..' (path traversal); refused"
+        )
     if len(parts) > 1:
-        raise BundleError(f"tar member {name!r} is inside a folder; bundles hold flat file names only")
+        raise BundleError(
+            f"tar member {name!r} is inside a folder; bundles hold flat file names only"
+        )
     if not FILE_NAME_RE.match(name) and name not in RESERVED_NAMES:
         raise BundleError(f"tar member name {name!r} has characters or a form bundles do not allow")
     return name
 
 
-def parse_header(block: bytes) -> Optional[MemberHeader]:
+def parse_header(block: bytes) -> MemberHeader | None:
     """One 512-byte header; ``None`` for an all-zero block (end of archive).
 
     Raises:

@@ -11,8 +11,9 @@ import copy
 import hashlib
 import io
 import tarfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from edge_runtime.bundle.atomic import PathLike, atomic_writer
 from edge_runtime.bundle.manifest import (
@@ -29,7 +30,7 @@ from edge_runtime.errors import BundleError
 FIXED_MTIME = 1577836800
 
 
-def build_manifest(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> Dict[str, Any]:
+def build_manifest(manifest: Mapping[str, Any], files: Mapping[str, bytes]) -> dict[str, Any]:
     """A copy of ``manifest`` with ``files`` filled from the contents, checked.
 
     Raises:
@@ -64,7 +65,7 @@ def write_bundle_to(
     manifest: Mapping[str, Any],
     files: Mapping[str, bytes],
     signatures: Sequence[SignatureLike] = (),
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Write the bundle tar to an open binary file; returns the filled manifest."""
     filled = build_manifest(manifest, files)
     sig_bytes = signatures_file_bytes(signatures)

@@ -13,13 +13,21 @@ from edge_runtime.trust.summary import describe, text_lines
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "verify",
-        help="check a bundle's signatures, files, expiry, version and compatibility (installs nothing)",
+        help="check a bundle's signatures, files, expiry, version, compatibility; install nothing",
     )
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help=".edgebundle file")
-    p.add_argument("--trust", type=Path, required=True, help="trust file (trusted keys and threshold)")
-    p.add_argument("--device-class", default=None, help="check 'compatible' against this class (e.g. rpi4)")
-    p.add_argument("--state-dir", type=Path, default=None,
-                   help="the daemon's state folder: refuse versions not above the highest seen there")
+    p.add_argument(
+        "--trust", type=Path, required=True, help="trust file (trusted keys and threshold)"
+    )
+    p.add_argument(
+        "--device-class", default=None, help="check 'compatible' against this class (e.g. rpi4)"
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the daemon's state folder: refuse versions not above the highest seen there",
+    )
     p.add_argument("--installed-version", default=None, help="refuse versions not above this one")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
@@ -27,7 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     result = check_bundle_file(
-        args.bundle, args.trust, args.state_dir, args.device_class,
+        args.bundle,
+        args.trust,
+        args.state_dir,
+        args.device_class,
         installed_version=args.installed_version,
     )
     info = describe(result.verified, result.bundle)

@@ -10,10 +10,16 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Optional, Union
 
 from edge_runtime.bundle.atomic import PathLike
-from edge_runtime.bundle.reader import BundleLimits, BundleMeta, StagedBundle, scan_bundle, stage_bundle
+from edge_runtime.bundle.reader import (
+    DEFAULT_LIMITS,
+    BundleLimits,
+    BundleMeta,
+    StagedBundle,
+    scan_bundle,
+    stage_bundle,
+)
 from edge_runtime.bundle.semver import VersionLike
 from edge_runtime.trust.state import highest_seen_for
 from edge_runtime.trust.trustfile import TrustFile, load_trust
@@ -24,19 +30,19 @@ from edge_runtime.trust.verifier import Verified, verify_bundle_report
 class CheckResult:
     verified: Verified
     bundle: BundleMeta
-    staged: Optional[StagedBundle]  # set when a staging folder was asked for
+    staged: StagedBundle | None  # set when a staging folder was asked for
 
 
 def check_bundle_file(
     path: PathLike,
-    trust: Union[PathLike, TrustFile],
-    state_dir: Optional[PathLike],
-    device_class: Optional[str],
-    staging_dir: Optional[PathLike] = None,
+    trust: PathLike | TrustFile,
+    state_dir: PathLike | None,
+    device_class: str | None,
+    staging_dir: PathLike | None = None,
     *,
-    installed_version: Optional[VersionLike] = None,
-    now: Optional[datetime] = None,
-    limits: BundleLimits = BundleLimits(),
+    installed_version: VersionLike | None = None,
+    now: datetime | None = None,
+    limits: BundleLimits = DEFAULT_LIMITS,
 ) -> CheckResult:
     """Check a bundle file completely; nothing is installed and no record is changed.
 

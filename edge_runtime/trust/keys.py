@@ -21,7 +21,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -41,7 +41,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 def key_id(public_raw: bytes) -> str:
     """The key id: sha256 hex of the raw 32-byte Ed25519 public key."""
     if len(public_raw) != PUBLIC_KEY_BYTES:
-        raise ConfigError(f"an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(public_raw)}")
+        raise ConfigError(
+            f"an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(public_raw)}"
+        )
     return hashlib.sha256(public_raw).hexdigest()
 
 
@@ -65,7 +67,9 @@ class SigningKey:
 
 
 def _wrap(private: Ed25519PrivateKey) -> SigningKey:
-    public_raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    public_raw = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     return SigningKey(key_id(public_raw), public_raw, private)
 
 
@@ -93,7 +97,9 @@ def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
     try:
         fd = os.open(path, flags, mode)
     except FileExistsError as exc:
-        raise ConfigError(f"{path} exists already; refusing to overwrite a key (choose another --name or folder)") from exc
+        raise ConfigError(
+            f"{path} exists already; refusing to overwrite a key (choose another --name or folder)"
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot create {path}: {exc}") from exc
     try:
@@ -107,7 +113,7 @@ def _create_exclusive(path: Path, data: bytes, mode: int) -> None:
     os.close(fd)
 
 
-def write_key_pair(folder: PathLike, name: str, key: SigningKey) -> Tuple[Path, Path]:
+def write_key_pair(folder: PathLike, name: str, key: SigningKey) -> tuple[Path, Path]:
     """Write ``folder/name.key`` (0600) and ``folder/name.pub``; never overwrites.
 
     Raises:
@@ -162,7 +168,8 @@ def load_signing_key(path: PathLike) -> SigningKey:
         raise ConfigError(f"cannot read private key file {p}: {exc}") from exc
     if mode & 0o077:
         raise ConfigError(
-            f"private key file {p} has mode {mode:04o}; it must be readable by its owner only (chmod 600 {p})"
+            f"private key file {p} has mode {mode:04o}; it must be readable by its owner only "
+            f"(chmod 600 {p})"
         )
     data = _read_small(p, "private key file")
     try:
@@ -195,9 +202,13 @@ def parse_public_key(data: bytes, origin: str) -> bytes:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ConfigError(f"{origin} is neither a PEM public key nor base64 of a raw Ed25519 key") from exc
+        raise ConfigError(
+            f"{origin} is neither a PEM public key nor base64 of a raw Ed25519 key"
+        ) from exc
     if len(raw) != PUBLIC_KEY_BYTES:
-        raise ConfigError(f"{origin}: an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(raw)}")
+        raise ConfigError(
+            f"{origin}: an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(raw)}"
+        )
     return raw
 
 

@@ -10,7 +10,6 @@ is fixed, rather than forgetting what was seen.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional
 
 from edge_runtime.bundle.atomic import PathLike, atomic_write_bytes
 from edge_runtime.bundle.manifest import NAME_RE, canonical_bytes, loads_strict
@@ -25,7 +24,7 @@ def state_path(state_dir: PathLike) -> Path:
     return Path(state_dir) / STATE_FILE
 
 
-def load_highest_seen(state_dir: PathLike) -> Dict[str, SemVer]:
+def load_highest_seen(state_dir: PathLike) -> dict[str, SemVer]:
     """Model name -> highest version seen; empty when there is no record yet.
 
     Raises:
@@ -38,12 +37,18 @@ def load_highest_seen(state_dir: PathLike) -> Dict[str, SemVer]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise RollbackError(f"cannot read the version record {path}: {exc}; refusing updates until fixed") from exc
+        raise RollbackError(
+            f"cannot read the version record {path}: {exc}; refusing updates until fixed"
+        ) from exc
     try:
         if len(data) > MAX_STATE_BYTES:
             raise BundleError(f"larger than {MAX_STATE_BYTES} bytes")
         obj = loads_strict(data, str(path))
-        if not isinstance(obj, dict) or set(obj) != {"highest_seen"} or not isinstance(obj["highest_seen"], dict):
+        if (
+            not isinstance(obj, dict)
+            or set(obj) != {"highest_seen"}
+            or not isinstance(obj["highest_seen"], dict)
+        ):
             raise BundleError('expected {"highest_seen": {name: version}}')
         out = {}
         for name, version in obj["highest_seen"].items():
@@ -52,10 +57,12 @@ def load_highest_seen(state_dir: PathLike) -> Dict[str, SemVer]:
             out[name] = SemVer.parse(version)
         return out
     except BundleError as exc:
-        raise RollbackError(f"version record {path} is malformed ({exc}); refusing updates until fixed") from exc
+        raise RollbackError(
+            f"version record {path} is malformed ({exc}); refusing updates until fixed"
+        ) from exc
 
 
-def highest_seen_for(state_dir: Optional[PathLike], name: str) -> Optional[SemVer]:
+def highest_seen_for(state_dir: PathLike | None, name: str) -> SemVer | None:
     if state_dir is None:
         return None
     return load_highest_seen(state_dir).get(name)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Dict, List
+from typing import Any
 
 from edge_runtime.bundle.manifest import format_utc
 from edge_runtime.bundle.reader import BundleMeta
 from edge_runtime.trust.verifier import Verified
 
 
-def describe(verified: Verified, meta: BundleMeta) -> Dict[str, Any]:
+def describe(verified: Verified, meta: BundleMeta) -> dict[str, Any]:
     m = verified.manifest
     t = verified.tally
     return {
@@ -27,13 +27,15 @@ def describe(verified: Verified, meta: BundleMeta) -> Dict[str, Any]:
         "model": m.model,
         "labels": m.labels,
         "golden": m.golden,
-        "files": {name: {"size": e.size, "sha256": e.sha256} for name, e in sorted(m.files.items())},
+        "files": {
+            name: {"size": e.size, "sha256": e.sha256} for name, e in sorted(m.files.items())
+        },
         "input": dict(m.raw["input"]),
         "outputs": {"kind": m.outputs.kind, "tensors": len(m.outputs.tensors)},
     }
 
 
-def text_lines(info: Dict[str, Any]) -> List[str]:
+def text_lines(info: dict[str, Any]) -> list[str]:
     lines = [
         f"bundle:     {info['name']} {info['version']}",
         f"signed by:  {len(info['signed_by'])} trusted key(s), threshold {info['threshold']} "
@@ -46,7 +48,8 @@ def text_lines(info: Dict[str, Any]) -> List[str]:
         f"created:    {info['created']}",
         f"expires:    {info['expires']}",
         f"compatible: {', '.join(info['compatible'])}",
-        f"model:      {info['model']}  labels: {info['labels'] or '-'}  golden: {info['golden'] or '-'}",
+        f"model:      {info['model']}  labels: {info['labels'] or '-'}  "
+        f"golden: {info['golden'] or '-'}",
         f"outputs:    {info['outputs']['kind']} ({info['outputs']['tensors']} tensor(s))",
         "files:",
     ]

@@ -6,8 +6,8 @@ that does not verify (forged, or over other bytes) counts for nothing and is rep
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Tuple
 
 from edge_runtime.bundle.signatures import Signature, SignatureLike, parse_signature
 from edge_runtime.errors import SignatureError
@@ -16,15 +16,17 @@ from edge_runtime.trust.keys import short_id, verify_signature
 
 @dataclass(frozen=True)
 class Tally:
-    valid: Tuple[str, ...]  # distinct trusted key ids whose signature verified
-    invalid: Tuple[str, ...]  # trusted key ids whose signature did not verify
-    untrusted: Tuple[str, ...]  # key ids not in the trusted set (ignored)
-    repeated: Tuple[str, ...]  # key ids that appeared more than once (counted once)
+    valid: tuple[str, ...]  # distinct trusted key ids whose signature verified
+    invalid: tuple[str, ...]  # trusted key ids whose signature did not verify
+    untrusted: tuple[str, ...]  # key ids not in the trusted set (ignored)
+    repeated: tuple[str, ...]  # key ids that appeared more than once (counted once)
 
     def describe(self, threshold: int) -> str:
         parts = [f"{len(self.valid)} valid signature(s) from trusted keys, {threshold} required"]
         if self.invalid:
-            parts.append(f"invalid (forged or altered) from {', '.join(map(short_id, self.invalid))}")
+            parts.append(
+                f"invalid (forged or altered) from {', '.join(map(short_id, self.invalid))}"
+            )
         if self.untrusted:
             parts.append(f"{len(self.untrusted)} by untrusted keys ignored")
         if self.repeated:
@@ -34,10 +36,10 @@ class Tally:
 
 def tally(data: bytes, signatures: Iterable[SignatureLike], keys: Mapping[str, bytes]) -> Tally:
     """Check each signature of ``data`` against ``keys`` (key id -> raw public key)."""
-    valid: List[str] = []
-    invalid: List[str] = []
-    untrusted: List[str] = []
-    counts: Dict[str, int] = {}
+    valid: list[str] = []
+    invalid: list[str] = []
+    untrusted: list[str] = []
+    counts: dict[str, int] = {}
     for item in signatures:
         sig: Signature = parse_signature(item, "signature")
         counts[sig.keyid] = counts.get(sig.keyid, 0) + 1
@@ -58,8 +60,13 @@ def tally(data: bytes, signatures: Iterable[SignatureLike], keys: Mapping[str, b
     )
 
 
-def require_threshold(data: bytes, signatures: Iterable[SignatureLike], keys: Mapping[str, bytes],
-                      threshold: int, what: str) -> Tally:
+def require_threshold(
+    data: bytes,
+    signatures: Iterable[SignatureLike],
+    keys: Mapping[str, bytes],
+    threshold: int,
+    what: str,
+) -> Tally:
     """``tally`` and refuse below ``threshold``.
 
     Raises:

@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any
 
 from edge_runtime.bundle.atomic import PathLike, atomic_write_bytes
-from edge_runtime.bundle.manifest import SHA256_RE, canonical_bytes, format_utc, loads_strict, parse_utc
+from edge_runtime.bundle.manifest import (
+    SHA256_RE,
+    canonical_bytes,
+    format_utc,
+    loads_strict,
+    parse_utc,
+)
 from edge_runtime.bundle.signatures import Signature, parse_signature_list, signatures_json
 from edge_runtime.errors import BundleError, ConfigError, ExpiredError, RollbackError
 from edge_runtime.trust.keys import PUBLIC_KEY_BYTES, SigningKey, key_id, public_key_b64
@@ -42,15 +49,15 @@ class TrustFile:
     version: int
     threshold: int
     keys: Mapping[str, bytes] = field(hash=False)  # key id -> raw public key
-    expires: Optional[datetime]
+    expires: datetime | None
     signed: Mapping[str, Any] = field(hash=False, compare=False, repr=False)
-    signatures: Tuple[Signature, ...] = field(compare=False, repr=False)
+    signatures: tuple[Signature, ...] = field(compare=False, repr=False)
 
     @property
     def signed_bytes(self) -> bytes:
         return canonical_bytes(self.signed)
 
-    def document(self) -> Dict[str, Any]:
+    def document(self) -> dict[str, Any]:
         return {"signed": dict(self.signed), "signatures": signatures_json(self.signatures)}
 
 
@@ -58,14 +65,18 @@ def _bad(origin: str, message: str) -> ConfigError:
     return ConfigError(f"trust file {origin}: {message}")
 
 
-def _parse_keys(obj: Any, origin: str) -> Dict[str, bytes]:
+def _parse_keys(obj: Any, origin: str) -> dict[str, bytes]:
     if not isinstance(obj, dict) or not obj:
-        raise _bad(origin, "signed.keys must be a non-empty object of key id -> {\"public\": base64}")
+        raise _bad(origin, 'signed.keys must be a non-empty object of key id -> {"public": base64}')
     if len(obj) > MAX_KEYS:
         raise _bad(origin, f"signed.keys holds {len(obj)} keys; at most {MAX_KEYS}")
     keys = {}
     for keyid, entry in obj.items():
-        if not isinstance(entry, dict) or set(entry) != {"public"} or not isinstance(entry["public"], str):
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"public"}
+            or not isinstance(entry["public"], str)
+        ):
             raise _bad(origin, f'signed.keys[{keyid[:16]!r}] must be {{"public": base64}}')
         try:
             raw = base64.b64decode(entry["public"].encode("ascii"), validate=True)
@@ -88,16 +99,30 @@ def parse_trust(obj: Any, origin: str = "(document)") -> TrustFile:
     if not isinstance(obj, dict) or set(obj) != {"signed", "signatures"}:
         raise _bad(origin, 'must be an object with exactly "signed" and "signatures"')
     signed = obj["signed"]
-    if not isinstance(signed, dict) or not set(signed) <= _SIGNED_KEYS or not {"type", "version", "threshold", "keys"} <= set(signed):
-        raise _bad(origin, "signed must hold type, version, threshold, keys and optionally expires, nothing else")
+    if (
+        not isinstance(signed, dict)
+        or not set(signed) <= _SIGNED_KEYS
+        or not {"type", "version", "threshold", "keys"} <= set(signed)
+    ):
+        raise _bad(
+            origin,
+            "signed must hold type, version, threshold, keys and optionally expires, nothing else",
+        )
     if signed["type"] != TRUST_TYPE:
         raise _bad(origin, f"signed.type must be {TRUST_TYPE!r}, got {signed['type']!r}")
     version, threshold = signed["version"], signed["threshold"]
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise _bad(origin, f"signed.version must be a whole number of at least 1, got {version!r}")
     keys = _parse_keys(signed["keys"], origin)
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= len(keys):
-        raise _bad(origin, f"signed.threshold must be 1..{len(keys)} (the number of keys), got {threshold!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int)
+        or not 1 <= threshold <= len(keys)
+    ):
+        raise _bad(
+            origin,
+            f"signed.threshold must be 1..{len(keys)} (the number of keys), got {threshold!r}",
+        )
     expires = None
     if signed.get("expires") is not None:
         try:
@@ -112,14 +137,14 @@ def parse_trust(obj: Any, origin: str = "(document)") -> TrustFile:
 
 
 def make_trust(
-    keys: Iterable[bytes], threshold: int, version: int = 1, expires: Optional[datetime] = None
+    keys: Iterable[bytes], threshold: int, version: int = 1, expires: datetime | None = None
 ) -> TrustFile:
     """An unsigned trust file for these raw public keys.
 
     Raises:
         ConfigError: no keys, or a threshold out of range.
     """
-    signed: Dict[str, Any] = {
+    signed: dict[str, Any] = {
         "type": TRUST_TYPE,
         "version": version,
         "threshold": threshold,
@@ -141,7 +166,9 @@ def sign_trust(trust: TrustFile, signing_keys: Iterable[SigningKey]) -> TrustFil
     return parse_trust({"signed": dict(trust.signed), "signatures": signatures_json(signatures)})
 
 
-def verify_trust_update(current: TrustFile, new: TrustFile, *, now: datetime) -> Tuple[Tally, Tally]:
+def verify_trust_update(
+    current: TrustFile, new: TrustFile, *, now: datetime
+) -> tuple[Tally, Tally]:
     """The rotation rule: may ``new`` replace ``current``?
 
     Returns the tallies (by current keys, by the new file's own keys).
@@ -153,18 +180,27 @@ def verify_trust_update(current: TrustFile, new: TrustFile, *, now: datetime) ->
     """
     if new.version <= current.version:
         raise RollbackError(
-            f"trust file version {new.version} is not above the installed version {current.version}; refused"
+            f"trust file version {new.version} is not above the installed version "
+            f"{current.version}; refused"
         )
     by_current = require_threshold(
-        new.signed_bytes, new.signatures, current.keys, current.threshold,
+        new.signed_bytes,
+        new.signatures,
+        current.keys,
+        current.threshold,
         f"trust file v{new.version} (signatures by the keys of installed v{current.version})",
     )
     by_own = require_threshold(
-        new.signed_bytes, new.signatures, new.keys, new.threshold,
+        new.signed_bytes,
+        new.signatures,
+        new.keys,
+        new.threshold,
         f"trust file v{new.version} (signatures by its own keys)",
     )
     if new.expires is not None and new.expires <= now:
-        raise ExpiredError(f"trust file v{new.version} expired at {format_utc(new.expires)}; refused")
+        raise ExpiredError(
+            f"trust file v{new.version} expired at {format_utc(new.expires)}; refused"
+        )
     return by_current, by_own
 
 

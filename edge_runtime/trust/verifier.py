@@ -21,14 +21,27 @@ does the same while streaming).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Union
 
-from edge_runtime.bundle.manifest import Manifest, canonical_bytes, format_utc, parse_manifest, parse_manifest_bytes
+from edge_runtime.bundle.manifest import (
+    Manifest,
+    canonical_bytes,
+    format_utc,
+    parse_manifest,
+    parse_manifest_bytes,
+)
 from edge_runtime.bundle.semver import SemVer, VersionLike, as_semver
 from edge_runtime.bundle.signatures import SignatureLike
-from edge_runtime.errors import BundleError, CompatibilityError, ExpiredError, IntegrityError, RollbackError
+from edge_runtime.errors import (
+    BundleError,
+    CompatibilityError,
+    ExpiredError,
+    IntegrityError,
+    RollbackError,
+)
 from edge_runtime.trust.tally import Tally, require_threshold
 from edge_runtime.trust.trustfile import TrustFile
 
@@ -58,7 +71,9 @@ def check_freshness(manifest: Manifest, now: datetime) -> None:
         )
 
 
-def check_version(manifest: Manifest, installed: Optional[VersionLike], highest_seen: Optional[VersionLike]) -> None:
+def check_version(
+    manifest: Manifest, installed: VersionLike | None, highest_seen: VersionLike | None
+) -> None:
     """Raises ``RollbackError`` unless the version is strictly above both known versions."""
     known = [as_semver(v) for v in (installed, highest_seen) if v is not None]
     if not known:
@@ -76,7 +91,7 @@ def check_version(manifest: Manifest, installed: Optional[VersionLike], highest_
         )
 
 
-def check_compatible(manifest: Manifest, device_class: Optional[str]) -> None:
+def check_compatible(manifest: Manifest, device_class: str | None) -> None:
     """Raises ``CompatibilityError`` unless ``compatible`` names the class or ``*``.
 
     ``device_class=None`` skips the check (host-side inspection only).
@@ -93,9 +108,9 @@ def verify_bundle_report(
     signatures: Sequence[SignatureLike],
     trust: TrustFile,
     *,
-    device_class: Optional[str],
-    installed_version: Optional[VersionLike],
-    highest_seen: Optional[VersionLike],
+    device_class: str | None,
+    installed_version: VersionLike | None,
+    highest_seen: VersionLike | None,
     now: datetime,
 ) -> Verified:
     """``verify_bundle``, also returning who signed."""
@@ -105,7 +120,8 @@ def verify_bundle_report(
     result = require_threshold(data, signatures, trust.keys, trust.threshold, "bundle signatures")
     if trust.expires is not None and trust.expires <= now:
         raise ExpiredError(
-            f"trust file v{trust.version} expired at {format_utc(trust.expires)}; install a newer trust file"
+            f"trust file v{trust.version} expired at {format_utc(trust.expires)}; "
+            "install a newer trust file"
         )
     if isinstance(manifest, (bytes, bytearray)):
         parsed = parse_manifest_bytes(data)[1]
@@ -122,9 +138,9 @@ def verify_bundle(
     signatures: Sequence[SignatureLike],
     trust: TrustFile,
     *,
-    device_class: Optional[str],
-    installed_version: Optional[VersionLike],
-    highest_seen: Optional[VersionLike],
+    device_class: str | None,
+    installed_version: VersionLike | None,
+    highest_seen: VersionLike | None,
     now: datetime,
 ) -> Manifest:
     """Verify a bundle's manifest and signatures; see the module docstring for the checks.
@@ -138,8 +154,13 @@ def verify_bundle(
         BundleError: a signed manifest that is malformed.
     """
     return verify_bundle_report(
-        manifest, signatures, trust, device_class=device_class,
-        installed_version=installed_version, highest_seen=highest_seen, now=now,
+        manifest,
+        signatures,
+        trust,
+        device_class=device_class,
+        installed_version=installed_version,
+        highest_seen=highest_seen,
+        now=now,
     ).manifest
 
 
@@ -152,13 +173,19 @@ def verify_files(manifest: Manifest, files: Mapping[str, bytes]) -> None:
     """
     extra = sorted(set(files) - set(manifest.files))
     if extra:
-        raise BundleError(f"bundle holds files the manifest does not name (mix-and-match): {', '.join(extra)}")
+        raise BundleError(
+            f"bundle holds files the manifest does not name (mix-and-match): {', '.join(extra)}"
+        )
     missing = sorted(set(manifest.files) - set(files))
     if missing:
         raise BundleError(f"bundle lacks files its manifest names: {', '.join(missing)}")
     for name, entry in manifest.files.items():
         data = files[name]
         if len(data) != entry.size:
-            raise IntegrityError(f"{name} is {len(data)} bytes; the manifest says {entry.size}; refused")
+            raise IntegrityError(
+                f"{name} is {len(data)} bytes; the manifest says {entry.size}; refused"
+            )
         if hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise IntegrityError(f"{name}: sha256 differs from the manifest; the file was altered; refused")
+            raise IntegrityError(
+                f"{name}: sha256 differs from the manifest; the file was altered; refused"
+            )

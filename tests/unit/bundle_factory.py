@@ -9,9 +9,10 @@ import copy
 import hashlib
 import io
 import tarfile
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any
 
 from edge_runtime.bundle.manifest import canonical_bytes, format_utc
 from edge_runtime.bundle.writer import build_manifest, write_bundle
@@ -21,8 +22,8 @@ MODEL = b"TFL3" + bytes(range(256)) * 4
 LABELS = b"zero\none\ntwo\n"
 
 
-def manifest(**overrides: Any) -> Dict[str, Any]:
-    base: Dict[str, Any] = {
+def manifest(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
         "schema": 1,
         "name": "digits",
         "version": "1.2.0",
@@ -46,7 +47,14 @@ def manifest(**overrides: Any) -> Dict[str, Any]:
         "outputs": {
             "kind": "classification",
             "tensors": [
-                {"name": "logits", "role": None, "shape": [1, 3], "dtype": "int8", "scale": 0.00390625, "zero_point": -128}
+                {
+                    "name": "logits",
+                    "role": None,
+                    "shape": [1, 3],
+                    "dtype": "int8",
+                    "scale": 0.00390625,
+                    "zero_point": -128,
+                }
             ],
         },
         "metrics": {"accuracy_int8": 0.97},
@@ -55,7 +63,7 @@ def manifest(**overrides: Any) -> Dict[str, Any]:
     return base
 
 
-def files(model: bytes = MODEL, labels: Optional[bytes] = LABELS) -> Dict[str, bytes]:
+def files(model: bytes = MODEL, labels: bytes | None = LABELS) -> dict[str, bytes]:
     out = {"model.tflite": model}
     if labels is not None:
         out["labels.txt"] = labels
@@ -66,12 +74,12 @@ def make_bundle(path: Path, signatures: Iterable[Any] = (), **overrides: Any) ->
     return write_bundle(path, manifest(**overrides), files(), list(signatures))
 
 
-def filled_manifest(**overrides: Any) -> Dict[str, Any]:
+def filled_manifest(**overrides: Any) -> dict[str, Any]:
     return build_manifest(manifest(**overrides), files())
 
 
 def raw_tar(
-    members: Iterable[Tuple[str, bytes]], *, extra: Iterable[tarfile.TarInfo] = ()
+    members: Iterable[tuple[str, bytes]], *, extra: Iterable[tarfile.TarInfo] = ()
 ) -> bytes:
     """A tar of regular files plus any hand-made headers (links, devices...), no checks."""
     buf = io.BytesIO()
@@ -96,15 +104,18 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def real_clock_times(days: int = 30) -> Dict[str, str]:
+def real_clock_times(days: int = 30) -> dict[str, str]:
     """``created``/``expires`` around the real clock, for tests that run the commands."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    return {"created": format_utc(now - timedelta(hours=1)), "expires": format_utc(now + timedelta(days=days))}
+    return {
+        "created": format_utc(now - timedelta(hours=1)),
+        "expires": format_utc(now + timedelta(days=days)),
+    }
 
 
-def snapshot(root: Path) -> Dict[str, Any]:
+def snapshot(root: Path) -> dict[str, Any]:
     """Every path under ``root`` with its mode and contents, to prove nothing changed."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
         if path.is_symlink():

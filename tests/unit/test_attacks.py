@@ -8,8 +8,9 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import bundle_factory as bf
 import pytest
@@ -54,7 +55,13 @@ class Device:
 
     def check(self, bundle: Path, **kw: Any) -> Any:
         return check_bundle_file(
-            bundle, self.trust, self.state_dir, kw.pop("device_class", "rpi4"), self.staging, now=bf.NOW, **kw
+            bundle,
+            self.trust,
+            self.state_dir,
+            kw.pop("device_class", "rpi4"),
+            self.staging,
+            now=bf.NOW,
+            **kw,
         )
 
     def assert_unchanged(self) -> None:
@@ -65,7 +72,9 @@ class Device:
     def refuse(self, bundle: Path, error: type, *fragments: str, **kw: Any) -> BaseException:
         with pytest.raises(error) as info:
             self.check(bundle, **kw)
-        assert type(info.value) is error, f"expected exactly {error.__name__}, got {type(info.value).__name__}"
+        assert type(info.value) is error, (
+            f"expected exactly {error.__name__}, got {type(info.value).__name__}"
+        )
         for fragment in fragments:
             assert fragment in str(info.value), f"{fragment!r} not in {info.value}"
         self.assert_unchanged()
@@ -97,12 +106,16 @@ def test_forged_signature(device: Device) -> None:
     m = bf.filled_manifest()
     forged = Signature(KEY_A.keyid, KEY_C.sign(canonical_bytes(m)).sig)  # A's id, C's key
     bundle = write_bundle(device.incoming / "b.edgebundle", m, bf.files(), [forged])
-    device.refuse(bundle, SignatureError, "0 valid", "invalid (forged or altered)", KEY_A.keyid[:16])
+    device.refuse(
+        bundle, SignatureError, "0 valid", "invalid (forged or altered)", KEY_A.keyid[:16]
+    )
 
 
 def test_forged_signature_random_bytes(device: Device) -> None:
     m = bf.filled_manifest()
-    bundle = write_bundle(device.incoming / "b.edgebundle", m, bf.files(), [Signature(KEY_A.keyid, bytes(64))])
+    bundle = write_bundle(
+        device.incoming / "b.edgebundle", m, bf.files(), [Signature(KEY_A.keyid, bytes(64))]
+    )
     device.refuse(bundle, SignatureError, "0 valid", "invalid")
 
 
@@ -132,7 +145,7 @@ def test_one_key_signing_twice(tmp_path: Path) -> None:
 def _flip(data: bytes, needle: bytes, offset: int = 0) -> bytes:
     at = data.index(needle) + offset
     assert data.count(needle) == 1
-    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
 def test_tampered_model_byte(device: Device) -> None:
@@ -181,7 +194,10 @@ def test_same_version_as_installed(device: Device) -> None:
 
 def test_expired(device: Device) -> None:
     bundle = signed_bundle(
-        device.incoming / "b.edgebundle", KEY_A, created="2026-01-01T00:00:00Z", expires="2026-05-31T12:00:00Z"
+        device.incoming / "b.edgebundle",
+        KEY_A,
+        created="2026-01-01T00:00:00Z",
+        expires="2026-05-31T12:00:00Z",
     )
     device.refuse(bundle, ExpiredError, "expired at 2026-05-31T12:00:00Z")
 
@@ -201,7 +217,7 @@ def _raw_bundle(path: Path, members: list, extra: tuple = ()) -> Path:  # type: 
     return path
 
 
-def _signed_members(files: Optional[dict] = None, **overrides: Any) -> list:  # type: ignore[type-arg]
+def _signed_members(files: dict | None = None, **overrides: Any) -> list:  # type: ignore[type-arg]
     m = bf.filled_manifest(**overrides)
     sigs = signatures_file_bytes([KEY_A.sign(canonical_bytes(m))])
     return bf.members_of(m, files if files is not None else bf.files(), sigs)
@@ -221,7 +237,9 @@ def test_missing_file(device: Device) -> None:
 
 
 def test_mix_and_match_files_from_another_bundle(device: Device) -> None:
-    members = _signed_members(files={"model.tflite": b"TFL3 another model", "labels.txt": bf.LABELS})
+    members = _signed_members(
+        files={"model.tflite": b"TFL3 another model", "labels.txt": bf.LABELS}
+    )
     bundle = _raw_bundle(device.incoming / "b.edgebundle", members)
     device.refuse(bundle, IntegrityError, "model.tflite", "bytes in the tar")
 
@@ -261,7 +279,9 @@ def test_symlink(device: Device) -> None:
     members = _signed_members()
     members.pop(2)  # drop labels.txt, replace it with a link to a device secret
     bundle = _raw_bundle(
-        device.incoming / "b.edgebundle", members, extra=(_special("labels.txt", tarfile.SYMTYPE, "/etc/shadow"),)
+        device.incoming / "b.edgebundle",
+        members,
+        extra=(_special("labels.txt", tarfile.SYMTYPE, "/etc/shadow"),),
     )
     device.refuse(bundle, BundleError, "'labels.txt' is a symbolic link")
 
@@ -278,14 +298,22 @@ def test_symlink(device: Device) -> None:
 )
 def test_links_devices_fifos_and_folders(device: Device, kind: bytes, label: str) -> None:
     members = _signed_members()
-    bundle = _raw_bundle(device.incoming / "b.edgebundle", members[:2], extra=(_special("thing", kind, "model.tflite"),))
-    device.refuse(bundle, BundleError, "tar member 'thing", f"is {label}; bundles hold regular files only")
+    bundle = _raw_bundle(
+        device.incoming / "b.edgebundle",
+        members[:2],
+        extra=(_special("thing", kind, "model.tflite"),),
+    )
+    device.refuse(
+        bundle, BundleError, "tar member 'thing", f"is {label}; bundles hold regular files only"
+    )
 
 
 def test_oversized_member(device: Device) -> None:
     bundle = signed_bundle(device.incoming / "b.edgebundle", KEY_A)
     limits = BundleLimits(max_member_bytes=1000)  # the model is 1028 bytes
-    device.refuse(bundle, SizeLimitError, "model.tflite of 1028 bytes", "cap per file is 1000", limits=limits)
+    device.refuse(
+        bundle, SizeLimitError, "model.tflite of 1028 bytes", "cap per file is 1000", limits=limits
+    )
 
 
 def test_oversized_member_header_lies(device: Device) -> None:
@@ -293,11 +321,11 @@ def test_oversized_member_header_lies(device: Device) -> None:
     # the header, before a byte of it is read.
     data = bytearray(signed_bundle(device.incoming / "b.edgebundle", KEY_A).read_bytes())
     at = data.index(b"model.tflite\x00")
-    header = bytearray(data[at:at + 512])
+    header = bytearray(data[at : at + 512])
     header[124:136] = b"77777777777\x00"
     header[148:156] = b"        "
     header[148:156] = b"%06o\x00 " % sum(header)
-    data[at:at + 512] = header
+    data[at : at + 512] = header
     bundle = device.incoming / "b.edgebundle"
     bundle.write_bytes(bytes(data))
     device.refuse(bundle, SizeLimitError, "model.tflite is 8589934591 bytes")
@@ -343,7 +371,12 @@ def _manifest_member(**overrides: Any) -> bytes:
 
 @pytest.mark.parametrize(
     "case",
-    ["manifest-never-ends", "model-data-never-ends-past-the-cap", "garbage-after-valid-start", "zero-blocks-forever"],
+    [
+        "manifest-never-ends",
+        "model-data-never-ends-past-the-cap",
+        "garbage-after-valid-start",
+        "zero-blocks-forever",
+    ],
 )
 def test_endless_stream(tmp_path: Path, case: str) -> None:
     staging = tmp_path / "staging"
@@ -360,7 +393,12 @@ def test_endless_stream(tmp_path: Path, case: str) -> None:
         m["files"] = {"model.tflite": {"sha256": "0" * 64, "size": size}}
         m["labels"] = None
         data = canonical_bytes(m)
-        prefix = _header("manifest.json", len(data)) + data + bytes((-len(data)) % 512) + _header("model.tflite", size)
+        prefix = (
+            _header("manifest.json", len(data))
+            + data
+            + bytes((-len(data)) % 512)
+            + _header("model.tflite", size)
+        )
         stream = EndlessStream(prefix, filler)
         error, fragment = SizeLimitError, "larger than the cap of 65536 bytes"
     elif case == "garbage-after-valid-start":
@@ -377,7 +415,9 @@ def test_endless_stream(tmp_path: Path, case: str) -> None:
     assert not staging.exists()
 
 
-@pytest.mark.parametrize("where", ["inside-a-header", "inside-model-data", "before-end-marker", "half-end-marker"])
+@pytest.mark.parametrize(
+    "where", ["inside-a-header", "inside-model-data", "before-end-marker", "half-end-marker"]
+)
 def test_truncated_tar(device: Device, where: str) -> None:
     bundle = signed_bundle(device.incoming / "b.edgebundle", KEY_A)
     data = bundle.read_bytes()

@@ -32,9 +32,20 @@ def test_layout_order_modes_and_owner(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     with tarfile.open(path) as tar:
         members = tar.getmembers()
-    assert [m.name for m in members] == ["manifest.json", "labels.txt", "model.tflite", "signatures.json"]
+    assert [m.name for m in members] == [
+        "manifest.json",
+        "labels.txt",
+        "model.tflite",
+        "signatures.json",
+    ]
     for m in members:
-        assert m.isreg() and m.mode == 0o644 and m.uid == 0 and m.gid == 0 and m.mtime == members[0].mtime
+        assert (
+            m.isreg()
+            and m.mode == 0o644
+            and m.uid == 0
+            and m.gid == 0
+            and m.mtime == members[0].mtime
+        )
 
 
 def test_writer_fills_files_and_keeps_callers_manifest(tmp_path: Path) -> None:
@@ -42,7 +53,10 @@ def test_writer_fills_files_and_keeps_callers_manifest(tmp_path: Path) -> None:
     path = write_bundle(tmp_path / "a.edgebundle", m, bf.files())
     assert m["files"] == {}
     contents = read_bundle(path)
-    assert contents.manifest_dict["files"]["model.tflite"] == {"sha256": bf.sha(bf.MODEL), "size": len(bf.MODEL)}
+    assert contents.manifest_dict["files"]["model.tflite"] == {
+        "sha256": bf.sha(bf.MODEL),
+        "size": len(bf.MODEL),
+    }
     assert contents.manifest_bytes == canonical_bytes(contents.manifest_dict)
     assert contents.files == bf.files()
     assert contents.signatures == ()
@@ -83,7 +97,10 @@ def test_stage_writes_every_member_into_a_private_folder(tmp_path: Path) -> None
     staged = stage_bundle(path, tmp_path / "stage")
     assert stat.S_IMODE((tmp_path / "stage").stat().st_mode) == 0o700
     assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == [
-        "labels.txt", "manifest.json", "model.tflite", "signatures.json",
+        "labels.txt",
+        "manifest.json",
+        "model.tflite",
+        "signatures.json",
     ]
     assert staged.path("model.tflite").read_bytes() == bf.MODEL
     assert staged.files["labels.txt"].read_bytes() == bf.LABELS
@@ -130,7 +147,9 @@ def test_sign_bundle_adds_signatures_and_refuses_a_duplicate(tmp_path: Path) -> 
     assert path.read_bytes() == before
     contents = read_bundle(path)
     assert [s.keyid for s in contents.signatures] == [a.keyid, b.keyid]
-    result = tally(contents.manifest_bytes, contents.signatures, {a.keyid: a.public_raw, b.keyid: b.public_raw})
+    result = tally(
+        contents.manifest_bytes, contents.signatures, {a.keyid: a.public_raw, b.keyid: b.public_raw}
+    )
     assert result.valid == (a.keyid, b.keyid)
     assert contents.files == bf.files()
 
@@ -140,7 +159,9 @@ def test_model_bundle_loads_for_the_runtime(tmp_path: Path) -> None:
 
     model = (MODELS / "digits_int8.tflite").read_bytes()
     m = bf.manifest(labels="labels.txt")
-    path = write_bundle(tmp_path / "d.edgebundle", m, {"model.tflite": model, "labels.txt": bf.LABELS})
+    path = write_bundle(
+        tmp_path / "d.edgebundle", m, {"model.tflite": model, "labels.txt": bf.LABELS}
+    )
     assert open_model_bundle(path).files["model.tflite"] == model
     source = load_source(path)
     assert source.identity.name == "digits" and source.identity.version == "1.2.0"

@@ -92,7 +92,9 @@ def test_detection_roles_are_checked() -> None:
         parse_manifest(m)
 
 
-@pytest.mark.parametrize("name", ["../model.tflite", "/model.tflite", "a/b", "manifest.json", ".hidden", ""])
+@pytest.mark.parametrize(
+    "name", ["../model.tflite", "/model.tflite", "a/b", "manifest.json", ".hidden", ""]
+)
 def test_file_names_must_be_flat_and_safe(name: str) -> None:
     m = bf.filled_manifest()
     m["files"][name] = m["files"]["labels.txt"]
@@ -114,8 +116,18 @@ def test_manifest_bytes_must_be_canonical_and_without_duplicate_keys() -> None:
 
 def test_semver_precedence_including_pre_releases() -> None:
     order = [
-        "0.9.9", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
-        "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0", "2.0.0",
+        "0.9.9",
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+        "1.10.0",
+        "2.0.0",
     ]
     parsed = [SemVer.parse(v) for v in order]
     assert sorted(reversed(parsed)) == parsed
@@ -124,7 +136,9 @@ def test_semver_precedence_including_pre_releases() -> None:
     assert str(SemVer.parse("1.2.3-rc.1+b5")) == "1.2.3-rc.1+b5"
 
 
-@pytest.mark.parametrize("bad", ["1", "1.2", "1.2.3.4", "v1.2.3", "1.02.3", "1.2.3-", "1.2.3-01", "", "1.2.3-a..b"])
+@pytest.mark.parametrize(
+    "bad", ["1", "1.2", "1.2.3.4", "v1.2.3", "1.02.3", "1.2.3-", "1.2.3-01", "", "1.2.3-a..b"]
+)
 def test_semver_refuses_malformed(bad: str) -> None:
     with pytest.raises(BundleError):
         SemVer.parse(bad)

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
 
 import bundle_factory as bf
 import pytest
@@ -21,13 +20,18 @@ from edge_runtime.trust.keys import key_id, load_public_key, load_signing_key
 from edge_runtime.trust.signing import sign_bundle
 
 BIN = Path(sys.executable).parent
-OUTPUTS: List[str] = []  # every stdout/stderr, checked for private key material at the end
-KEY_FILES: List[Path] = []  # every private key the commands made
+OUTPUTS: list[str] = []  # every stdout/stderr, checked for private key material at the end
+KEY_FILES: list[Path] = []  # every private key the commands made
 
 
 def run(tool: str, *args: object, cwd: Path) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     done = subprocess.run(
-        [str(BIN / tool), *map(str, args)], capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
+        [str(BIN / tool), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     OUTPUTS.append(done.stdout + done.stderr)
@@ -42,7 +46,9 @@ def ok(done: subprocess.CompletedProcess) -> str:  # type: ignore[type-arg]
 
 
 def one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> str:  # type: ignore[type-arg]
-    assert done.returncode == 1, f"expected exit 1, got {done.returncode}: {done.stdout} {done.stderr}"
+    assert done.returncode == 1, (
+        f"expected exit 1, got {done.returncode}: {done.stdout} {done.stderr}"
+    )
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     for fragment in fragments:
@@ -50,7 +56,7 @@ def one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> str:  
     return lines[0]
 
 
-def private_material(path: Path) -> List[str]:
+def private_material(path: Path) -> list[str]:
     body = [line for line in path.read_text().splitlines() if not line.startswith("-----")]
     assert body
     return body
@@ -89,7 +95,10 @@ def test_sign_and_verify_show_signers_and_contents(fleet: Path) -> None:
     keyid_a = key_id(load_public_key(fleet / "keys" / "a.pub"))
     out = ok(run("edge-fleet", "sign", "digits.edgebundle", "--key", "keys/a.key", cwd=fleet))
     assert keyid_a in out and "1 signature(s) now" in out
-    one_line_error(run("edge-fleet", "sign", "digits.edgebundle", "--key", "keys/a.key", cwd=fleet), "already signed")
+    one_line_error(
+        run("edge-fleet", "sign", "digits.edgebundle", "--key", "keys/a.key", cwd=fleet),
+        "already signed",
+    )
 
     out = ok(run("edge-fleet", "verify", "digits.edgebundle", "--trust", "trust.json", cwd=fleet))
     assert "bundle:     digits 1.2.0" in out
@@ -98,44 +107,129 @@ def test_sign_and_verify_show_signers_and_contents(fleet: Path) -> None:
     assert f"model.tflite  {len(bf.MODEL):>10} bytes" in out and "labels.txt" in out
     assert "expires:" in out
 
-    info = json.loads(ok(run("edge-fleet", "verify", "digits.edgebundle", "--trust", "trust.json", "--json", cwd=fleet)))
+    info = json.loads(
+        ok(
+            run(
+                "edge-fleet",
+                "verify",
+                "digits.edgebundle",
+                "--trust",
+                "trust.json",
+                "--json",
+                cwd=fleet,
+            )
+        )
+    )
     assert info["signed_by"] == [keyid_a] and info["files"]["model.tflite"]["size"] == len(bf.MODEL)
 
 
 def test_verify_refuses_unsigned_and_tampered_bundles(fleet: Path, tmp_path: Path) -> None:
     unsigned = bf.make_bundle(tmp_path / "unsigned.edgebundle", **bf.real_clock_times())
-    one_line_error(run("edge-fleet", "verify", unsigned, "--trust", fleet / "trust.json", cwd=fleet),
-                   "bundle signatures refused", "0 valid")
+    one_line_error(
+        run("edge-fleet", "verify", unsigned, "--trust", fleet / "trust.json", cwd=fleet),
+        "bundle signatures refused",
+        "0 valid",
+    )
     signed = tmp_path / "tampered.edgebundle"
     data = (fleet / "signed.edgebundle").read_bytes()
     at = data.index(bf.MODEL) + 10
-    signed.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])
-    one_line_error(run("edge-fleet", "verify", signed, "--trust", fleet / "trust.json", cwd=fleet), "sha256", "altered")
+    signed.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :])
+    one_line_error(
+        run("edge-fleet", "verify", signed, "--trust", fleet / "trust.json", cwd=fleet),
+        "sha256",
+        "altered",
+    )
 
 
 def test_trust_rotation_commands(tmp_path: Path) -> None:
     for name in ("a", "b", "c"):
         ok(run("edge-fleet", "keygen", "--out", "keys", "--name", name, cwd=tmp_path))
-    ok(run("edge-fleet", "trust", "init", "--out", "trust.json", "--key", "keys/a.pub", cwd=tmp_path))
-    one_line_error(run("edge-fleet", "trust", "init", "--out", "trust.json", "--key", "keys/b.pub", cwd=tmp_path),
-                   "exists already")
+    ok(
+        run(
+            "edge-fleet",
+            "trust",
+            "init",
+            "--out",
+            "trust.json",
+            "--key",
+            "keys/a.pub",
+            cwd=tmp_path,
+        )
+    )
+    one_line_error(
+        run(
+            "edge-fleet",
+            "trust",
+            "init",
+            "--out",
+            "trust.json",
+            "--key",
+            "keys/b.pub",
+            cwd=tmp_path,
+        ),
+        "exists already",
+    )
     v1 = (tmp_path / "trust.json").read_bytes()
     # Signed by an outsider only: refused, file unchanged.
     one_line_error(
-        run("edge-fleet", "trust", "add-key", "trust.json", "--key", "keys/b.pub", "--sign-key", "keys/c.key", cwd=tmp_path),
+        run(
+            "edge-fleet",
+            "trust",
+            "add-key",
+            "trust.json",
+            "--key",
+            "keys/b.pub",
+            "--sign-key",
+            "keys/c.key",
+            cwd=tmp_path,
+        ),
         "keys of installed v1",
     )
     assert (tmp_path / "trust.json").read_bytes() == v1
-    ok(run("edge-fleet", "trust", "add-key", "trust.json", "--key", "keys/b.pub", "--sign-key", "keys/a.key", cwd=tmp_path))
+    ok(
+        run(
+            "edge-fleet",
+            "trust",
+            "add-key",
+            "trust.json",
+            "--key",
+            "keys/b.pub",
+            "--sign-key",
+            "keys/a.key",
+            cwd=tmp_path,
+        )
+    )
     keyid_a = key_id(load_public_key(tmp_path / "keys" / "a.pub"))
-    ok(run("edge-fleet", "trust", "remove-key", "trust.json", "--key", keyid_a[:12], "--sign-key", "keys/b.key",
-           cwd=tmp_path))
+    ok(
+        run(
+            "edge-fleet",
+            "trust",
+            "remove-key",
+            "trust.json",
+            "--key",
+            keyid_a[:12],
+            "--sign-key",
+            "keys/b.key",
+            cwd=tmp_path,
+        )
+    )
     info = json.loads(ok(run("edge-fleet", "trust", "show", "trust.json", "--json", cwd=tmp_path)))
     keyid_b = key_id(load_public_key(tmp_path / "keys" / "b.pub"))
-    assert info["version"] == 3 and info["keys"] == [keyid_b] and info["self_signed_by"] == [keyid_b]
+    assert (
+        info["version"] == 3 and info["keys"] == [keyid_b] and info["self_signed_by"] == [keyid_b]
+    )
     one_line_error(
-        run("edge-fleet", "trust", "remove-key", "trust.json", "--key", "keys/b.pub", "--sign-key", "keys/b.key",
-            cwd=tmp_path),
+        run(
+            "edge-fleet",
+            "trust",
+            "remove-key",
+            "trust.json",
+            "--key",
+            "keys/b.pub",
+            "--sign-key",
+            "keys/b.key",
+            cwd=tmp_path,
+        ),
         "no keys",
     )
 
@@ -145,31 +239,63 @@ def test_private_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     (tmp_path / "k" / "signing.key").chmod(0o644)
     bundle = bf.make_bundle(tmp_path / "b.edgebundle", **bf.real_clock_times())
     before = bundle.read_bytes()
-    one_line_error(run("edge-fleet", "sign", bundle, "--key", "k/signing.key", cwd=tmp_path), "chmod 600")
+    one_line_error(
+        run("edge-fleet", "sign", bundle, "--key", "k/signing.key", cwd=tmp_path), "chmod 600"
+    )
     assert bundle.read_bytes() == before
 
 
 def test_edge_runtime_verify(fleet: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "d.edgebundle"
     bundle.write_bytes((fleet / "signed.edgebundle").read_bytes())
-    out = ok(run("edge-runtime", "verify", bundle, "--trust", fleet / "trust.json", "--device-class", "rpi4",
-                 cwd=tmp_path))
+    out = ok(
+        run(
+            "edge-runtime",
+            "verify",
+            bundle,
+            "--trust",
+            fleet / "trust.json",
+            "--device-class",
+            "rpi4",
+            cwd=tmp_path,
+        )
+    )
     assert "nothing was installed" in out and "digits 1.2.0" in out
     one_line_error(
-        run("edge-runtime", "verify", bundle, "--trust", fleet / "trust.json", "--device-class", "rpi3", cwd=tmp_path),
+        run(
+            "edge-runtime",
+            "verify",
+            bundle,
+            "--trust",
+            fleet / "trust.json",
+            "--device-class",
+            "rpi3",
+            cwd=tmp_path,
+        ),
         "not for this device class 'rpi3'",
     )
     state = tmp_path / "state"
     state.mkdir()
     (state / "versions_seen.json").write_text('{"highest_seen":{"digits":"1.2.0"}}\n')
     one_line_error(
-        run("edge-runtime", "verify", bundle, "--trust", fleet / "trust.json", "--state-dir", state, cwd=tmp_path),
+        run(
+            "edge-runtime",
+            "verify",
+            bundle,
+            "--trust",
+            fleet / "trust.json",
+            "--state-dir",
+            state,
+            cwd=tmp_path,
+        ),
         "same version",
     )
     assert (state / "versions_seen.json").read_text() == '{"highest_seen":{"digits":"1.2.0"}}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.edgebundle", "state"]
-    one_line_error(run("edge-runtime", "verify", bundle, "--trust", tmp_path / "none.json", cwd=tmp_path),
-                   "trust file not found")
+    one_line_error(
+        run("edge-runtime", "verify", bundle, "--trust", tmp_path / "none.json", cwd=tmp_path),
+        "trust file not found",
+    )
 
 
 def test_no_private_key_material_in_any_output(fleet: Path) -> None:

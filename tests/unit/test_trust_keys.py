@@ -73,7 +73,9 @@ def test_group_readable_private_key_is_refused(tmp_path: Path) -> None:
 
 def test_garbage_private_key_error_does_not_quote_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.key"
-    path.write_bytes(b"-----BEGIN PRIVATE KEY-----\nSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n")
+    path.write_bytes(
+        b"-----BEGIN PRIVATE KEY-----\nSECRETSECRETSECRET\n-----END PRIVATE KEY-----\n"
+    )
     path.chmod(0o600)
     with pytest.raises(ConfigError) as info:
         load_signing_key(path)
@@ -107,7 +109,9 @@ def test_version_record_only_goes_up(tmp_path: Path) -> None:
     assert record_seen(tmp_path, "other", "0.1.0")
     assert str(highest_seen_for(tmp_path, "digits")) == "1.2.0"
     assert highest_seen_for(None, "digits") is None
-    assert state_path(tmp_path).read_text() == '{"highest_seen":{"digits":"1.2.0","other":"0.1.0"}}\n'
+    assert (
+        state_path(tmp_path).read_text() == '{"highest_seen":{"digits":"1.2.0","other":"0.1.0"}}\n'
+    )
 
 
 def test_malformed_version_record_fails_closed(tmp_path: Path) -> None:

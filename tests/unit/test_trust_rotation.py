@@ -27,7 +27,9 @@ from edge_runtime.trust.trustfile import (
 A, B, C = generate_signing_key(), generate_signing_key(), generate_signing_key()
 
 
-def trust_of(*keys: SigningKey, version: int, threshold: int = 1, signers: tuple = (), **kw: Any) -> TrustFile:  # type: ignore[type-arg]
+def trust_of(
+    *keys: SigningKey, version: int, threshold: int = 1, signers: tuple = (), **kw: Any
+) -> TrustFile:  # type: ignore[type-arg]
     return sign_trust(make_trust([k.public_raw for k in keys], threshold, version, **kw), signers)
 
 
@@ -78,11 +80,15 @@ def _refused(trust_path: Path, new: TrustFile, error: type, fragment: str) -> No
 
 
 def test_new_trust_not_signed_by_current_keys_is_refused(trust_path: Path) -> None:
-    _refused(trust_path, trust_of(B, version=2, signers=(B,)), SignatureError, "keys of installed v1")
+    _refused(
+        trust_path, trust_of(B, version=2, signers=(B,)), SignatureError, "keys of installed v1"
+    )
 
 
 def test_new_trust_signed_by_an_outsider_is_refused(trust_path: Path) -> None:
-    _refused(trust_path, trust_of(C, version=2, signers=(C,)), SignatureError, "keys of installed v1")
+    _refused(
+        trust_path, trust_of(C, version=2, signers=(C,)), SignatureError, "keys of installed v1"
+    )
 
 
 def test_new_trust_not_signed_by_its_own_keys_is_refused(trust_path: Path) -> None:
@@ -92,7 +98,12 @@ def test_new_trust_not_signed_by_its_own_keys_is_refused(trust_path: Path) -> No
 
 def test_trust_version_going_down_is_refused(trust_path: Path) -> None:
     install_trust_update(trust_path, trust_of(A, B, version=3, signers=(A,)), now=bf.NOW)
-    _refused(trust_path, trust_of(A, version=2, signers=(A, B)), RollbackError, "version 2 is not above the installed version 3")
+    _refused(
+        trust_path,
+        trust_of(A, version=2, signers=(A, B)),
+        RollbackError,
+        "version 2 is not above the installed version 3",
+    )
 
 
 def test_trust_same_version_is_refused(trust_path: Path) -> None:
@@ -102,13 +113,20 @@ def test_trust_same_version_is_refused(trust_path: Path) -> None:
 def test_revoked_key_cannot_sign_a_later_trust_file(trust_path: Path) -> None:
     install_trust_update(trust_path, trust_of(B, version=2, signers=(A, B)), now=bf.NOW)
     # A was rotated out at v2; a v3 by A alone (a stolen old key) is refused.
-    _refused(trust_path, trust_of(A, version=3, signers=(A,)), SignatureError, "keys of installed v2")
+    _refused(
+        trust_path, trust_of(A, version=3, signers=(A,)), SignatureError, "keys of installed v2"
+    )
 
 
 def test_threshold_two_of_three_rotation(tmp_path: Path) -> None:
     path = tmp_path / "trust.json"
     save_trust(path, trust_of(A, B, C, version=1, threshold=2))
-    _refused(path, trust_of(A, B, version=2, threshold=2, signers=(A,)), SignatureError, "1 valid signature")
+    _refused(
+        path,
+        trust_of(A, B, version=2, threshold=2, signers=(A,)),
+        SignatureError,
+        "1 valid signature",
+    )
     install_trust_update(path, trust_of(A, B, version=2, threshold=2, signers=(A, B)), now=bf.NOW)
     assert load_trust(path).threshold == 2
 
