@@ -1,11 +1,13 @@
-"""``edge-fleet trust init|add-key|remove-key|show``: the trust file devices hold.
+"""``edge-fleet trust init|add-key|remove-key|sign|show``: the trust file devices hold.
 
 ``init`` makes version 1 (the root of trust placed on devices when provisioned).
 ``add-key`` and ``remove-key`` write version N+1, signed with every ``--sign-key``; they
 refuse to write a file that devices would refuse, i.e. one not signed by a threshold of
 the current keys and by a threshold of its own keys (so rotating A out for B is
 ``add-key --key B.pub --sign-key A.key``, then ``remove-key --key A.pub --sign-key B.key``,
-or one step with both signing).
+or one step with both signing). When the signing keys are held by different people,
+``--incomplete --out NEW`` writes the new version anyway and each holder adds theirs
+with ``trust sign NEW --previous TRUST --sign-key KEY``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from edge_runtime.bundle.manifest import format_utc, parse_utc
 from edge_runtime.cli.common import positive_int
-from edge_runtime.errors import BundleError, ConfigError
+from edge_runtime.errors import BundleError, ConfigError, UpdateError
 from edge_runtime.trust.keys import key_id, load_public_key, load_signing_key, short_id
 from edge_runtime.trust.tally import tally
 from edge_runtime.trust.trustfile import (
@@ -69,6 +71,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _update_arguments(rm)
     rm.set_defaults(handler=run_remove)
 
+    sign = tsub.add_parser("sign", help="add signatures to a trust file (for thresholds over 1)")
+    sign.add_argument("trust", type=Path, metavar="TRUST")
+    sign.add_argument("--sign-key", type=Path, action="append", required=True, help="private key")
+    sign.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="the version devices hold now: say if it is ready",
+    )
+    sign.set_defaults(handler=run_sign)
+
     show = tsub.add_parser("show", help="print a trust file's keys, threshold and signatures")
     show.add_argument("trust", type=Path, metavar="TRUST")
     show.add_argument("--json", action="store_true")
@@ -98,6 +111,12 @@ def _update_arguments(p: argparse.ArgumentParser) -> None:
     )
     _expiry_arguments(p)
     p.add_argument("--out", type=Path, default=None, help="write here instead of replacing TRUST")
+    p.add_argument(
+        "--incomplete",
+        action="store_true",
+        help="write to --out even if more signatures are needed (others add them with "
+        "'trust sign OUT --previous TRUST')",
+    )
 
 
 def _expiry(args: argparse.Namespace, current: TrustFile | None = None) -> datetime | None:
@@ -146,14 +165,48 @@ def _write_update(args: argparse.Namespace, current: TrustFile, keys: dict[str, 
         _expiry(args, current),
     )
     new = sign_trust(new, [load_signing_key(p) for p in args.sign_key])
-    verify_trust_update(current, new, now=datetime.now(timezone.utc))
+    if args.incomplete and (args.out is None or args.out.resolve() == args.trust.resolve()):
+        raise ConfigError("--incomplete needs --out NEW (the current trust file stays as it is)")
     out = args.out or args.trust
+    problem = _rule_problem(current, new)
+    if problem is not None and not args.incomplete:
+        raise problem
     save_trust(out, new)
     print(
         f"wrote {out}: trust file v{new.version}, threshold {new.threshold}, {len(new.keys)} key(s)"
     )
     for keyid in new.keys:
         print(f"  {keyid}")
+    if problem is not None:
+        print(
+            f"not yet accepted by devices: {problem}; add signatures with: "
+            f"edge-fleet trust sign {out} --previous {args.trust} --sign-key KEY"
+        )
+    return 0
+
+
+def _rule_problem(current: TrustFile, new: TrustFile) -> UpdateError | None:
+    """None when devices holding ``current`` would accept ``new``; else why not."""
+    try:
+        verify_trust_update(current, new, now=datetime.now(timezone.utc))
+    except UpdateError as exc:
+        return exc
+    return None
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    trust = load_trust(args.trust)
+    signed = sign_trust(trust, [load_signing_key(p) for p in args.sign_key])
+    added = len(signed.signatures) - len(trust.signatures)
+    save_trust(args.trust, signed)
+    total = len(signed.signatures)
+    print(f"added {added} signature(s) to {args.trust} (v{signed.version}); {total} now")
+    if args.previous is not None:
+        problem = _rule_problem(load_trust(args.previous), signed)
+        if problem is not None:
+            print(f"not yet accepted by devices holding {args.previous}: {problem}")
+        else:
+            print(f"ready: devices holding {args.previous} accept v{signed.version}")
     return 0
 
 

@@ -298,9 +298,57 @@ def test_edge_runtime_verify(fleet: Path, tmp_path: Path) -> None:
     )
 
 
-def test_no_private_key_material_in_any_output(fleet: Path) -> None:
+def test_trust_rotation_with_keys_held_by_different_people(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        ok(run("edge-fleet", "keygen", "--out", "keys", "--name", name, cwd=tmp_path))
+    keys = ["--key", "keys/a.pub", "--key", "keys/b.pub"]
+    ok(
+        run(
+            "edge-fleet",
+            "trust",
+            "init",
+            "--out",
+            "trust.json",
+            *keys,
+            "--threshold",
+            "2",
+            cwd=tmp_path,
+        )
+    )
+    v1 = (tmp_path / "trust.json").read_bytes()
+    add = ["trust", "add-key", "trust.json", "--key", "keys/c.pub", "--sign-key", "keys/a.key"]
+    one_line_error(run("edge-fleet", *add, cwd=tmp_path), "1 valid signature(s)", "2 required")
+    out = ok(run("edge-fleet", *add, "--incomplete", "--out", "v2.json", cwd=tmp_path))
+    assert "not yet accepted by devices" in out
+    assert (tmp_path / "trust.json").read_bytes() == v1
+    out = ok(
+        run(
+            "edge-fleet",
+            "trust",
+            "sign",
+            "v2.json",
+            "--previous",
+            "trust.json",
+            "--sign-key",
+            "keys/b.key",
+            cwd=tmp_path,
+        )
+    )
+    assert "ready: devices holding trust.json accept v2" in out
+    info = json.loads(ok(run("edge-fleet", "trust", "show", "v2.json", "--json", cwd=tmp_path)))
+    assert info["version"] == 2 and info["threshold"] == 2 and len(info["self_signed_by"]) == 2
+
+
+def test_no_private_key_material_in_any_output(fleet: Path, tmp_path: Path) -> None:
+    """Checks every command run in this module (this test runs last), plus a flow of its own
+    with --debug, so it holds when run alone too."""
+    bundle = bf.make_bundle(tmp_path / "x.edgebundle", **bf.real_clock_times())
+    ok(run("edge-fleet", "--debug", "keygen", "--out", "k", cwd=tmp_path))
+    ok(run("edge-fleet", "--debug", "sign", bundle, "--key", "k/signing.key", cwd=tmp_path))
+    (tmp_path / "k" / "signing.key").chmod(0o640)
+    run("edge-fleet", "--debug", "sign", bundle, "--key", "k/signing.key", cwd=tmp_path)
     secrets = [s for path in KEY_FILES for s in private_material(path)]
-    assert OUTPUTS and len(KEY_FILES) >= 2, "runs after the other tests in this module"
+    assert len(OUTPUTS) >= 3 and KEY_FILES
     for output in OUTPUTS:
         for secret in secrets:
             assert secret not in output
