@@ -30,14 +30,26 @@ Schema 1 (all keys required; ``labels`` and ``golden`` may be null)::
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+# Re-exported: the schema's callers import these from here.
+from edge_runtime.bundle.canonical import canonical_bytes as canonical_bytes
+from edge_runtime.bundle.canonical import format_utc as format_utc
+from edge_runtime.bundle.canonical import loads_strict as loads_strict
+from edge_runtime.bundle.canonical import parse_utc as parse_utc
+from edge_runtime.bundle.fields import (
+    choice,
+    finite,
+    keys_exactly,
+    opt_finite,
+    shape,
+    text,
+    whole,
+)
 from edge_runtime.bundle.semver import SemVer
 from edge_runtime.errors import BundleError
 
@@ -50,7 +62,6 @@ NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DEVICE_CLASS_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
 INPUT_DTYPES = ("int8", "uint8", "float32")
 TENSOR_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "float16", "float32", "bool")
@@ -82,53 +93,6 @@ _TENSOR_KEYS = frozenset({"name", "role", "shape", "dtype", "scale", "zero_point
 _FILE_KEYS = frozenset({"sha256", "size"})
 
 
-def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
-    """The bytes that are signed: sorted keys, no whitespace, UTF-8, finite numbers only.
-
-    Raises:
-        BundleError: the value holds NaN/infinity or something JSON cannot carry.
-    """
-    try:
-        text = json.dumps(
-            manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-    except ValueError as exc:
-        raise BundleError(
-            f"manifest holds a number JSON cannot carry (NaN or infinity): {exc}"
-        ) from exc
-    except TypeError as exc:
-        raise BundleError(f"manifest holds a value JSON cannot carry: {exc}") from exc
-    return text.encode("utf-8")
-
-
-def _no_duplicates(pairs: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise BundleError(f"JSON object has the key {key!r} twice")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise BundleError(f"JSON holds {name}; only finite numbers are allowed")
-
-
-def loads_strict(data: bytes, what: str) -> Any:
-    """Parse JSON bytes, refusing duplicate keys, NaN/Infinity and bad UTF-8.
-
-    Raises:
-        BundleError: not valid strict JSON (the message names ``what``).
-    """
-    try:
-        text = data.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except BundleError as exc:
-        raise BundleError(f"{what}: {exc}") from exc
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BundleError(f"{what} is not valid JSON: {exc}") from exc
-
-
 def parse_manifest_bytes(data: bytes) -> tuple[dict[str, Any], Manifest]:
     """Parse ``manifest.json`` bytes, which must be in canonical form.
 
@@ -144,32 +108,6 @@ def parse_manifest_bytes(data: bytes) -> tuple[dict[str, Any], Manifest]:
             "write bundles with write_bundle"
         )
     return obj, parse_manifest(obj)
-
-
-# ---- time ------------------------------------------------------------------------------
-
-
-def format_utc(moment: datetime) -> str:
-    """``2026-01-31T12:00:00Z`` (microseconds only when present)."""
-    if moment.tzinfo is None:
-        raise ValueError("format_utc needs a timezone-aware datetime")
-    moment = moment.astimezone(timezone.utc)
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return moment.strftime(fmt)
-
-
-def parse_utc(text: Any, what: str) -> datetime:
-    """Parse a UTC ISO 8601 time ending in ``Z``.
-
-    Raises:
-        BundleError: not in that form (the message names ``what``).
-    """
-    if not isinstance(text, str) or not _UTC_RE.match(text):
-        raise BundleError(f"{what} must be a UTC time like 2026-01-31T12:00:00Z, got {text!r}")
-    try:
-        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
-    except ValueError as exc:
-        raise BundleError(f"{what} is not a valid time: {text!r} ({exc})") from exc
 
 
 # ---- value types -----------------------------------------------------------------------
@@ -239,63 +177,6 @@ class Manifest:
 # ---- field checks ----------------------------------------------------------------------
 
 
-def _keys(obj: Any, allowed: frozenset, where: str) -> Mapping[str, Any]:  # type: ignore[type-arg]
-    if not isinstance(obj, dict):
-        raise BundleError(f"manifest field {where} must be an object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise BundleError(
-            f"manifest field {where} has unknown keys: {', '.join(map(repr, unknown))}"
-        )
-    missing = sorted(allowed - set(obj))
-    if missing:
-        raise BundleError(f"manifest field {where} lacks the keys: {', '.join(missing)}")
-    return obj
-
-
-def _int(value: Any, where: str, *, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BundleError(f"manifest field {where} must be a whole number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise BundleError(f"manifest field {where} must be in {low}..{high}, got {value}")
-    return value
-
-
-def _float(value: Any, where: str, *, low: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BundleError(f"manifest field {where} must be a finite number, got {value!r}")
-    if low is not None and value < low:
-        raise BundleError(f"manifest field {where} must be at least {low}, got {value}")
-    return float(value)
-
-
-def _opt_float(value: Any, where: str) -> float | None:
-    return None if value is None else _float(value, where)
-
-
-def _str(value: Any, where: str, pattern: re.Pattern | None = None) -> str:  # type: ignore[type-arg]
-    if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-        hint = f" matching {pattern.pattern}" if pattern is not None else ""
-        raise BundleError(f"manifest field {where} must be a string{hint}, got {value!r}")
-    return value
-
-
-def _choice(value: Any, where: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise BundleError(
-            f"manifest field {where} must be one of {', '.join(choices)}, got {value!r}"
-        )
-    return str(value)
-
-
-def _shape(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value:
-        raise BundleError(
-            f"manifest field {where} must be a non-empty list of sizes, got {value!r}"
-        )
-    return tuple(_int(v, f"{where}[{i}]", low=-1, high=1 << 24) for i, v in enumerate(value))
-
-
 def check_file_name(name: Any, where: str) -> str:
     """A member name: flat, safe characters, not reserved.
 
@@ -319,9 +200,9 @@ def _files(value: Any) -> dict[str, FileEntry]:
     out = {}
     for name, entry in value.items():
         check_file_name(name, "manifest field files")
-        e = _keys(entry, _FILE_KEYS, f"files[{name!r}]")
-        sha = _str(e["sha256"], f"files[{name!r}].sha256", SHA256_RE)
-        out[name] = FileEntry(sha, _int(e["size"], f"files[{name!r}].size", low=0))
+        e = keys_exactly(entry, _FILE_KEYS, f"files[{name!r}]")
+        sha = text(e["sha256"], f"files[{name!r}].sha256", SHA256_RE)
+        out[name] = FileEntry(sha, whole(e["size"], f"files[{name!r}].size", low=0))
     return out
 
 
@@ -330,57 +211,57 @@ def _member_ref(
 ) -> str | None:
     if value is None and optional:
         return None
-    name = _str(value, where)
+    name = text(value, where)
     if name not in files:
         raise BundleError(f"manifest field {where} names {name!r}, which is not in files")
     return name
 
 
 def _input(value: Any) -> InputDesc:
-    v = _keys(value, _INPUT_KEYS, "input")
-    shape = _shape(v["shape"], "input.shape")
-    if len(shape) != 4 or shape[0] != 1 or min(shape) < 1 or shape[3] not in (1, 3, 4):
+    v = keys_exactly(value, _INPUT_KEYS, "input")
+    dims = shape(v["shape"], "input.shape")
+    if len(dims) != 4 or dims[0] != 1 or min(dims) < 1 or dims[3] not in (1, 3, 4):
         raise BundleError(
-            f"manifest field input.shape must be [1, H, W, C] with C 1, 3 or 4, got {list(shape)}"
+            f"manifest field input.shape must be [1, H, W, C] with C 1, 3 or 4, got {list(dims)}"
         )
-    std = _opt_float(v["std"], "input.std")
+    std = opt_finite(v["std"], "input.std")
     if std is not None and std <= 0:
         raise BundleError(f"manifest field input.std must be above 0, got {std}")
     return InputDesc(
-        shape=(shape[0], shape[1], shape[2], shape[3]),
-        dtype=_choice(v["dtype"], "input.dtype", INPUT_DTYPES),
-        scale=_float(v["scale"], "input.scale", low=0.0),
-        zero_point=_int(v["zero_point"], "input.zero_point", low=-(1 << 31), high=(1 << 31) - 1),
-        mean=_opt_float(v["mean"], "input.mean"),
+        shape=(dims[0], dims[1], dims[2], dims[3]),
+        dtype=choice(v["dtype"], "input.dtype", INPUT_DTYPES),
+        scale=finite(v["scale"], "input.scale", low=0.0),
+        zero_point=whole(v["zero_point"], "input.zero_point", low=-(1 << 31), high=(1 << 31) - 1),
+        mean=opt_finite(v["mean"], "input.mean"),
         std=std,
-        resize=_choice(v["resize"], "input.resize", RESIZE_MODES),
-        color=_choice(v["color"], "input.color", COLOR_ORDERS),
+        resize=choice(v["resize"], "input.resize", RESIZE_MODES),
+        color=choice(v["color"], "input.color", COLOR_ORDERS),
     )
 
 
 def _outputs(value: Any) -> OutputsDesc:
-    v = _keys(value, _OUTPUTS_KEYS, "outputs")
-    kind = _choice(v["kind"], "outputs.kind", OUTPUT_KINDS)
+    v = keys_exactly(value, _OUTPUTS_KEYS, "outputs")
+    kind = choice(v["kind"], "outputs.kind", OUTPUT_KINDS)
     tensors = v["tensors"]
     if not isinstance(tensors, list) or not tensors:
         raise BundleError("manifest field outputs.tensors must be a non-empty list")
     parsed = []
     for i, t in enumerate(tensors):
         where = f"outputs.tensors[{i}]"
-        t = _keys(t, _TENSOR_KEYS, where)
+        t = keys_exactly(t, _TENSOR_KEYS, where)
         role = t["role"]
         if role is not None:
-            role = _str(role, f"{where}.role")
+            role = text(role, f"{where}.role")
             if kind == "detection":
-                _choice(role, f"{where}.role", DETECTION_ROLES)
+                choice(role, f"{where}.role", DETECTION_ROLES)
         parsed.append(
             OutputTensor(
-                name=_str(t["name"], f"{where}.name"),
+                name=text(t["name"], f"{where}.name"),
                 role=role,
-                shape=_shape(t["shape"], f"{where}.shape"),
-                dtype=_choice(t["dtype"], f"{where}.dtype", TENSOR_DTYPES),
-                scale=_float(t["scale"], f"{where}.scale", low=0.0),
-                zero_point=_int(
+                shape=shape(t["shape"], f"{where}.shape"),
+                dtype=choice(t["dtype"], f"{where}.dtype", TENSOR_DTYPES),
+                scale=finite(t["scale"], f"{where}.scale", low=0.0),
+                zero_point=whole(
                     t["zero_point"], f"{where}.zero_point", low=-(1 << 31), high=(1 << 31) - 1
                 ),
             )
@@ -399,7 +280,7 @@ def _compatible(value: Any) -> tuple[str, ...]:
     out = []
     for i, item in enumerate(value):
         if item != "*":
-            _str(item, f"compatible[{i}]", DEVICE_CLASS_RE)
+            text(item, f"compatible[{i}]", DEVICE_CLASS_RE)
         out.append(item)
     return tuple(out)
 
@@ -410,15 +291,15 @@ def parse_manifest(obj: Any) -> Manifest:
     Raises:
         BundleError: the first bad field, by name, with what was expected and found.
     """
-    top = _keys(obj, _TOP_KEYS, "(top level)")
-    schema = _int(top["schema"], "schema")
+    top = keys_exactly(obj, _TOP_KEYS, "(top level)")
+    schema = whole(top["schema"], "schema")
     if schema != SCHEMA_VERSION:
         raise BundleError(
             f"manifest schema {schema} is not supported "
             f"(this runtime reads schema {SCHEMA_VERSION})"
         )
-    name = _str(top["name"], "name", NAME_RE)
-    version = SemVer.parse(_str(top["version"], "version"))
+    name = text(top["name"], "name", NAME_RE)
+    version = SemVer.parse(text(top["version"], "version"))
     created = parse_utc(top["created"], "manifest field created")
     expires = parse_utc(top["expires"], "manifest field expires")
     if expires <= created:
