@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import List, Optional, Sequence, TextIO, Tuple
 
 import numpy as np
 from PIL import Image
@@ -36,7 +36,11 @@ class ImageSet:
 
 
 def float_spec(
-    shape: Sequence[int], mean: float, std: float, resize_mode: str = "stretch", color: Optional[str] = None
+    shape: Sequence[int],
+    mean: float,
+    std: float,
+    resize_mode: str = "stretch",
+    color: Optional[str] = None,
 ) -> InputSpec:
     """The float32 input spec of a ``(1, H, W, C)`` model with the given normalisation."""
     _, height, width, channels = (int(d) for d in shape)
@@ -64,7 +68,9 @@ def list_images(folder: Path, *, what: str = "calibration") -> ImageSet:
         raise ConfigError(f"{what} path {folder} is not a folder of images")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise ConfigError(f"{what} folder {folder} is empty; put sample images (JPEG, PNG, ...) in it")
+        raise ConfigError(
+            f"{what} folder {folder} is empty; put sample images (JPEG, PNG, ...) in it"
+        )
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     skipped = len(files) - len(images)
     if not images:
@@ -104,10 +110,13 @@ def calibration_tensors(
         bar.step()
     bar.done()
     if not tensors:
-        path, exc = failed[0]
-        raise InputError(f"none of the {len(chosen)} calibration images could be decoded ({path.name}: {exc})")
-    for path, exc in failed:
-        log.warning("skipping %s: %s", path, exc)
+        first, reason = failed[0]
+        raise InputError(
+            f"none of the {len(chosen)} calibration images could be decoded "
+            f"({first.name}: {reason})"
+        )
+    for skipped, reason in failed:
+        log.warning("skipping %s: %s", skipped, reason)
     return tensors, used
 
 
@@ -147,9 +156,13 @@ def _spread(items: List[Path], limit: int) -> List[Path]:
 class ProgressBar:
     """A one-line text progress bar on stderr (only when it is a terminal or asked for)."""
 
-    def __init__(self, label: str, total: int, stream: Optional[TextIO] = None, width: int = 30) -> None:
+    def __init__(
+        self, label: str, total: int, stream: Optional[TextIO] = None, width: int = 30
+    ) -> None:
         self.label, self.total, self.width = label, max(total, 1), width
-        self.stream = stream if stream is not None else (sys.stderr if sys.stderr.isatty() else None)
+        self.stream = (
+            stream if stream is not None else (sys.stderr if sys.stderr.isatty() else None)
+        )
         self.count = 0
         self._last = 0.0
 
@@ -159,7 +172,8 @@ class ProgressBar:
         if self.stream is not None and (now - self._last > 0.1 or self.count == self.total):
             self._last = now
             filled = self.width * self.count // self.total
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.count}/{self.total}")
+            bar = "#" * filled + "." * (self.width - filled)
+            self.stream.write(f"\r{self.label} [{bar}] {self.count}/{self.total}")
             self.stream.flush()
 
     def done(self) -> None:

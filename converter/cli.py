@@ -1,9 +1,9 @@
 """``edge-convert``: a float model and sample images in, a validated int8 bundle out.
 
-    edge-convert MODEL --calibration DIR --out OUT.edgebundle --name NAME --version SEMVER
-        [--labels FILE] [--validation DIR|NPZ] [--input-type int8|uint8] [--edgetpu]
-        [--mean M] [--std S] [--resize stretch|crop|letterbox] [--max-accuracy-drop 0.01]
-        [--max-samples N] [--expires-days D] [--compatible CLASS ...] [--sign-key KEY] [--json]
+edge-convert MODEL --calibration DIR --out OUT.edgebundle --name NAME --version SEMVER
+    [--labels FILE] [--validation DIR|NPZ] [--input-type int8|uint8] [--edgetpu]
+    [--mean M] [--std S] [--resize stretch|crop|letterbox] [--max-accuracy-drop 0.01]
+    [--max-samples N] [--expires-days D] [--compatible CLASS ...] [--sign-key KEY] [--json]
 """
 
 from __future__ import annotations
@@ -26,33 +26,76 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version-info", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    p.add_argument("model", type=Path, help="Keras .keras/.h5 file, SavedModel folder, or float .tflite")
-    p.add_argument("--calibration", type=Path, required=True, metavar="DIR",
-                   help="folder of sample images (or one subfolder per class)")
+    p.add_argument(
+        "model", type=Path, help="Keras .keras/.h5 file, SavedModel folder, or float .tflite"
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder of sample images (or one subfolder per class)",
+    )
     p.add_argument("--out", type=Path, required=True, metavar="OUT.edgebundle")
     p.add_argument("--name", required=True, help="model name in the manifest ([a-z0-9._-])")
     p.add_argument("--version", required=True, metavar="SEMVER", help="model version, e.g. 1.0.0")
     p.add_argument("--labels", type=Path, help="labels file, one per line, in output order")
-    p.add_argument("--validation", type=Path, metavar="DIR|NPZ",
-                   help="class subfolders named as in the labels, or .npz with x (uint8 images) and y")
-    p.add_argument("--input-type", choices=("int8", "uint8"), default="int8",
-                   help="dtype of the int8 model's input and output tensors (default int8)")
-    p.add_argument("--edgetpu", action="store_true",
-                   help="check Edge TPU compatibility and run edgetpu_compiler when on the PATH")
-    p.add_argument("--mean", type=float, default=127.5, help="value = (pixel - mean) / std (default 127.5)")
+    p.add_argument(
+        "--validation",
+        type=Path,
+        metavar="DIR|NPZ",
+        help="class subfolders named as in the labels, or .npz with x (uint8 images) and y",
+    )
+    p.add_argument(
+        "--input-type",
+        choices=("int8", "uint8"),
+        default="int8",
+        help="dtype of the int8 model's input and output tensors (default int8)",
+    )
+    p.add_argument(
+        "--edgetpu",
+        action="store_true",
+        help="check Edge TPU compatibility and run edgetpu_compiler when on the PATH",
+    )
+    p.add_argument(
+        "--mean", type=float, default=127.5, help="value = (pixel - mean) / std (default 127.5)"
+    )
     p.add_argument("--std", type=float, default=127.5, help="(default 127.5)")
     p.add_argument("--resize", choices=("stretch", "crop", "letterbox"), default="stretch")
-    p.add_argument("--color", choices=("RGB", "BGR"), default=None,
-                   help="channel order the model expects (default RGB; grayscale models use L)")
-    p.add_argument("--max-accuracy-drop", type=float, default=0.01,
-                   help="fail when float top-1 minus int8 top-1 exceeds this (default 0.01)")
-    p.add_argument("--max-samples", type=int, default=200, help="calibration images used at most (default 200)")
-    p.add_argument("--expires-days", type=int, default=365, help="bundle lifetime in days (default 365)")
-    p.add_argument("--compatible", nargs="+", default=["*"], metavar="CLASS",
-                   help='device classes that may install the bundle (default "*")')
-    p.add_argument("--keep-float", action="store_true", help="also store the float model in the bundle")
-    p.add_argument("--sign-key", type=Path, metavar="KEY", help="Ed25519 private key to sign the bundle with")
-    p.add_argument("--progress", action="store_true", help="progress bars on stderr even when not a terminal")
+    p.add_argument(
+        "--color",
+        choices=("RGB", "BGR"),
+        default=None,
+        help="channel order the model expects (default RGB; grayscale models use L)",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        default=0.01,
+        help="fail when float top-1 minus int8 top-1 exceeds this (default 0.01)",
+    )
+    p.add_argument(
+        "--max-samples", type=int, default=200, help="calibration images used at most (default 200)"
+    )
+    p.add_argument(
+        "--expires-days", type=int, default=365, help="bundle lifetime in days (default 365)"
+    )
+    p.add_argument(
+        "--compatible",
+        nargs="+",
+        default=["*"],
+        metavar="CLASS",
+        help='device classes that may install the bundle (default "*")',
+    )
+    p.add_argument(
+        "--keep-float", action="store_true", help="also store the float model in the bundle"
+    )
+    p.add_argument(
+        "--sign-key", type=Path, metavar="KEY", help="Ed25519 private key to sign the bundle with"
+    )
+    p.add_argument(
+        "--progress", action="store_true", help="progress bars on stderr even when not a terminal"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.set_defaults(handler=_handle)
     return p
@@ -63,12 +106,25 @@ def _handle(args: argparse.Namespace) -> int:
     from converter.report import format_report
 
     opts = Options(
-        model=args.model, calibration=args.calibration, out=args.out, name=args.name,
-        version=args.version, labels=args.labels, validation=args.validation,
-        input_type=args.input_type, edgetpu=args.edgetpu, mean=args.mean, std=args.std,
-        resize=args.resize, color=args.color, max_accuracy_drop=args.max_accuracy_drop,
-        max_samples=args.max_samples, expires_days=args.expires_days,
-        compatible=tuple(args.compatible), keep_float=args.keep_float, sign_key=args.sign_key,
+        model=args.model,
+        calibration=args.calibration,
+        out=args.out,
+        name=args.name,
+        version=args.version,
+        labels=args.labels,
+        validation=args.validation,
+        input_type=args.input_type,
+        edgetpu=args.edgetpu,
+        mean=args.mean,
+        std=args.std,
+        resize=args.resize,
+        color=args.color,
+        max_accuracy_drop=args.max_accuracy_drop,
+        max_samples=args.max_samples,
+        expires_days=args.expires_days,
+        compatible=tuple(args.compatible),
+        keep_float=args.keep_float,
+        sign_key=args.sign_key,
         progress=sys.stderr if args.progress else None,
     )
     report = run(opts)

@@ -22,13 +22,48 @@ from edge_runtime.inference.flatbuf import FlatBufferError, Table
 #: Operations the Edge TPU compiler can map (Coral documentation, compiler 16).
 SUPPORTED_OPS = frozenset(
     {
-        "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
-        "DEQUANTIZE", "EXPAND_DIMS", "FULLY_CONNECTED", "HARD_SWISH", "L2_NORMALIZATION",
-        "LOGISTIC", "LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN",
-        "MINIMUM", "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "REDUCE_MAX", "REDUCE_MIN",
-        "RELU", "RELU6", "RELU_N1_TO_1", "RESHAPE", "RESIZE_BILINEAR",
-        "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT",
-        "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TRANSPOSE",
+        "ADD",
+        "AVERAGE_POOL_2D",
+        "CONCATENATION",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "DEQUANTIZE",
+        "EXPAND_DIMS",
+        "FULLY_CONNECTED",
+        "HARD_SWISH",
+        "L2_NORMALIZATION",
+        "LOGISTIC",
+        "LSTM",
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "MAXIMUM",
+        "MAX_POOL_2D",
+        "MEAN",
+        "MINIMUM",
+        "MUL",
+        "PACK",
+        "PAD",
+        "PRELU",
+        "QUANTIZE",
+        "REDUCE_MAX",
+        "REDUCE_MIN",
+        "RELU",
+        "RELU6",
+        "RELU_N1_TO_1",
+        "RESHAPE",
+        "RESIZE_BILINEAR",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "RSQRT",
+        "SLICE",
+        "SOFTMAX",
+        "SPACE_TO_DEPTH",
+        "SPLIT",
+        "SQUARED_DIFFERENCE",
+        "SQUEEZE",
+        "STRIDED_SLICE",
+        "SUB",
+        "SUM",
+        "TANH",
+        "TRANSPOSE",
         "TRANSPOSE_CONV",
     }
 )
@@ -63,8 +98,11 @@ class EdgeTpuReport:
             "ops_on_edgetpu": len(self.ops) - len(self.cpu_ops),
             "fully_mapped": self.first_cpu_op is None,
             "cpu_fallback": [
-                {"position": c.position, "op": c.op, "problems": list(c.problems)
-                 or ["follows an op that runs on the CPU"]}
+                {
+                    "position": c.position,
+                    "op": c.op,
+                    "problems": list(c.problems) or ["follows an op that runs on the CPU"],
+                }
                 for c in self.cpu_ops
             ],
             "compiler": self.compiler,
@@ -149,12 +187,24 @@ def compile_model(model: bytes, *, timeout: float = 600) -> Tuple[Optional[bytes
         src.write_bytes(model)
         try:
             done = subprocess.run(
-                [exe, "-s", "-o", tmp, str(src)], capture_output=True, text=True, timeout=timeout, check=False
+                [exe, "-s", "-o", tmp, str(src)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, {"available": True, "returncode": None, "log": f"{COMPILER} did not finish: {exc}"}
-        info: Dict[str, Any] = {"available": True, "path": exe, "returncode": done.returncode,
-                                "log": (done.stdout + done.stderr).strip()}
+            return None, {
+                "available": True,
+                "returncode": None,
+                "log": f"{COMPILER} did not finish: {exc}",
+            }
+        info: Dict[str, Any] = {
+            "available": True,
+            "path": exe,
+            "returncode": done.returncode,
+            "log": (done.stdout + done.stderr).strip(),
+        }
         out = Path(tmp) / "model_edgetpu.tflite"
         if done.returncode != 0 or not out.exists():
             return None, info

@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 import numpy as np
 
 from converter import bundle_builder, edgetpu
-from converter.capture import captured_output
 from converter.calibration import calibration_tensors, float_spec, list_images
+from converter.capture import captured_output
 from converter.runner import ModelRunner
 from converter.validation import ValidationSet, evaluate, load_validation, to_tensor
 from edge_runtime.bundle.manifest import NAME_RE
@@ -83,8 +83,14 @@ def run(opts: Options) -> Dict[str, Any]:
         if opts.validation
         else ValidationSet(tuple(used), None, f"{opts.calibration} (calibration images, no labels)")
     )
-    metrics = evaluate(float_runner, int8_runner, dataset, spec, classification=kind == "classification",
-                       progress=opts.progress)
+    metrics = evaluate(
+        float_runner,
+        int8_runner,
+        dataset,
+        spec,
+        classification=kind == "classification",
+        progress=opts.progress,
+    )
     metrics["source"] = dataset.source
 
     report: Dict[str, Any] = {
@@ -92,7 +98,11 @@ def run(opts: Options) -> Dict[str, Any]:
         "converter": "tensorflow" if fmt != "tflite" else "ai-edge-quantizer",
         "size_bytes": {"float": len(float_model), "int8": len(int8_model)},
         "input": _input_summary(int8_runner, spec),
-        "calibration": {"samples": len(used), "source": str(opts.calibration), "seconds": calib_seconds},
+        "calibration": {
+            "samples": len(used),
+            "source": str(opts.calibration),
+            "seconds": calib_seconds,
+        },
         "validation": metrics,
         "max_accuracy_drop": opts.max_accuracy_drop,
         "ops": read_model(int8_model).op_counts,
@@ -101,7 +111,8 @@ def run(opts: Options) -> Dict[str, Any]:
     drop = metrics.get("accuracy_drop")
     if drop is not None and drop > opts.max_accuracy_drop:
         raise ModelError(
-            f"accuracy drop {drop:.4f} (float {metrics['float_top1']:.4f} -> int8 {metrics['int8_top1']:.4f}) "
+            f"accuracy drop {drop:.4f} "
+            f"(float {metrics['float_top1']:.4f} -> int8 {metrics['int8_top1']:.4f}) "
             f"is over --max-accuracy-drop {opts.max_accuracy_drop}; no bundle written"
         )
 
@@ -122,8 +133,15 @@ def run(opts: Options) -> Dict[str, Any]:
     report["golden"] = {"samples": len(golden_inputs), "outputs": len(int8_runner.outputs)}
 
     manifest = bundle_builder.manifest_for(
-        name=opts.name, version=opts.version, runner=int8_runner, model=int8_model, spec=spec,
-        labels=labels is not None, golden=True, metrics=report, expires_days=opts.expires_days,
+        name=opts.name,
+        version=opts.version,
+        runner=int8_runner,
+        model=int8_model,
+        spec=spec,
+        labels=labels is not None,
+        golden=True,
+        metrics=report,
+        expires_days=opts.expires_days,
         compatible=opts.compatible,
     )
     try:
@@ -140,11 +158,15 @@ def run(opts: Options) -> Dict[str, Any]:
 
 def _check_options(opts: Options) -> None:
     if not NAME_RE.match(opts.name):
-        raise ConfigError(f"--name {opts.name!r} must be 1..64 characters of a-z, 0-9, '.', '_', '-'")
+        raise ConfigError(
+            f"--name {opts.name!r} must be 1..64 characters of a-z, 0-9, '.', '_', '-'"
+        )
     try:
         SemVer.parse(opts.version)
     except EdgeError as exc:
-        raise ConfigError(f"--version {opts.version!r} is not a semantic version like 1.2.0") from exc
+        raise ConfigError(
+            f"--version {opts.version!r} is not a semantic version like 1.2.0"
+        ) from exc
     if not opts.model.exists():
         raise ConfigError(f"model {opts.model} does not exist")
     if opts.input_type not in ("int8", "uint8"):
@@ -166,7 +188,9 @@ def _check_options(opts: Options) -> None:
 def _model_format(path: Path) -> str:
     if path.is_dir():
         if not (path / "saved_model.pb").exists():
-            raise ModelError(f"{path} is a folder without saved_model.pb; expected a SavedModel folder")
+            raise ModelError(
+                f"{path} is a folder without saved_model.pb; expected a SavedModel folder"
+            )
         return "saved_model"
     if path.suffix.lower() in KERAS_SUFFIXES:
         return "keras" if path.suffix.lower() == ".keras" else "h5"
@@ -174,7 +198,9 @@ def _model_format(path: Path) -> str:
         head = fh.read(8)
     if looks_like_tflite(head):
         return "tflite"
-    raise ModelError(f"{path} is not a Keras .keras/.h5 file, a SavedModel folder or a .tflite model")
+    raise ModelError(
+        f"{path} is not a Keras .keras/.h5 file, a SavedModel folder or a .tflite model"
+    )
 
 
 def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, InputSpec, List[Path]]:
@@ -184,8 +210,9 @@ def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, Input
 
     def calibrate(shape: Sequence[int]) -> List[np.ndarray]:
         specs.append(float_spec(shape, opts.mean, opts.std, opts.resize, opts.color))
-        tensors, files = calibration_tensors(images, specs[-1], max_samples=opts.max_samples,
-                                             progress=opts.progress)
+        tensors, files = calibration_tensors(
+            images, specs[-1], max_samples=opts.max_samples, progress=opts.progress
+        )
         used[:] = files
         return tensors
 
@@ -206,9 +233,14 @@ def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, Input
 def _input_summary(runner: ModelRunner, spec: InputSpec) -> Dict[str, Any]:
     norm = spec.normalization
     return {
-        "shape": list(runner.input_shape), "dtype": runner.input_dtype, "scale": runner.input_scale,
-        "zero_point": runner.input_zero_point, "mean": norm.mean if norm else None,
-        "std": norm.std if norm else None, "resize": spec.resize, "color": spec.color,
+        "shape": list(runner.input_shape),
+        "dtype": runner.input_dtype,
+        "scale": runner.input_scale,
+        "zero_point": runner.input_zero_point,
+        "mean": norm.mean if norm else None,
+        "std": norm.std if norm else None,
+        "resize": spec.resize,
+        "color": spec.color,
     }
 
 

@@ -42,10 +42,14 @@ def quantize_float_tflite(
             data: Dict[str, Iterable[Dict[str, np.ndarray]]] = {
                 signature: [{input_name: t.astype(np.float32)} for t in calibration]
             }
-            result = q.quantize(q.calibrate(data, num_threads=num_threads), enable_progress_report=False)
+            result = q.quantize(
+                q.calibrate(data, num_threads=num_threads), enable_progress_report=False
+            )
             quantized = bytes(result.quantized_model)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise ModelError(f"ai-edge-quantizer could not quantize the model: {_first_line(exc)}") from exc
+        raise ModelError(
+            f"ai-edge-quantizer could not quantize the model: {_first_line(exc)}"
+        ) from exc
     log.debug("quantizer output: %s", chatter[0] if chatter else "")
     _check_integer_io(quantized)
     return to_uint8_io(quantized) if io_type == "uint8" else quantized
@@ -68,7 +72,9 @@ def float_input_shape(model: bytes) -> Tuple[int, ...]:
         raise ModelError(f"the model has {len(sg.inputs)} inputs; expected one image input")
     t = sg.tensors[sg.inputs[0]]
     if t.type != _FLOAT32:
-        raise ModelError("the .tflite input is not float32: the model is already quantized; give the float model")
+        raise ModelError(
+            "the .tflite input is not float32: the model is already quantized; give the float model"
+        )
     shape = [int(d) for d in t.shape]
     signature = [int(d) for d in (t.shapeSignature if t.shapeSignature is not None else shape)]
     if len(shape) != 4:
@@ -89,7 +95,9 @@ def _signature_input(model: bytes) -> tuple:  # type: ignore[type-arg]
     interp = tfl_interpreter_utils.create_tfl_interpreter(bytearray(model))
     signatures = interp.get_signature_list()
     if not signatures:
-        raise ModelError("the float .tflite has no signature; re-export it with a serving signature")
+        raise ModelError(
+            "the float .tflite has no signature; re-export it with a serving signature"
+        )
     key = next(iter(signatures))
     inputs = signatures[key]["inputs"]
     if len(inputs) != 1:

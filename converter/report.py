@@ -12,14 +12,20 @@ def format_report(report: Mapping[str, Any]) -> str:
     size = report.get("size_bytes", {})
     if size:
         ratio = size.get("float", 0) / max(size.get("int8", 1), 1)
-        lines.append(f"size       float {_kb(size.get('float'))} -> int8 {_kb(size.get('int8'))} ({ratio:.1f}x smaller)")
+        lines.append(
+            f"size       float {_kb(size.get('float'))} -> int8 {_kb(size.get('int8'))} "
+            f"({ratio:.1f}x smaller)"
+        )
     inp = report.get("input", {})
     lines.append(
-        f"input      {inp.get('shape')} {inp.get('dtype')} scale={inp.get('scale')} zero_point={inp.get('zero_point')} "
+        f"input      {inp.get('shape')} {inp.get('dtype')} scale={inp.get('scale')} "
+        f"zero_point={inp.get('zero_point')} "
         f"mean={inp.get('mean')} std={inp.get('std')} resize={inp.get('resize')}"
     )
     cal = report.get("calibration", {})
-    lines.append(f"calibrate  {cal.get('samples')} images from {cal.get('source')} ({cal.get('seconds')} s)")
+    lines.append(
+        f"calibrate  {cal.get('samples')} images from {cal.get('source')} ({cal.get('seconds')} s)"
+    )
     val: Dict[str, Any] = report.get("validation", {})
     lines.append(f"validate   {val.get('samples')} samples from {val.get('source')}")
     if "float_top1" in val:
@@ -31,12 +37,16 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"agreement  top-1 float vs int8 {val['top1_agreement']:.4f}")
     for out in val.get("outputs", []):
         snr = "identical" if out["snr_db"] is None else f"{out['snr_db']:.1f} dB"
-        lines.append(f"output     {out['name']}: max abs error {out['max_abs_error']:.4g}, SNR {snr}")
+        lines.append(
+            f"output     {out['name']}: max abs error {out['max_abs_error']:.4g}, SNR {snr}"
+        )
     ops = report.get("ops", {})
     lines.append("ops        " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())))
     tpu = report.get("edgetpu")
     if tpu:
-        lines.append(f"edge tpu   {tpu['ops_on_edgetpu']}/{tpu['ops_total']} ops can map to the Edge TPU")
+        lines.append(
+            f"edge tpu   {tpu['ops_on_edgetpu']}/{tpu['ops_total']} ops can map to the Edge TPU"
+        )
         for fb in tpu["cpu_fallback"]:
             lines.append(f"  cpu      #{fb['position']} {fb['op']}: {'; '.join(fb['problems'])}")
         comp = tpu.get("compiler", {})

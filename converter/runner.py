@@ -52,14 +52,18 @@ class ModelRunner:
 
     def _run_once_for_shapes(self) -> None:
         # Detection post-processing outputs only get their shapes after one invoke.
-        self._interp.set_tensor(self._input["index"], np.zeros(self.input_shape, self._input["dtype"]))
+        self._interp.set_tensor(
+            self._input["index"], np.zeros(self.input_shape, self._input["dtype"])
+        )
         self._interp.invoke()
 
     def spec(self, float_spec: InputSpec) -> InputSpec:
         """``float_spec`` (normalisation, resize, colour) for this model's input tensor."""
         if self.input_dtype in ("float32", "float16"):
             return float_spec
-        return with_quantization(float_spec, self.input_dtype, self.input_scale, self.input_zero_point)
+        return with_quantization(
+            float_spec, self.input_dtype, self.input_scale, self.input_zero_point
+        )
 
     def run(self, tensor: np.ndarray) -> List[np.ndarray]:
         self._interp.set_tensor(self._input["index"], tensor)

@@ -116,7 +116,7 @@ def _load_saved_model(path: Path) -> Tuple[Callable[[], Any], Tuple[int, ...]]:
     module = tf.Module()
     module.inner = loaded
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, spec.dtype, name=name)])
+    @tf.function(input_signature=[tf.TensorSpec(shape, spec.dtype, name=name)])  # type: ignore[untyped-decorator]
     def serve(x: Any) -> Any:
         return sig(**{name: x})
 
@@ -129,7 +129,9 @@ def _load_saved_model(path: Path) -> Tuple[Callable[[], Any], Tuple[int, ...]]:
 
 def _fixed_shape(shape: Tuple[Optional[int], ...], path: Path) -> Tuple[int, ...]:
     if len(shape) != 4:
-        raise ModelError(f"{path} input has shape {_fmt(shape)}; expected an image batch (N, H, W, C)")
+        raise ModelError(
+            f"{path} input has shape {_fmt(shape)}; expected an image batch (N, H, W, C)"
+        )
     dynamic = [i for i, d in enumerate(shape[1:], start=1) if d is None or d < 0]
     if dynamic:
         raise ModelError(

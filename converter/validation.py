@@ -42,24 +42,33 @@ def load_validation(path: Path, labels: Optional[Sequence[str]]) -> ValidationSe
         return _from_npz(path)
     images = list_images(path, what="validation")
     if any(c is None for c in images.classes):
-        raise ConfigError(f"validation folder {path} must hold one subfolder per class, named as in the labels")
+        raise ConfigError(
+            f"validation folder {path} must hold one subfolder per class, named as in the labels"
+        )
     if not labels:
-        raise ConfigError("a validation folder needs --labels to map its class subfolders to outputs")
+        raise ConfigError(
+            "a validation folder needs --labels to map its class subfolders to outputs"
+        )
     index = {name: i for i, name in enumerate(labels)}
-    unknown = sorted({c for c in images.classes if c not in index})  # type: ignore[misc]
+    classes = [str(c) for c in images.classes]
+    unknown = sorted({c for c in classes if c not in index})
     if unknown:
         raise ConfigError(f"validation subfolders {', '.join(unknown)} are not in the labels file")
-    return ValidationSet(images.paths, tuple(index[c] for c in images.classes), str(path))  # type: ignore[index]
+    return ValidationSet(images.paths, tuple(index[c] for c in classes), str(path))
 
 
 def _from_npz(path: Path) -> ValidationSet:
     try:
         with np.load(path, allow_pickle=False) as data:
-            x, y = data["x"], (data["y"] if "y" in data else None)
+            x, y = data["x"], data.get("y")
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"validation file {path} is not an .npz with arrays x and y: {exc}") from exc
+        raise ConfigError(
+            f"validation file {path} is not an .npz with arrays x and y: {exc}"
+        ) from exc
     if x.dtype != np.uint8 or x.ndim not in (3, 4):
-        raise ConfigError(f"validation x must be uint8 images (N, H, W[, C]); got {x.dtype} {x.shape}")
+        raise ConfigError(
+            f"validation x must be uint8 images (N, H, W[, C]); got {x.dtype} {x.shape}"
+        )
     if y is not None and len(y) != len(x):
         raise ConfigError(f"validation x has {len(x)} images but y has {len(y)} labels")
     return ValidationSet(tuple(x), None if y is None else tuple(int(v) for v in y), str(path))
@@ -89,13 +98,17 @@ def evaluate(
         try:
             f_in, q_in = to_tensor(sample, float_spec), to_tensor(sample, int8_spec)
         except (InputError, OSError) as exc:
-            raise InputError(f"validation sample {sample if isinstance(sample, Path) else ''} unusable: {exc}") from exc
+            raise InputError(
+                f"validation sample {sample if isinstance(sample, Path) else ''} unusable: {exc}"
+            ) from exc
         float_out.append(float_runner.dequantize(float_runner.run(f_in)))
         int8_out.append(int8_runner.dequantize(int8_runner.run(q_in)))
         bar.step()
     bar.done()
     names = [o.name for o in int8_runner.outputs]
-    return compare(float_out, int8_out, names, dataset.labels if classification else None, classification)
+    return compare(
+        float_out, int8_out, names, dataset.labels if classification else None, classification
+    )
 
 
 def compare(
@@ -123,7 +136,13 @@ def compare(
     for k, name in enumerate(names):
         f = np.concatenate([np.ravel(o[k]) for o in float_out])
         q = np.concatenate([np.ravel(o[k]) for o in int8_out])
-        per_output.append({"name": name, "max_abs_error": _r(float(np.max(np.abs(f - q)))), "snr_db": snr_db(f, q)})
+        per_output.append(
+            {
+                "name": name,
+                "max_abs_error": _r(float(np.max(np.abs(f - q)))),
+                "snr_db": snr_db(f, q),
+            }
+        )
     metrics["outputs"] = per_output
     return metrics
 

@@ -54,7 +54,11 @@ def digits_split() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     x_train, x_test, y_train, y_test = train_test_split(
-        images, digits.target.astype(np.int64), test_size=360, random_state=SEED, stratify=digits.target
+        images,
+        digits.target.astype(np.int64),
+        test_size=360,
+        random_state=SEED,
+        stratify=digits.target,
     )
     return x_train, y_train, x_test, y_test
 
@@ -65,8 +69,12 @@ def float_inputs(images: np.ndarray) -> np.ndarray:
     return np.concatenate([image_to_tensor(Image.fromarray(img), spec) for img in images])
 
 
-def _float_spec(h: int, w: int, c: int, mean: float = DIGITS_MEAN, std: float = DIGITS_STD) -> InputSpec:
-    return InputSpec(h, w, c, "float32", normalization=Normalization(mean, std), color="L" if c == 1 else "RGB")
+def _float_spec(
+    h: int, w: int, c: int, mean: float = DIGITS_MEAN, std: float = DIGITS_STD
+) -> InputSpec:
+    return InputSpec(
+        h, w, c, "float32", normalization=Normalization(mean, std), color="L" if c == 1 else "RGB"
+    )
 
 
 # ---------------------------------------------------------------- digits
@@ -100,14 +108,23 @@ def write_calibration_images(images: np.ndarray, folder: Path) -> None:
         Image.fromarray(img).save(folder / f"{i:04d}.png")
 
 
-def interpreter_accuracy(model: bytes, images: np.ndarray, labels: np.ndarray, spec_norm: Normalization) -> float:
+def interpreter_accuracy(
+    model: bytes, images: np.ndarray, labels: np.ndarray, spec_norm: Normalization
+) -> float:
     interp = make_interpreter(model)
     detail = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     scale, zp = detail["quantization"]
     _, h, w, c = detail["shape"]
-    spec = InputSpec(int(h), int(w), int(c), np.dtype(detail["dtype"]).name, Quantization(float(scale), int(zp)),
-                     spec_norm, color="L" if c == 1 else "RGB")
+    spec = InputSpec(
+        int(h),
+        int(w),
+        int(c),
+        np.dtype(detail["dtype"]).name,
+        Quantization(float(scale), int(zp)),
+        spec_norm,
+        color="L" if c == 1 else "RGB",
+    )
     hits = 0
     for img, label in zip(images, labels):
         interp.set_tensor(detail["index"], image_to_tensor(Image.fromarray(img), spec))
@@ -145,16 +162,21 @@ def detect_data(n: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarra
             cx = gx * cell + cell / 2 + rng.uniform(-1.5, 1.5)
             y0, x0 = int(round(cy - side / 2)), int(round(cx - side / 2))
             y0, x0 = max(0, min(size - side, y0)), max(0, min(size - side, x0))
-            images[i, y0:y0 + side, x0:x0 + side] = rng.integers(200, 256, 3)
+            images[i, y0 : y0 + side, x0 : x0 + side] = rng.integers(200, 256, 3)
             classes[i, a] = 1
-            boxes[i, a] = _encode((y0 + side / 2) / size, (x0 + side / 2) / size, side / size, side / size, a)
+            boxes[i, a] = _encode(
+                (y0 + side / 2) / size, (x0 + side / 2) / size, side / size, side / size, a
+            )
     return images, classes, boxes
 
 
 def _anchors() -> np.ndarray:
     """(ycenter, xcenter, h, w) per grid cell, normalised."""
     g = DETECT_GRID
-    return np.array([((y + 0.5) / g, (x + 0.5) / g, 1 / g, 1 / g) for y in range(g) for x in range(g)], np.float32)
+    return np.array(
+        [((y + 0.5) / g, (x + 0.5) / g, 1 / g, 1 / g) for y in range(g) for x in range(g)],
+        np.float32,
+    )
 
 
 _SCALES = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w: the usual SSD box coder scales
@@ -163,8 +185,14 @@ _SCALES = (10.0, 10.0, 5.0, 5.0)  # y, x, h, w: the usual SSD box coder scales
 def _encode(cy: float, cx: float, h: float, w: float, anchor: int) -> np.ndarray:
     ay, ax, ah, aw = _anchors()[anchor]
     return np.array(
-        [(cy - ay) / ah * _SCALES[0], (cx - ax) / aw * _SCALES[1],
-         np.log(h / ah) * _SCALES[2], np.log(w / aw) * _SCALES[3]], np.float32)
+        [
+            (cy - ay) / ah * _SCALES[0],
+            (cx - ax) / aw * _SCALES[1],
+            np.log(h / ah) * _SCALES[2],
+            np.log(w / aw) * _SCALES[3],
+        ],
+        np.float32,
+    )
 
 
 def make_detector(epochs: int) -> bytes:
@@ -180,11 +208,15 @@ def make_detector(epochs: int) -> bytes:
     x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
     x = tf.keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
     x = tf.keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
-    box = tf.keras.layers.Reshape((n_anchor, 4), name="box_encodings")(tf.keras.layers.Conv2D(4, 1)(x))
+    box = tf.keras.layers.Reshape((n_anchor, 4), name="box_encodings")(
+        tf.keras.layers.Conv2D(4, 1)(x)
+    )
     cls = tf.keras.layers.Reshape((n_anchor, 2))(tf.keras.layers.Conv2D(2, 1)(x))
     cls = tf.keras.layers.Softmax(name="class_predictions")(cls)
     model = tf.keras.Model(inp, [box, cls])
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss=["mse", "sparse_categorical_crossentropy"])
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(3e-3), loss=["mse", "sparse_categorical_crossentropy"]
+    )
     x_train = images.astype(np.float32) / 255.0
     model.fit(x_train, [boxes, classes], epochs=epochs, batch_size=32, verbose=0)
 
@@ -216,7 +248,9 @@ def make_detector(epochs: int) -> bytes:
         count = tf.constant(0.0, dtype=tf.float32, name="num_detections")
         return boxes, classes, scores, count
 
-    @tf.function(input_signature=[tf.TensorSpec((1, DETECT_SIZE, DETECT_SIZE, 3), tf.float32, name="image")])
+    @tf.function(
+        input_signature=[tf.TensorSpec((1, DETECT_SIZE, DETECT_SIZE, 3), tf.float32, name="image")]
+    )
     def serve(image: Any) -> Any:
         box_enc, cls_pred = model(image, training=False)
         return postprocess(box_enc, cls_pred, anchors)
@@ -265,8 +299,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "models")
     parser.add_argument("--images", type=Path, default=ROOT / "tests" / "fixtures" / "images")
     parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--direct", action="store_true",
-                        help="convert with converter.tf_backend directly (no edge-convert, no bundle)")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="convert with converter.tf_backend directly (no edge-convert, no bundle)",
+    )
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -288,35 +325,61 @@ def main() -> int:
                 _convert_direct(keras_path, x_train[:200], io_type, out)
                 continue
             bundle = Path(tmp) / f"digits_{io_type}.edgebundle"
-            results[io_type] = _convert(keras_path, calib, out / "digits_test.npz", bundle, io_type, out)
+            results[io_type] = _convert(
+                keras_path, calib, out / "digits_test.npz", bundle, io_type, out
+            )
             members = _bundle_members(bundle)
             (out / f"digits_{io_type}.tflite").write_bytes(members["model.tflite"])
             if io_type == "int8":
                 (out / "digits_float.tflite").write_bytes(members["model_float.tflite"])
         if not args.direct:  # the committed bundle, without the float model
-            _convert(keras_path, calib, out / "digits_test.npz", out / "digits_v1.edgebundle", "int8", out,
-                     keep_float=False)
-    (out / "digits_labeled.tflite").write_bytes(append_labels((out / "digits_int8.tflite").read_bytes(), LABELS))
+            _convert(
+                keras_path,
+                calib,
+                out / "digits_test.npz",
+                out / "digits_v1.edgebundle",
+                "int8",
+                out,
+                keep_float=False,
+            )
+    (out / "digits_labeled.tflite").write_bytes(
+        append_labels((out / "digits_int8.tflite").read_bytes(), LABELS)
+    )
 
-    for name, file in (("digits_float", "digits_float.tflite"), ("digits_int8", "digits_int8.tflite"),
-                       ("digits_uint8", "digits_uint8.tflite"), ("digits_labeled", "digits_labeled.tflite")):
+    for name, file in (
+        ("digits_float", "digits_float.tflite"),
+        ("digits_int8", "digits_int8.tflite"),
+        ("digits_uint8", "digits_uint8.tflite"),
+        ("digits_labeled", "digits_labeled.tflite"),
+    ):
         acc = interpreter_accuracy((out / file).read_bytes(), x_test, y_test, norm)
         info["models"][name] = {
-            "file": file, "input": "8x8 grayscale", "mean": DIGITS_MEAN, "std": DIGITS_STD,
+            "file": file,
+            "input": "8x8 grayscale",
+            "mean": DIGITS_MEAN,
+            "std": DIGITS_STD,
             "labels": "digits_labels.txt" if name != "digits_labeled" else "embedded labels.txt",
-            "heldout": "digits_test.npz", "heldout_top1": round(acc, 6),
+            "heldout": "digits_test.npz",
+            "heldout_top1": round(acc, 6),
         }
     if not args.direct:
         info["models"]["digits_v1_bundle"] = {
-            "file": "digits_v1.edgebundle", "name": "digits", "version": "1.0.0",
-            "mean": DIGITS_MEAN, "std": DIGITS_STD, "heldout_top1": info["models"]["digits_int8"]["heldout_top1"],
+            "file": "digits_v1.edgebundle",
+            "name": "digits",
+            "version": "1.0.0",
+            "mean": DIGITS_MEAN,
+            "std": DIGITS_STD,
+            "heldout_top1": info["models"]["digits_int8"]["heldout_top1"],
             "converter_report": results["int8"].get("validation"),
         }
 
     (out / "detect_int8.tflite").write_bytes(make_detector(max(8, args.epochs)))
     info["models"]["detect_int8"] = {
-        "file": "detect_int8.tflite", "input": f"{DETECT_SIZE}x{DETECT_SIZE} RGB int8 (pixel - 128)",
-        "mean": 0.0, "std": 255.0, "detects": "bright squares on a dark noisy background",
+        "file": "detect_int8.tflite",
+        "input": f"{DETECT_SIZE}x{DETECT_SIZE} RGB int8 (pixel - 128)",
+        "mean": 0.0,
+        "std": 255.0,
+        "detects": "bright squares on a dark noisy background",
         "outputs": "TFLite_Detection_PostProcess: boxes, classes, scores, count",
     }
     write_sample_images(args.images)
@@ -327,14 +390,43 @@ def main() -> int:
 
 
 def _convert(
-    model: Path, calib: Path, validation: Path, bundle: Path, io_type: str, out: Path, *, keep_float: bool = True
+    model: Path,
+    calib: Path,
+    validation: Path,
+    bundle: Path,
+    io_type: str,
+    out: Path,
+    *,
+    keep_float: bool = True,
 ) -> Dict[str, Any]:
+    """Run edge-convert from the model's folder, so the report names files, not temp paths."""
     exe = Path(sys.executable).with_name("edge-convert")
-    cmd = [str(exe), str(model), "--calibration", str(calib), "--out", str(bundle), "--name", "digits",
-           "--version", "1.0.0", "--labels", str(out / "digits_labels.txt"), "--validation", str(validation),
-           "--input-type", io_type, "--mean", str(DIGITS_MEAN), "--std", str(DIGITS_STD),
-           "--json"] + (["--keep-float"] if keep_float else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    cmd = [
+        str(exe),
+        model.name,
+        "--calibration",
+        str(calib.relative_to(model.parent)),
+        "--out",
+        str(bundle.resolve()),
+        "--name",
+        "digits",
+        "--version",
+        "1.0.0",
+        "--labels",
+        str((out / "digits_labels.txt").resolve()),
+        "--validation",
+        _beside(validation, model.parent),
+        "--input-type",
+        io_type,
+        "--mean",
+        str(DIGITS_MEAN),
+        "--std",
+        str(DIGITS_STD),
+        "--json",
+    ] + (["--keep-float"] if keep_float else [])
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, timeout=600, cwd=model.parent
+    )
     if done.returncode != 0:
         raise SystemExit(f"edge-convert failed: {done.stderr.strip()}")
     report: Dict[str, Any] = json.loads(done.stdout)
@@ -347,6 +439,12 @@ def _convert_direct(model: Path, calib: np.ndarray, io_type: str, out: Path) -> 
     converted = convert(model, lambda: (t[None] for t in float_inputs(calib)), io_type=io_type)
     (out / f"digits_{io_type}.tflite").write_bytes(converted.int8_model)
     (out / "digits_float.tflite").write_bytes(converted.float_model)
+
+
+def _beside(path: Path, folder: Path) -> str:
+    """A copy of ``path`` in ``folder``, named relatively."""
+    (folder / path.name).write_bytes(path.read_bytes())
+    return path.name
 
 
 def _bundle_members(bundle: Path) -> Dict[str, bytes]:

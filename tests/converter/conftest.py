@@ -39,7 +39,11 @@ def edge_convert():
     def run(*args: object, timeout: float = 240) -> Converted:
         done = subprocess.run(
             [str(EDGE_CONVERT), *map(str, args)],
-            capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=ROOT,
             env={**os.environ, "PYTHONWARNINGS": "ignore"},
         )
         return Converted(done)
@@ -86,8 +90,21 @@ def labels_file() -> Path:
 
 
 def digits_args(calib: Path, out: Path, *extra: object) -> list:  # type: ignore[type-arg]
-    return ["--calibration", calib, "--out", out, "--name", "digits", "--version", "1.0.0",
-            "--mean", "0", "--std", "255", *extra]
+    return [
+        "--calibration",
+        calib,
+        "--out",
+        out,
+        "--name",
+        "digits",
+        "--version",
+        "1.0.0",
+        "--mean",
+        "0",
+        "--std",
+        "255",
+        *extra,
+    ]
 
 
 def held_out_images() -> np.ndarray:

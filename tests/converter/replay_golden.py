@@ -32,15 +32,33 @@ def main() -> int:
         worst = 0
         for i in range(len(inputs)):
             got = engine.run([inputs[i : i + 1]])[k]
-            worst = max(worst, int(np.max(np.abs(got.reshape(expected[i].shape).astype(np.int64)
-                                                 - expected[i].astype(np.int64)))))
+            worst = max(
+                worst,
+                int(
+                    np.max(
+                        np.abs(
+                            got.reshape(expected[i].shape).astype(np.int64)
+                            - expected[i].astype(np.int64)
+                        )
+                    )
+                ),
+            )
         diffs.append(worst)
     same_inputs = []
     for i, image in enumerate(sys.argv[2:]):
         prepared = engine.prepare(Path(image).read_bytes())
         same_inputs.append(bool(np.array_equal(prepared.tensor[0], inputs[i])))
-    print(json.dumps({"backend": engine.backend, "golden": len(inputs), "max_diff": diffs,
-                      "input_dtype": str(inputs.dtype), "same_inputs": same_inputs}))
+    print(
+        json.dumps(
+            {
+                "backend": engine.backend,
+                "golden": len(inputs),
+                "max_diff": diffs,
+                "input_dtype": str(inputs.dtype),
+                "same_inputs": same_inputs,
+            }
+        )
+    )
     return 0
 
 

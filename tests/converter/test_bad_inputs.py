@@ -56,16 +56,20 @@ def test_calibration_images_that_do_not_decode(edge_convert, tmp_path):
 def test_model_with_dynamic_input_shape(edge_convert, calib_dir, tmp_path):
     import tensorflow as tf
 
-    model = tf.keras.Sequential([
-        tf.keras.Input((None, None, 1)),
-        tf.keras.layers.Conv2D(4, 3),
-        tf.keras.layers.GlobalAveragePooling2D(),
-        tf.keras.layers.Dense(10),
-    ])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((None, None, 1)),
+            tf.keras.layers.Conv2D(4, 3),
+            tf.keras.layers.GlobalAveragePooling2D(),
+            tf.keras.layers.Dense(10),
+        ]
+    )
     path = tmp_path / "dynamic.keras"
     model.save(path)
     out = tmp_path / "x.edgebundle"
-    _one_line_failure(edge_convert(path, *digits_args(calib_dir, out)), "dynamic dimensions", "(?, ?, ?, 1)")
+    _one_line_failure(
+        edge_convert(path, *digits_args(calib_dir, out)), "dynamic dimensions", "(?, ?, ?, 1)"
+    )
     assert not out.exists()
 
 
@@ -73,8 +77,11 @@ def test_labels_that_do_not_match_the_output_size(edge_convert, calib_dir, tmp_p
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\nbird\n")
     out = tmp_path / "x.edgebundle"
-    _one_line_failure(edge_convert(FLOAT, *digits_args(calib_dir, out, "--labels", labels)),
-                      "3 labels", "10 classes")
+    _one_line_failure(
+        edge_convert(FLOAT, *digits_args(calib_dir, out, "--labels", labels)),
+        "3 labels",
+        "10 classes",
+    )
     assert not out.exists()
 
 
@@ -88,7 +95,9 @@ def test_accuracy_drop_over_the_gate_keeps_no_bundle(edge_convert, heldout, labe
     for i in range(4):
         Image.new("L", (8, 8)).save(black / f"{i}.png")
     out = tmp_path / "x.edgebundle"
-    done = edge_convert(FLOAT, *digits_args(black, out, "--labels", labels_file, "--validation", heldout))
+    done = edge_convert(
+        FLOAT, *digits_args(black, out, "--labels", labels_file, "--validation", heldout)
+    )
     line = _one_line_failure(done, "accuracy drop", "--max-accuracy-drop 0.01", "no bundle written")
     assert not out.exists(), line
     assert list(tmp_path.glob("*.edgebundle*")) == []  # no temporary file either
@@ -97,7 +106,9 @@ def test_accuracy_drop_over_the_gate_keeps_no_bundle(edge_convert, heldout, labe
 def test_not_a_model(edge_convert, calib_dir, tmp_path):
     bogus = tmp_path / "model.bin"
     bogus.write_bytes(b"\x00" * 64)
-    _one_line_failure(edge_convert(bogus, *digits_args(calib_dir, tmp_path / "x.edgebundle")), "not a keras")
+    _one_line_failure(
+        edge_convert(bogus, *digits_args(calib_dir, tmp_path / "x.edgebundle")), "not a keras"
+    )
 
 
 def test_bad_version(edge_convert, calib_dir, tmp_path):

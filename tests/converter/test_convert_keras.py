@@ -18,8 +18,14 @@ DEVICE_PYTHON = ROOT / ".venv-tflite" / "bin" / "python"
 
 
 def _replay(python: Path, bundle: Path, images: list) -> dict:
-    done = subprocess.run([str(python), str(REPLAY), str(bundle), *map(str, images)],
-                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    done = subprocess.run(
+        [str(python), str(REPLAY), str(bundle), *map(str, images)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -28,8 +34,10 @@ def test_keras_digits_cnn_converts_within_one_point_and_golden_vectors_replay_on
     edge_convert, digits_keras, calib_dir, heldout, labels_file, tmp_path
 ):
     out = tmp_path / "digits.edgebundle"
-    done = edge_convert(digits_keras, *digits_args(calib_dir, out, "--labels", labels_file,
-                                                   "--validation", heldout, "--json"))
+    done = edge_convert(
+        digits_keras,
+        *digits_args(calib_dir, out, "--labels", labels_file, "--validation", heldout, "--json"),
+    )
     report = done.report()
     val = report["validation"]
     assert val["samples"] == 360
@@ -78,7 +86,9 @@ def keras_model(digits_keras):
 
 
 @pytest.mark.parametrize("form", ["h5", "saved_model"])
-def test_h5_and_saved_model_inputs_convert(form, edge_convert, keras_model, calib_dir, heldout, labels_file, tmp_path):
+def test_h5_and_saved_model_inputs_convert(
+    form, edge_convert, keras_model, calib_dir, heldout, labels_file, tmp_path
+):
     if form == "h5":
         model_path = tmp_path / "digits.h5"
         keras_model.save(model_path)
@@ -86,9 +96,22 @@ def test_h5_and_saved_model_inputs_convert(form, edge_convert, keras_model, cali
         model_path = tmp_path / "digits_savedmodel"
         keras_model.export(model_path, verbose=False)
     out = tmp_path / "d.edgebundle"
-    report = edge_convert(model_path, *digits_args(calib_dir, out, "--labels", labels_file, "--validation",
-                                                   heldout, "--max-samples", "40", "--input-type", "uint8",
-                                                   "--json")).report()
+    report = edge_convert(
+        model_path,
+        *digits_args(
+            calib_dir,
+            out,
+            "--labels",
+            labels_file,
+            "--validation",
+            heldout,
+            "--max-samples",
+            "40",
+            "--input-type",
+            "uint8",
+            "--json",
+        ),
+    ).report()
     assert report["source"]["format"] == form
     assert report["calibration"]["samples"] == 40
     assert report["input"]["dtype"] == "uint8"
@@ -99,6 +122,7 @@ def test_h5_and_saved_model_inputs_convert(form, edge_convert, keras_model, cali
 def test_committed_fixtures_agree_with_models_json():
     """The committed models still give the accuracy models.json records (host interpreter)."""
     from make_test_models import interpreter_accuracy
+
     from edge_runtime.inference.types import Normalization
 
     info = json.loads((MODELS / "models.json").read_text())["models"]
@@ -108,6 +132,7 @@ def test_committed_fixtures_agree_with_models_json():
         x, y = data["x"], data["y"]
     for name in ("digits_float", "digits_int8", "digits_uint8", "digits_labeled"):
         entry = info[name]
-        acc = interpreter_accuracy((MODELS / entry["file"]).read_bytes(), x, y,
-                                   Normalization(entry["mean"], entry["std"]))
+        acc = interpreter_accuracy(
+            (MODELS / entry["file"]).read_bytes(), x, y, Normalization(entry["mean"], entry["std"])
+        )
         assert acc == pytest.approx(entry["heldout_top1"], abs=1e-6), name

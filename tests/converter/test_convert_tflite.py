@@ -24,11 +24,19 @@ print(json.dumps({"rc": rc, "heavy_modules": heavy[:5]}), file=sys.stderr)
 """
 
 
-def test_float_tflite_converts_without_importing_tensorflow(calib_dir, heldout, labels_file, tmp_path):
+def test_float_tflite_converts_without_importing_tensorflow(
+    calib_dir, heldout, labels_file, tmp_path
+):
     out = tmp_path / "f.edgebundle"
     args = digits_args(calib_dir, out, "--labels", labels_file, "--validation", heldout, "--json")
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(FLOAT), *map(str, args)],
-                          capture_output=True, text=True, timeout=240, check=False, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(FLOAT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        cwd=ROOT,
+    )
     probe = json.loads(done.stderr.strip().splitlines()[-1])
     assert probe == {"rc": 0, "heavy_modules": []}, done.stderr
     report = json.loads(done.stdout)
@@ -41,15 +49,35 @@ def test_float_tflite_converts_without_importing_tensorflow(calib_dir, heldout, 
 def test_probe_detects_tensorflow_when_it_is_imported():
     """The probe above is able to fail: importing the TensorFlow backend is seen."""
     code = "import sys; import converter.tf_backend; print('tensorflow' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          check=False, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
     assert done.stdout.strip().splitlines()[-1] == "True"
 
 
-def test_uint8_io_from_float_tflite_runs_on_the_interpreter(edge_convert, calib_dir, heldout, labels_file, tmp_path):
+def test_uint8_io_from_float_tflite_runs_on_the_interpreter(
+    edge_convert, calib_dir, heldout, labels_file, tmp_path
+):
     out = tmp_path / "u.edgebundle"
-    report = edge_convert(FLOAT, *digits_args(calib_dir, out, "--labels", labels_file, "--validation", heldout,
-                                              "--input-type", "uint8", "--json")).report()
+    report = edge_convert(
+        FLOAT,
+        *digits_args(
+            calib_dir,
+            out,
+            "--labels",
+            labels_file,
+            "--validation",
+            heldout,
+            "--input-type",
+            "uint8",
+            "--json",
+        ),
+    ).report()
     assert report["input"]["dtype"] == "uint8"
     assert report["validation"]["accuracy_drop"] <= 0.01
     with tarfile.open(out) as tar:
@@ -62,7 +90,9 @@ def test_uint8_io_from_float_tflite_runs_on_the_interpreter(edge_convert, calib_
     assert inp["quantization"][1] == 0  # int8 zero point -128 shifted by 128
 
 
-def test_text_report_and_mixed_folder_skips_non_images_with_a_warning(edge_convert, calib_dir, tmp_path):
+def test_text_report_and_mixed_folder_skips_non_images_with_a_warning(
+    edge_convert, calib_dir, tmp_path
+):
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     for png in sorted(calib_dir.iterdir())[:20]:

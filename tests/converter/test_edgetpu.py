@@ -56,7 +56,9 @@ def test_without_compiler_on_path_the_report_says_so(edge_convert, calib_dir, tm
 
 
 @pytest.mark.converter
-def test_with_compiler_on_path_its_log_is_kept_and_cpu_model_bundled(edge_convert, calib_dir, tmp_path, monkeypatch):
+def test_with_compiler_on_path_its_log_is_kept_and_cpu_model_bundled(
+    edge_convert, calib_dir, tmp_path, monkeypatch
+):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "edgetpu_compiler"
@@ -64,8 +66,9 @@ def test_with_compiler_on_path_its_log_is_kept_and_cpu_model_bundled(edge_conver
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     out = tmp_path / "t.edgebundle"
-    report = edge_convert(FLOAT, *digits_args(calib_dir, out, "--edgetpu", "--max-samples", "20",
-                                              "--json")).report()
+    report = edge_convert(
+        FLOAT, *digits_args(calib_dir, out, "--edgetpu", "--max-samples", "20", "--json")
+    ).report()
     compiler = report["edgetpu"]["compiler"]
     assert compiler["available"] is True and compiler["returncode"] == 0
     assert "fake for tests" in compiler["log"]

@@ -15,8 +15,14 @@ FLEET = Path(sys.executable).with_name("edge-fleet")
 
 
 def _fleet(*args: object) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run([str(FLEET), *map(str, args)], capture_output=True, text=True, timeout=60,
-                          check=False, cwd=ROOT)
+    return subprocess.run(
+        [str(FLEET), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
 
 
 def test_signed_bundle_verifies_and_an_unknown_key_does_not(edge_convert, calib_dir, tmp_path):
@@ -24,20 +30,44 @@ def test_signed_bundle_verifies_and_an_unknown_key_does_not(edge_convert, calib_
     assert _fleet("keygen", "--out", keys, "--name", "release").returncode == 0
     assert _fleet("keygen", "--out", keys, "--name", "other").returncode == 0
     trust = tmp_path / "trust.json"
-    done = _fleet("trust", "init", "--out", trust, "--key", keys / "release.pub", "--sign-key", keys / "release.key")
+    done = _fleet(
+        "trust",
+        "init",
+        "--out",
+        trust,
+        "--key",
+        keys / "release.pub",
+        "--sign-key",
+        keys / "release.key",
+    )
     assert done.returncode == 0, done.stderr
     out = tmp_path / "s.edgebundle"
-    report = edge_convert(MODELS / "digits_float.tflite",
-                          *digits_args(calib_dir, out, "--sign-key", keys / "release.key", "--max-samples", "20",
-                                       "--expires-days", "30", "--compatible", "pi4", "pi5", "--json")).report()
+    report = edge_convert(
+        MODELS / "digits_float.tflite",
+        *digits_args(
+            calib_dir,
+            out,
+            "--sign-key",
+            keys / "release.key",
+            "--max-samples",
+            "20",
+            "--expires-days",
+            "30",
+            "--compatible",
+            "pi4",
+            "pi5",
+            "--json",
+        ),
+    ).report()
     assert report["signed"] is True
     verified = _fleet("verify", out, "--trust", trust, "--device-class", "pi4")
     assert verified.returncode == 0, verified.stderr
 
     other = tmp_path / "o.edgebundle"
-    signed_by_other = edge_convert(MODELS / "digits_float.tflite",
-                                   *digits_args(calib_dir, other, "--sign-key", keys / "other.key",
-                                                "--max-samples", "20"))
+    signed_by_other = edge_convert(
+        MODELS / "digits_float.tflite",
+        *digits_args(calib_dir, other, "--sign-key", keys / "other.key", "--max-samples", "20"),
+    )
     assert signed_by_other.returncode == 0, signed_by_other.stderr
     refused = _fleet("verify", other, "--trust", trust, "--device-class", "pi4")
     assert refused.returncode != 0
@@ -46,8 +76,10 @@ def test_signed_bundle_verifies_and_an_unknown_key_does_not(edge_convert, calib_
 
 def test_missing_signing_key_fails_before_converting(edge_convert, calib_dir, tmp_path):
     out = tmp_path / "s.edgebundle"
-    done = edge_convert(MODELS / "digits_float.tflite",
-                        *digits_args(calib_dir, out, "--sign-key", tmp_path / "absent.key"))
+    done = edge_convert(
+        MODELS / "digits_float.tflite",
+        *digits_args(calib_dir, out, "--sign-key", tmp_path / "absent.key"),
+    )
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1 and "absent.key" in done.stderr
     assert not out.exists()
