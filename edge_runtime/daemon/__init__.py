@@ -1,0 +1,1 @@
+"""The device daemon: ``edge-runtime run --config FILE``."""

@@ -1,0 +1,268 @@
+"""Assembly of the daemon: engine, outbox, transport, pipeline, telemetry, signals.
+
+SIGTERM/SIGINT: stop taking requests, finish the queued ones, flush the outbox for up to
+``shutdown_timeout`` seconds, publish ``offline``, exit 0. Requests that arrive while
+stopping are not acknowledged, so the broker delivers them again to the next run.
+SIGHUP: reload the config; the log level, telemetry interval/QoS and latency window
+change live, anything else is reported as needing a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from edge_runtime.daemon.config import Config, load_config
+from edge_runtime.daemon.notify import Notifier
+from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox
+from edge_runtime.daemon.pipeline import Job, Pipeline
+from edge_runtime.daemon.publisher import Publisher
+from edge_runtime.daemon.requests import RequestError, parse_request
+from edge_runtime.daemon.topics import Topics
+from edge_runtime.daemon.watch import WatchFolder
+from edge_runtime.errors import ConfigError, EdgeError
+from edge_runtime.telemetry.collect import Collector, utc_now
+from edge_runtime.telemetry.stats import Tally
+from edge_runtime.transport.mqtt import Message, MqttOptions, MqttTransport
+
+log = logging.getLogger(__name__)
+
+#: Settings SIGHUP can apply without a restart.
+LIVE_KEYS = ("log_level", "telemetry")
+
+
+def _dumps(doc: Dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=False).encode("utf-8")
+
+
+class Daemon:
+    def __init__(self, config: Config, engine: Any, *, config_path: Optional[Path] = None,
+                 notifier: Optional[Notifier] = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.engine = engine
+        self.notifier = notifier or Notifier()
+        self.topics = Topics(config.mqtt.prefix, config.device_id)
+        self.tally = Tally(config.telemetry.latency_window)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_bytes=config.outbox.max_bytes)
+        self.publisher = Publisher(self.outbox, self._publish)
+        self.transport = MqttTransport(
+            self._mqtt_options(config),
+            subscriptions=[(self.topics.infer, 1)],
+            on_message=self._on_message,
+            on_connection=self._on_connection,
+            on_published=self.publisher.on_published,
+        )
+        self.pipeline = Pipeline(
+            engine, queue_size=config.requests.queue_size, max_pixels=config.requests.max_pixels,
+            top_k=config.model.top_k, answer=self._answer, tally=self.tally,
+            heartbeat=self.notifier.watchdog,
+        )
+        self.collector = Collector(
+            state_dir=config.state_dir, tally=self.tally.snapshot, queue=self._queue_stats,
+            model={"name": engine.identity.name, "version": engine.identity.version,
+                   "sha256": engine.identity.sha256},
+            delegate=str(engine.delegate),
+        )
+        self.watch: Optional[WatchFolder] = None
+        if config.requests.watch_dir is not None:
+            self.watch = WatchFolder(config.requests.watch_dir, interval=config.requests.watch_interval,
+                                     max_bytes=config.requests.max_payload_bytes,
+                                     submit=self.pipeline.submit)
+        self._stop = threading.Event()
+        self._hup = threading.Event()
+        self._telemetry_wake = threading.Event()
+
+    @staticmethod
+    def _mqtt_options(config: Config) -> MqttOptions:
+        m = config.mqtt
+        return MqttOptions(
+            host=m.host, port=m.port, client_id=m.client_id or f"edge-runtime-{config.device_id}",
+            protocol=m.protocol, keepalive=m.keepalive, username=m.username, password=m.password,
+            tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
+            will_topic=Topics(m.prefix, config.device_id).status, session_expiry=m.session_expiry,
+            reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
+        )
+
+    # -- transport side -----------------------------------------------------------------
+    def _publish(self, topic: str, payload: bytes, qos: int, correlation: Optional[bytes]) -> Optional[int]:
+        return self.transport.publish(topic, payload, qos=qos, correlation_data=correlation)
+
+    def _on_connection(self, up: bool) -> None:
+        self.publisher.on_connection(up)
+        self.notifier.status("connected to the broker" if up else "broker unreachable; answers go to the outbox")
+
+    def _on_message(self, msg: Message) -> None:
+        if msg.topic != self.topics.infer:
+            self.transport.ack(msg)
+            return
+        error: Optional[RequestError] = None
+        request = None
+        try:
+            request = parse_request(msg.payload, max_bytes=self.config.requests.max_payload_bytes,
+                                    correlation_data=msg.correlation_data,
+                                    response_topic=msg.response_topic)
+        except RequestError as exc:
+            error = exc
+            # keep where the answer goes even when the payload is bad
+            error.response_topic = msg.response_topic  # type: ignore[attr-defined]
+            error.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
+        job = Job(request, error, lambda ok, doc: self.transport.ack(msg))
+        if self._stop.is_set():
+            return  # not acknowledged: the broker redelivers it to the next run
+        if not self.pipeline.submit(job):
+            if self._stop.is_set():
+                return
+            self.tally.refuse()
+            rid = request.id if request is not None else (error.request_id if error else "")
+            refusal = RequestError("queue_full", f"the request queue is full ({self.config.requests.queue_size}); "
+                                   "try again later", rid)
+            refusal.response_topic = msg.response_topic  # type: ignore[attr-defined]
+            refusal.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
+            self._store_answer(Job(None, refusal, job.done), None, refusal)
+
+    # -- answers ------------------------------------------------------------------------
+    def _answer(self, job: Job, result: Optional[Dict[str, Any]], error: Optional[RequestError]) -> None:
+        self._store_answer(job, result, error)
+
+    def _store_answer(self, job: Job, result: Optional[Dict[str, Any]], error: Optional[RequestError]) -> None:
+        request = job.request
+        if error is not None:
+            doc: Dict[str, Any] = {"id": error.request_id, "error": error.code, "detail": error.detail,
+                                   "device_id": self.config.device_id, "ts": utc_now()}
+            topic = self.topics.errors
+            response_topic = getattr(error, "response_topic", None) or (request.response_topic if request else None)
+            correlation = getattr(error, "correlation_data", None) or (request.correlation_data if request else None)
+        else:
+            assert request is not None and result is not None
+            doc = {"id": request.id, "device_id": self.config.device_id, "ts": utc_now(), **result}
+            topic = self.topics.predictions
+            response_topic, correlation = request.response_topic, request.correlation_data
+        payload = _dumps(doc)
+        self.outbox.add(ANSWER, topic, payload, qos=1, correlation=correlation)
+        if response_topic and response_topic != topic:
+            self.outbox.add(ANSWER, response_topic, payload, qos=1, correlation=correlation)
+        self.publisher.poke()
+        job.done(error is None, doc)
+
+    def _queue_stats(self) -> Dict[str, int]:
+        return {"depth": self.pipeline.depth(), "dropped": self.tally.snapshot().refused}
+
+    # -- loops --------------------------------------------------------------------------
+    def _telemetry_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                doc = self.collector.collect()
+                doc["outbox"] = {"messages": len(self.outbox), "bytes": self.outbox.size_bytes,
+                                 "dropped_telemetry": self.outbox.dropped_telemetry}
+                self.outbox.add(TELEMETRY, self.topics.telemetry, _dumps(doc), qos=self.config.telemetry.qos)
+                self.publisher.poke()
+            except Exception:  # noqa: BLE001 - telemetry must not stop the daemon
+                log.exception("telemetry failed")
+            self._telemetry_wake.wait(self.config.telemetry.interval)
+            self._telemetry_wake.clear()
+
+    def reload(self) -> List[str]:
+        """Apply a re-read config where safe; returns the keys that need a restart."""
+        if self.config_path is None:
+            return []
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc)
+            return []
+        pending = [f.name for f in fields(Config)
+                   if f.name not in LIVE_KEYS and getattr(new, f.name) != getattr(self.config, f.name)]
+        live = {"log_level": new.log_level, "telemetry": new.telemetry}
+        from dataclasses import replace
+
+        self.config = replace(self.config, **live)
+        logging.getLogger().setLevel(new.log_level.upper())
+        self.tally.resize(new.telemetry.latency_window)
+        self._telemetry_wake.set()
+        if pending:
+            log.warning("SIGHUP: changes to %s need a restart; not applied", ", ".join(pending))
+        log.warning("SIGHUP: config reloaded (log level %s, telemetry every %gs)",
+                    new.log_level, new.telemetry.interval)
+        return pending
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_: Any) -> None:
+        self._hup.set()
+
+    def run(self) -> int:
+        self.pipeline.start()
+        self.publisher.start()
+        self.transport.start()
+        if self.watch is not None:
+            self.watch.start()
+        self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
+        telemetry = threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True)
+        telemetry.start()
+        state = "connected" if self.transport.connected else "broker unreachable, using the outbox"
+        self.notifier.ready(f"serving {self.engine.identity.name} {self.engine.identity.version}; {state}")
+        log.warning("edge-runtime daemon ready: device %s, model %s, %s",
+                    self.config.device_id, self.engine.identity.name, state)
+        while not self._stop.wait(0.5):
+            if self._hup.is_set():
+                self._hup.clear()
+                self.reload()
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        self.notifier.stopping()
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        if self.watch is not None:
+            self.watch.stop()
+        drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))
+        self._telemetry_wake.set()
+        # give the publisher the rest of the bound to flush the outbox
+        while len(self.outbox) and self.transport.connected and time.monotonic() < deadline:
+            self.publisher.poke()
+            self.outbox.wait_changed(0.1)
+        left = len(self.outbox)
+        self.publisher.stop()
+        self.transport.stop()
+        self.outbox.close()
+        self.engine.close()
+        self.notifier.close()
+        log.warning("edge-runtime daemon stopped (%s; %d messages kept in the outbox)",
+                    "queue drained" if drained else "queue NOT drained", left)
+        return 0
+
+
+def run_daemon(config: Config, *, config_path: Optional[Path] = None, debug: bool = False) -> int:
+    """Load the model, start everything, serve until SIGTERM; returns the exit code.
+
+    Raises:
+        EdgeError: the model cannot be loaded or the state folder cannot be used.
+    """
+    from edge_runtime.inference.engine import Engine
+
+    logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
+    notifier = Notifier()
+    notifier.status("loading the model")
+    engine = Engine.load(config.model.path, delegate=config.model.delegate,
+                         threads=config.model.threads, labels=config.model.labels)
+    try:
+        engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
+        try:
+            daemon = Daemon(config, engine, config_path=config_path, notifier=notifier)
+        except OSError as exc:
+            raise ConfigError(f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}") from exc
+    except EdgeError:
+        engine.close()
+        raise
+    signal.signal(signal.SIGTERM, daemon.request_stop)
+    signal.signal(signal.SIGINT, daemon.request_stop)
+    signal.signal(signal.SIGHUP, daemon.request_reload)
+    return daemon.run()

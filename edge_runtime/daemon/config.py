@@ -1,0 +1,354 @@
+"""The daemon's TOML config: strict, typed, every problem reported at once.
+
+``parse_config`` is pure (a dict in, a frozen ``Config`` out); ``load_config`` is the
+thin shell that reads the file and the password secret. Unknown keys, wrong types and
+out-of-range values are all collected and raised together as one ``ConfigError`` whose
+message has one line per problem, each naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from edge_runtime.errors import ConfigError
+
+try:  # Python 3.11+
+    import tomllib
+except ImportError:  # pragma: no cover - Python 3.9/3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+#: Environment variable that may hold the MQTT password (wins over ``password_file``).
+PASSWORD_ENV = "EDGE_RUNTIME_MQTT_PASSWORD"
+
+DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DELEGATES = ("auto", "cpu", "edgetpu")
+PROTOCOLS = ("5", "3.1.1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: Path
+    delegate: str = "auto"
+    threads: Optional[int] = None
+    labels: Optional[Path] = None
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    protocol: str = "5"
+    prefix: str = "edge"
+    client_id: Optional[str] = None
+    keepalive: int = 30
+    tls_ca: Optional[Path] = None
+    tls_cert: Optional[Path] = None
+    tls_key: Optional[Path] = None
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    password_file: Optional[Path] = None
+    session_expiry: int = 7 * 24 * 3600
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+
+
+@dataclass(frozen=True)
+class RequestsConfig:
+    max_payload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    queue_size: int = 64
+    watch_dir: Optional[Path] = None
+    watch_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    interval: float = 10.0
+    qos: int = 0
+    latency_window: int = 1000
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    trust: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    enabled: bool = False
+    port: int = 9108
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass(frozen=True)
+class Config:
+    device_id: str
+    state_dir: Path
+    model: ModelConfig
+    mqtt: MqttConfig = MqttConfig()
+    requests: RequestsConfig = RequestsConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    update: UpdateConfig = UpdateConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
+    home_assistant: HomeAssistantConfig = HomeAssistantConfig()
+    groups: Tuple[str, ...] = ()
+    log_level: str = "info"
+    shutdown_timeout: float = 10.0
+
+
+_MISSING = object()
+
+
+class _Table:
+    """Reads one TOML table, recording every problem instead of stopping at the first."""
+
+    def __init__(self, data: Any, name: str, problems: List[str]) -> None:
+        self.name = name
+        self.problems = problems
+        self.seen: set = set()
+        if not isinstance(data, dict):
+            problems.append(f"{name}: expected a table, found {type(data).__name__}")
+            data = {}
+        self.data: Dict[str, Any] = data
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def _get(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key, _MISSING)
+
+    def table(self, key: str) -> "_Table":
+        value = self._get(key)
+        return _Table({} if value is _MISSING else value, self.key(key), self.problems)
+
+    def text(self, key: str, default: Any, *, pattern: Optional[re.Pattern] = None,
+             choices: Optional[Tuple[str, ...]] = None, required: bool = False,
+             hint: str = "") -> Any:
+        value = self._get(key)
+        if value is _MISSING:
+            if required:
+                self.problems.append(f"{self.key(key)}: missing; expected a string{hint}")
+            return default
+        if choices is not None and not isinstance(value, str):
+            value = str(value)  # e.g. protocol = 5
+        if not isinstance(value, str) or not value:
+            self.problems.append(f"{self.key(key)}: expected a non-empty string, found {value!r}")
+            return default
+        if choices is not None and value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            self.problems.append(f"{self.key(key)}: {value!r} is not allowed; use one of {allowed}")
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.problems.append(f"{self.key(key)}: {value!r} is not valid{hint}")
+            return default
+        return value
+
+    def path(self, key: str, default: Optional[Path] = None, *, required: bool = False) -> Any:
+        value = self.text(key, _MISSING, required=required, hint=" (a file or folder path)")
+        return default if value is _MISSING else Path(value)
+
+    def number(self, key: str, default: Any, lo: float, hi: float, *, integer: bool = True,
+               optional: bool = False) -> Any:
+        value = self._get(key)
+        if value is _MISSING:
+            return default
+        kind = "a whole number" if integer else "a number"
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            self.problems.append(f"{self.key(key)}: expected {kind} from {lo:g} to {hi:g}, found {value!r}")
+            return default
+        if not lo <= value <= hi:
+            self.problems.append(f"{self.key(key)}: {value!r} is out of range; allowed {lo:g} to {hi:g}")
+            return default
+        return int(value) if integer else float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.problems.append(f"{self.key(key)}: expected true or false, found {value!r}")
+            return default
+        return value
+
+    def strings(self, key: str, pattern: re.Pattern) -> Tuple[str, ...]:
+        value = self._get(key)
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) and pattern.match(v) for v in value):
+            self.problems.append(f"{self.key(key)}: expected a list of names ([A-Za-z0-9_.-]), found {value!r}")
+            return ()
+        return tuple(value)
+
+    def finish(self) -> None:
+        for key in sorted(set(self.data) - self.seen):
+            known = ", ".join(sorted(self.seen))
+            self.problems.append(f"{self.key(key)}: unknown key; known keys here: {known}")
+
+
+def _section(root: _Table, key: str, build: Callable[[_Table], Any]) -> Any:
+    table = root.table(key)
+    value = build(table)
+    table.finish()
+    return value
+
+
+def _model(t: _Table) -> ModelConfig:
+    return ModelConfig(
+        path=t.path("path", Path("."), required=True),
+        delegate=t.text("delegate", "auto", choices=DELEGATES),
+        threads=t.number("threads", None, 1, 64),
+        labels=t.path("labels"),
+        top_k=t.number("top_k", 5, 1, 1000),
+    )
+
+
+def _mqtt(t: _Table) -> MqttConfig:
+    d = MqttConfig()
+    cfg = MqttConfig(
+        host=t.text("host", d.host),
+        port=t.number("port", d.port, 1, 65535),
+        protocol=t.text("protocol", d.protocol, choices=PROTOCOLS),
+        prefix=t.text("prefix", d.prefix, pattern=PREFIX, hint=" (topic levels of [A-Za-z0-9_.-] joined by /)"),
+        client_id=t.text("client_id", None, pattern=DEVICE_ID, hint=" (1-64 of [A-Za-z0-9_.-])"),
+        keepalive=t.number("keepalive", d.keepalive, 5, 3600),
+        tls_ca=t.path("tls_ca"),
+        tls_cert=t.path("tls_cert"),
+        tls_key=t.path("tls_key"),
+        username=t.text("username", None),
+        password=t.text("password", None),
+        password_file=t.path("password_file"),
+        session_expiry=t.number("session_expiry", d.session_expiry, 0, 2**32 - 1),
+        reconnect_min=t.number("reconnect_min", d.reconnect_min, 0.05, 60, integer=False),
+        reconnect_max=t.number("reconnect_max", d.reconnect_max, 0.1, 3600, integer=False),
+    )
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        t.problems.append(f"{t.name}.tls_cert, {t.name}.tls_key: give both (client certificate and its key) or neither")
+    if (cfg.tls_cert is not None) and cfg.tls_ca is None:
+        t.problems.append(f"{t.name}.tls_ca: required when a client certificate is given")
+    if cfg.password is not None and cfg.password_file is not None:
+        t.problems.append(f"{t.name}.password, {t.name}.password_file: give one, not both")
+    if cfg.reconnect_min > cfg.reconnect_max:
+        t.problems.append(f"{t.name}.reconnect_min: must not exceed reconnect_max ({cfg.reconnect_max:g})")
+    return cfg
+
+
+def _requests(t: _Table) -> RequestsConfig:
+    d = RequestsConfig()
+    return RequestsConfig(
+        max_payload_bytes=t.number("max_payload_bytes", d.max_payload_bytes, 1024, 256 * 1024 * 1024),
+        max_pixels=t.number("max_pixels", d.max_pixels, 1, 400_000_000),
+        queue_size=t.number("queue_size", d.queue_size, 1, 100_000),
+        watch_dir=t.path("watch_dir"),
+        watch_interval=t.number("watch_interval", d.watch_interval, 0.05, 3600, integer=False),
+    )
+
+
+def _telemetry(t: _Table) -> TelemetryConfig:
+    d = TelemetryConfig()
+    return TelemetryConfig(
+        interval=t.number("interval", d.interval, 0.2, 86400, integer=False),
+        qos=t.number("qos", d.qos, 0, 1),
+        latency_window=t.number("latency_window", d.latency_window, 1, 1_000_000),
+    )
+
+
+def parse_config(data: Mapping[str, Any]) -> Config:
+    """Validate a parsed TOML document.
+
+    Raises:
+        ConfigError: one line per problem found.
+    """
+    problems: List[str] = []
+    root = _Table(dict(data), "", problems)
+    device_id = root.text("device_id", "device", pattern=DEVICE_ID, required=True,
+                          hint=" (1-64 of [A-Za-z0-9_.-])")
+    state_dir = root.path("state_dir", Path("."), required=True)
+    groups = root.strings("groups", DEVICE_ID)
+    log_level = root.text("log_level", "info", choices=LOG_LEVELS)
+    shutdown_timeout = root.number("shutdown_timeout", 10.0, 0.5, 600, integer=False)
+    model = _section(root, "model", _model)
+    mqtt = _section(root, "mqtt", _mqtt)
+    requests = _section(root, "requests", _requests)
+    telemetry = _section(root, "telemetry", _telemetry)
+    outbox = _section(root, "outbox", lambda t: OutboxConfig(
+        max_bytes=t.number("max_bytes", OutboxConfig().max_bytes, 64 * 1024, 64 * 1024**3)))
+    update = _section(root, "update", lambda t: UpdateConfig(trust=t.path("trust")))
+    prometheus = _section(root, "prometheus", lambda t: PrometheusConfig(
+        enabled=t.flag("enabled", False), port=t.number("port", 9108, 1, 65535)))
+    home_assistant = _section(root, "home_assistant", lambda t: HomeAssistantConfig(
+        enabled=t.flag("enabled", False),
+        discovery_prefix=t.text("discovery_prefix", "homeassistant", pattern=PREFIX)))
+    root.finish()
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(problems))
+    return Config(
+        device_id=device_id, state_dir=state_dir, model=model, mqtt=mqtt, requests=requests,
+        telemetry=telemetry, outbox=outbox, update=update, prometheus=prometheus,
+        home_assistant=home_assistant, groups=groups, log_level=log_level,
+        shutdown_timeout=shutdown_timeout,
+    )
+
+
+def load_config(path: Path, environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Read and validate the config file; resolve relative paths against its folder and
+    the MQTT password from ``EDGE_RUNTIME_MQTT_PASSWORD`` or ``mqtt.password_file``.
+
+    Raises:
+        ConfigError: unreadable file, bad TOML, or any invalid value.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+    config = parse_config(data)
+    return _resolve(config, Path(path).resolve().parent, env)
+
+
+def _resolve(config: Config, base: Path, env: Mapping[str, str]) -> Config:
+    from dataclasses import replace
+
+    def rel(p: Optional[Path]) -> Optional[Path]:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    mqtt = config.mqtt
+    password = env.get(PASSWORD_ENV) or mqtt.password
+    if password is None and mqtt.password_file is not None:
+        file = rel(mqtt.password_file)
+        try:
+            password = Path(str(file)).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {file}: {exc.strerror or exc}") from exc
+    mqtt = replace(mqtt, tls_ca=rel(mqtt.tls_ca), tls_cert=rel(mqtt.tls_cert),
+                   tls_key=rel(mqtt.tls_key), password=password)
+    return replace(
+        config,
+        state_dir=rel(config.state_dir) or config.state_dir,
+        model=replace(config.model, path=rel(config.model.path) or config.model.path,
+                      labels=rel(config.model.labels)),
+        mqtt=mqtt,
+        requests=replace(config.requests, watch_dir=rel(config.requests.watch_dir)),
+        update=replace(config.update, trust=rel(config.update.trust)),
+    )

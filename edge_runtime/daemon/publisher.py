@@ -1,0 +1,99 @@
+"""Pumps the outbox to the broker, in order, deleting each message only once acknowledged.
+
+All bookkeeping happens on this thread; the transport's callbacks only post message ids
+and connection changes here (so no lock is held across a call into the MQTT library).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Callable, Dict, Optional, Set
+
+from edge_runtime.daemon.outbox import Outbox
+from edge_runtime.errors import TransportError
+
+log = logging.getLogger(__name__)
+
+#: publish(topic, payload, qos, correlation) -> message id, or None when offline
+PublishFn = Callable[[str, bytes, int, Optional[bytes]], Optional[int]]
+
+
+class Publisher:
+    def __init__(self, outbox: Outbox, publish: PublishFn, *, window: int = 50) -> None:
+        self.outbox = outbox
+        self._publish = publish
+        self.window = window
+        self._acks: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._reset = threading.Event()
+        self._stop = threading.Event()
+        self._inflight: Dict[int, int] = {}
+        self._early: Set[int] = set()
+        self._last_seq = 0
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def on_published(self, mid: int) -> None:
+        self._acks.put(mid)
+        self._wake.set()
+
+    def on_connection(self, up: bool) -> None:
+        self._reset.set()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+
+    def _drain_acks(self) -> None:
+        while True:
+            try:
+                mid = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                if len(self._early) < 10000:
+                    self._early.add(mid)
+            else:
+                self.outbox.remove(seq)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            if self._reset.is_set():
+                # new connection: resend everything not yet acknowledged, from the start
+                self._reset.clear()
+                self._drain_acks()
+                self._inflight.clear()
+                self._early.clear()
+                self._last_seq = 0
+            self._drain_acks()
+            room = self.window - len(self._inflight)
+            if room <= 0:
+                continue
+            for entry in self.outbox.after(self._last_seq, room):
+                try:
+                    mid = self._publish(entry.topic, entry.payload, entry.qos, entry.correlation)
+                except TransportError as exc:
+                    log.error("dropping a message that cannot be sent: %s", exc)
+                    self.outbox.remove(entry.seq)
+                    continue
+                if mid is None:
+                    break
+                self._last_seq = entry.seq
+                if mid in self._early:
+                    self._early.discard(mid)
+                    self.outbox.remove(entry.seq)
+                else:
+                    self._inflight[mid] = entry.seq
+                self._wake.set()

@@ -1,0 +1,47 @@
+"""The device's MQTT topics (CONTRACTS), built once from the prefix and device id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge_runtime.errors import ConfigError
+
+_FORBIDDEN = ("+", "#", "\x00")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names for one device; ``prefix/device_id/...``."""
+
+    prefix: str
+    device_id: str
+
+    def __post_init__(self) -> None:
+        for part in (self.prefix, self.device_id):
+            if not part or any(c in part for c in _FORBIDDEN) or part.startswith("/") or part.endswith("/"):
+                raise ConfigError(f"invalid topic part {part!r}: no wildcards, no leading/trailing '/'")
+        if "/" in self.device_id:
+            raise ConfigError(f"device id {self.device_id!r} must not contain '/'")
+
+    def _t(self, leaf: str) -> str:
+        return f"{self.prefix}/{self.device_id}/{leaf}"
+
+    @property
+    def status(self) -> str:
+        return self._t("status")
+
+    @property
+    def infer(self) -> str:
+        return self._t("infer")
+
+    @property
+    def predictions(self) -> str:
+        return self._t("predictions")
+
+    @property
+    def telemetry(self) -> str:
+        return self._t("telemetry")
+
+    @property
+    def errors(self) -> str:
+        return self._t("errors")

@@ -1,0 +1,1 @@
+"""Device telemetry: pure statistics and the collectors that read the system."""

@@ -1,0 +1,1 @@
+"""Transports between the device and the outside world (MQTT)."""

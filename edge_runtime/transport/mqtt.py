@@ -1,0 +1,264 @@
+"""MQTT through paho 2.x: the only module that imports paho.
+
+Callbacks only convert paho objects to plain values and hand them over; paho errors
+become ``TransportError``. The session is persistent (fixed client id, clean start off,
+session expiry for MQTT 5) so QoS 1 requests sent while the device was away are
+delivered when it returns; subscriptions are renewed on every connect. Reconnects use
+exponential backoff with jitter, in this module's own network thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_runtime.errors import TransportError
+from edge_runtime.transport.backoff import backoff_delay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str
+    port: int
+    client_id: str
+    protocol: str = "5"  # "5" or "3.1.1"
+    keepalive: int = 30
+    username: Optional[str] = None
+    password: Optional[str] = None
+    tls_ca: Optional[Path] = None
+    tls_cert: Optional[Path] = None
+    tls_key: Optional[Path] = None
+    will_topic: Optional[str] = None
+    will_payload: bytes = b"offline"
+    online_payload: bytes = b"online"
+    session_expiry: int = 7 * 24 * 3600
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+
+
+@dataclass(frozen=True)
+class Message:
+    """An incoming message as plain values."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    generation: int
+    response_topic: Optional[str] = None
+    correlation_data: Optional[bytes] = None
+
+
+class MqttTransport:
+    """One persistent connection, its network thread, and a small publish/ack API."""
+
+    def __init__(
+        self,
+        options: MqttOptions,
+        *,
+        subscriptions: Sequence[Tuple[str, int]],
+        on_message: Callable[[Message], None],
+        on_connection: Callable[[bool], None] = lambda up: None,
+        on_published: Callable[[int], None] = lambda mid: None,
+    ) -> None:
+        self.options = options
+        self._subscriptions = list(subscriptions)
+        self._on_message = on_message
+        self._on_connection = on_connection
+        self._on_published = on_published
+        self._v5 = options.protocol == "5"
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._thread: Optional[threading.Thread] = None
+        self.last_error: Optional[str] = None
+        self._client = self._make_client()
+
+    def _make_client(self) -> paho.Client:
+        o = self.options
+        try:
+            client = paho.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=o.client_id,
+                protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
+                clean_session=None if self._v5 else False,
+                manual_ack=True,
+            )
+            client.max_inflight_messages_set(100)
+            if o.will_topic:
+                client.will_set(o.will_topic, o.will_payload, qos=1, retain=True)
+            if o.username is not None:
+                client.username_pw_set(o.username, o.password)
+            if o.tls_ca is not None:
+                client.tls_set(
+                    ca_certs=str(o.tls_ca),
+                    certfile=None if o.tls_cert is None else str(o.tls_cert),
+                    keyfile=None if o.tls_key is None else str(o.tls_key),
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            raise TransportError(f"cannot set up the MQTT client: {exc}") from exc
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_publish = self._handle_publish
+        return client
+
+    # -- paho callbacks: convert and hand over --------------------------------------
+    def _handle_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("MQTT %s", self.last_error)
+            return
+        self._generation += 1
+        self._connected.set()
+        log.info("MQTT connected to %s:%d (session present: %s)", self.options.host,
+                 self.options.port, getattr(flags, "session_present", None))
+        if self._subscriptions:
+            client.subscribe([(t, q) for t, q in self._subscriptions])
+        if self.options.will_topic:
+            client.publish(self.options.will_topic, self.options.online_payload, qos=1, retain=True)
+        self._on_connection(True)
+
+    def _handle_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            log.warning("MQTT disconnected: %s", reason)
+            self._on_connection(False)
+
+    def _handle_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        response_topic = correlation = None
+        props = getattr(msg, "properties", None)
+        if props is not None:
+            response_topic = getattr(props, "ResponseTopic", None)
+            correlation = getattr(props, "CorrelationData", None)
+        self._on_message(Message(
+            topic=msg.topic, payload=bytes(msg.payload), qos=int(msg.qos), mid=int(msg.mid),
+            generation=self._generation, response_topic=response_topic or None,
+            correlation_data=bytes(correlation) if correlation else None,
+        ))
+
+    def _handle_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._on_published(int(mid))
+
+    # -- public API -------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                correlation_data: Optional[bytes] = None) -> Optional[int]:
+        """Send now if connected; returns the message id, or None when offline.
+
+        Raises:
+            TransportError: the message cannot be sent at all (bad topic, too large).
+        """
+        if not self._connected.is_set():
+            return None
+        props = None
+        if self._v5 and correlation_data:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = correlation_data
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        except (ValueError, TypeError) as exc:
+            raise TransportError(f"cannot publish to {topic!r}: {exc}") from exc
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_QUEUE_SIZE):
+            if info.rc == paho.MQTT_ERR_NO_CONN:
+                return None
+            raise TransportError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
+        return int(info.mid)
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge a QoS 1 message once its answer is stored; a message from an
+        earlier connection is left for the broker to redeliver."""
+        if message.qos == 0 or message.generation != self._generation or not self.connected:
+            return
+        try:
+            self._client.ack(message.mid, message.qos)
+        except (ValueError, OSError) as exc:
+            log.debug("ack of %d failed: %s", message.mid, exc)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``offline`` (retained), disconnect cleanly and join the network thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 2)
+            self._thread = None
+
+    # -- network thread ---------------------------------------------------------------
+    def _connect(self, first: bool) -> None:
+        o = self.options
+        props = None
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = o.session_expiry
+        if first:
+            kwargs: Dict[str, Any] = {"clean_start": False, "properties": props} if self._v5 else {}
+            self._client.connect(o.host, o.port, o.keepalive, **kwargs)
+        else:
+            self._client.reconnect()
+
+    def _run(self) -> None:
+        attempt, first = 0, True
+        while not self._stop.is_set():
+            try:
+                self._connect(first)
+                first = False
+            except (OSError, ValueError, paho.WebsocketConnectionError) as exc:
+                self.last_error = f"cannot connect to {self.options.host}:{self.options.port}: {exc}"
+                delay = backoff_delay(attempt, minimum=self.options.reconnect_min, maximum=self.options.reconnect_max)
+                log.warning("MQTT %s; retrying in %.1fs", self.last_error, delay)
+                attempt += 1
+                self._stop.wait(delay)
+                continue
+            while not self._stop.is_set():
+                rc = self._client.loop(timeout=0.2)
+                if self._connected.is_set():
+                    attempt = 0
+                if rc != paho.MQTT_ERR_SUCCESS:
+                    break
+            if self._stop.is_set():
+                break
+            self._handle_disconnect(None, None, None, "connection lost", None)
+            delay = backoff_delay(attempt, minimum=self.options.reconnect_min, maximum=self.options.reconnect_max)
+            attempt += 1
+            self._stop.wait(delay)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._connected.is_set() and self.options.will_topic:
+            try:
+                info = self._client.publish(self.options.will_topic, self.options.will_payload, qos=1, retain=True)
+                deadline = time.monotonic() + 2.0
+                while not info.is_published() and time.monotonic() < deadline:
+                    if self._client.loop(timeout=0.1) != paho.MQTT_ERR_SUCCESS:
+                        break
+            except (ValueError, OSError, RuntimeError) as exc:
+                log.debug("offline status not sent: %s", exc)
+        try:
+            self._client.disconnect()
+            self._client.loop(timeout=0.2)
+        except (ValueError, OSError) as exc:
+            log.debug("disconnect: %s", exc)
+        self._connected.clear()
