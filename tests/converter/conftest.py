@@ -3,32 +3,12 @@ and a runner for the real ``edge-convert`` console script."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Dict
 
-import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-MODELS = ROOT / "tests" / "fixtures" / "models"
-sys.path.insert(0, str(ROOT / "tools"))
-
-EDGE_CONVERT = Path(sys.executable).with_name("edge-convert")
-
-
-class Converted:
-    def __init__(self, done: subprocess.CompletedProcess) -> None:  # type: ignore[type-arg]
-        self.returncode = done.returncode
-        self.stdout = done.stdout
-        self.stderr = done.stderr
-
-    def report(self) -> Dict[str, Any]:
-        assert self.returncode == 0, self.stderr
-        return json.loads(self.stdout)  # type: ignore[no-any-return]
+from convert_helpers import EDGE_CONVERT, MODELS, ROOT, Converted
 
 
 @pytest.fixture(scope="session")
@@ -87,26 +67,3 @@ def heldout() -> Path:
 @pytest.fixture(scope="session")
 def labels_file() -> Path:
     return MODELS / "digits_labels.txt"
-
-
-def digits_args(calib: Path, out: Path, *extra: object) -> list:  # type: ignore[type-arg]
-    return [
-        "--calibration",
-        calib,
-        "--out",
-        out,
-        "--name",
-        "digits",
-        "--version",
-        "1.0.0",
-        "--mean",
-        "0",
-        "--std",
-        "255",
-        *extra,
-    ]
-
-
-def held_out_images() -> np.ndarray:
-    with np.load(MODELS / "digits_test.npz") as data:
-        return data["x"]

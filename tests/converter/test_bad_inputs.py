@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MODELS, digits_args
+from convert_helpers import KERAS_NUMPY2, MODELS, digits_args
 
-pytestmark = pytest.mark.converter
+pytestmark = [pytest.mark.converter, KERAS_NUMPY2]
 
 FLOAT = MODELS / "digits_float.tflite"
 

@@ -9,9 +9,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, ROOT, digits_args, held_out_images
+from convert_helpers import KERAS_NUMPY2, MODELS, ROOT, digits_args, held_out_images
 
-pytestmark = [pytest.mark.converter, pytest.mark.slow]
+pytestmark = [pytest.mark.converter, pytest.mark.slow, KERAS_NUMPY2]
 
 REPLAY = Path(__file__).with_name("replay_golden.py")
 DEVICE_PYTHON = ROOT / ".venv-tflite" / "bin" / "python"

@@ -6,10 +6,11 @@ import json
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODELS, ROOT, digits_args
+from convert_helpers import MODELS, ROOT, digits_args
 
 pytestmark = pytest.mark.converter
 
@@ -88,6 +89,21 @@ def test_uint8_io_from_float_tflite_runs_on_the_interpreter(
     inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
     assert inp["dtype"] == np.uint8 and outp["dtype"] == np.uint8
     assert inp["quantization"][1] == 0  # int8 zero point -128 shifted by 128
+    replay = ROOT / "tests" / "converter" / "replay_golden.py"
+    for python in (sys.executable, ROOT / ".venv-tflite" / "bin" / "python"):
+        if not Path(python).exists():
+            continue
+        done = subprocess.run(
+            [str(python), str(replay), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["input_dtype"] == "uint8" and max(result["max_diff"]) <= 1, result
 
 
 def test_text_report_and_mixed_folder_skips_non_images_with_a_warning(
@@ -105,3 +121,73 @@ def test_text_report_and_mixed_folder_skips_non_images_with_a_warning(
     assert "broken.jpg" in done.stderr
     assert "agreement" in done.stdout and "ops" in done.stdout
     assert "calibrate  20 images" in done.stdout
+
+
+def _class_folders(root, names, images, labels, count):
+    from PIL import Image
+
+    for i, (pixels, label) in enumerate(zip(images[:count], labels[:count])):
+        folder = root / names[int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
+
+
+def test_validation_class_folders_give_the_same_accuracy_as_the_npz(
+    edge_convert, calib_dir, heldout, labels_file, tmp_path
+):
+    names = labels_file.read_text().split()
+    with np.load(heldout) as data:
+        x, y = data["x"], data["y"]
+    _class_folders(tmp_path / "val", names, x, y, 120)
+    np.savez(tmp_path / "val.npz", x=x[:120], y=y[:120])
+    from_dirs = edge_convert(
+        FLOAT,
+        *digits_args(
+            calib_dir,
+            tmp_path / "a.edgebundle",
+            "--labels",
+            labels_file,
+            "--validation",
+            tmp_path / "val",
+            "--progress",
+            "--json",
+        ),
+    )
+    report = from_dirs.report()
+    assert (
+        "validation [" in from_dirs.stderr and "calibration [" in from_dirs.stderr
+    )  # progress bars
+    from_npz = edge_convert(
+        FLOAT,
+        *digits_args(
+            calib_dir,
+            tmp_path / "b.edgebundle",
+            "--labels",
+            labels_file,
+            "--validation",
+            tmp_path / "val.npz",
+            "--json",
+        ),
+    ).report()
+    assert report["validation"]["samples"] == 120
+    for key in ("float_top1", "int8_top1", "top1_agreement"):
+        assert report["validation"][key] == from_npz["validation"][key], key
+
+
+def test_validation_folder_with_a_class_not_in_the_labels(
+    edge_convert, calib_dir, labels_file, tmp_path
+):
+    from PIL import Image
+
+    (tmp_path / "val" / "eleven").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(tmp_path / "val" / "eleven" / "a.png")
+    out = tmp_path / "x.edgebundle"
+    done = edge_convert(
+        FLOAT,
+        *digits_args(calib_dir, out, "--labels", labels_file, "--validation", tmp_path / "val"),
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "edge-convert: error: validation subfolders eleven are not in the labels file"
+    ]
+    assert not out.exists()

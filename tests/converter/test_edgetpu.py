@@ -7,7 +7,7 @@ import stat
 import tarfile
 
 import pytest
-from conftest import MODELS, digits_args
+from convert_helpers import MODELS, digits_args
 
 from converter.edgetpu import check_model
 

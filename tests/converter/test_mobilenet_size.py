@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import EDGE_CONVERT, ROOT
+from convert_helpers import EDGE_CONVERT, KERAS_NUMPY2, ROOT
 
-pytestmark = [pytest.mark.converter, pytest.mark.slow]
+pytestmark = [pytest.mark.converter, pytest.mark.slow, KERAS_NUMPY2]
 
 #: Runs one command as the only child of a fresh process, so RUSAGE_CHILDREN is its peak.
 _MEASURE = """

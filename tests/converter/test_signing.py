@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, ROOT, digits_args
+from convert_helpers import MODELS, ROOT, digits_args
 
 pytestmark = pytest.mark.converter
 
