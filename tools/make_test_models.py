@@ -170,6 +170,57 @@ def detect_data(n: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarra
     return images, classes, boxes
 
 
+def truth_boxes(boxes: np.ndarray, classes: np.ndarray) -> List[Tuple[float, float, float, float]]:
+    """The (ymin, xmin, ymax, xmax) boxes of one image's squares, from its anchor targets."""
+    out = []
+    for a in np.flatnonzero(classes):
+        ay, ax, ah, aw = _anchors()[a]
+        ty, tx, th, tw = boxes[a]
+        cy, cx = ty / _SCALES[0] * ah + ay, tx / _SCALES[1] * aw + ax
+        h, w = np.exp(th / _SCALES[2]) * ah, np.exp(tw / _SCALES[3]) * aw
+        out.append(
+            tuple(round(float(v), 4) for v in (cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2))
+        )
+    return out  # type: ignore[return-value]
+
+
+def _iou(a: Tuple[float, ...], b: Tuple[float, ...]) -> float:
+    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ih * iw
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def detection_quality(model: bytes, n: int = 50, seed: int = 123) -> Dict[str, float]:
+    """Recall and precision (score >= 0.5, IoU >= 0.5) on fresh synthetic images, with
+    the int8 input the contract's default gives (pixel - 128)."""
+    interp = make_interpreter(model)
+    inp = interp.get_input_details()[0]
+    images, classes, boxes = detect_data(n, np.random.default_rng(seed))
+    found = truths = kept = correct = 0
+    for img, cls, enc in zip(images, classes, boxes):
+        interp.set_tensor(inp["index"], (img.astype(np.int16) - 128).astype(np.int8)[None])
+        interp.invoke()
+        det_boxes, _, scores, count = (interp.get_tensor(i) for i in _detect_outputs(model))
+        dets = [tuple(det_boxes[0][k]) for k in range(int(count[0])) if scores[0][k] >= 0.5]
+        truth = truth_boxes(enc, cls)
+        truths += len(truth)
+        kept += len(dets)
+        found += sum(any(_iou(t, d) >= 0.5 for d in dets) for t in truth)
+        correct += sum(any(_iou(t, d) >= 0.5 for t in truth) for d in dets)
+    return {"recall": round(found / truths, 4), "precision": round(correct / max(kept, 1), 4)}
+
+
+def _detect_outputs(model: bytes) -> Tuple[int, ...]:
+    """Tensor indices of boxes, classes, scores, count: the post-processing op's outputs."""
+    from edge_runtime.inference.modelfile import read_model
+
+    order = read_model(model).detection_outputs
+    assert order is not None, "no TFLite_Detection_PostProcess op in the detection model"
+    return order
+
+
 def _anchors() -> np.ndarray:
     """(ycenter, xcenter, h, w) per grid cell, normalised."""
     g = DETECT_GRID
@@ -374,7 +425,14 @@ def main() -> int:
         }
 
     (out / "detect_int8.tflite").write_bytes(make_detector(max(8, args.epochs)))
+    detect_quality = detection_quality((out / "detect_int8.tflite").read_bytes())
+    sample, sample_classes, sample_boxes = detect_data(1, np.random.default_rng(7))
     info["models"]["detect_int8"] = {
+        "heldout": "detect_data(50, default_rng(123)) in tools/make_test_models.py",
+        "heldout_recall": detect_quality["recall"],
+        "heldout_precision": detect_quality["precision"],
+        "sample_image": "images/squares.png",
+        "sample_truth_boxes": truth_boxes(sample_boxes[0], sample_classes[0]),
         "file": "detect_int8.tflite",
         "input": f"{DETECT_SIZE}x{DETECT_SIZE} RGB int8 (pixel - 128)",
         "mean": 0.0,

@@ -115,3 +115,10 @@ def test_bad_version(edge_convert, calib_dir, tmp_path):
     args = digits_args(calib_dir, tmp_path / "x.edgebundle")
     args[args.index("1.0.0")] = "one"
     _one_line_failure(edge_convert(FLOAT, *args), "--version", "semantic version")
+
+
+def test_already_quantized_tflite(edge_convert, calib_dir, tmp_path):
+    out = tmp_path / "x.edgebundle"
+    done = edge_convert(MODELS / "digits_int8.tflite", *digits_args(calib_dir, out))
+    _one_line_failure(done, "already quantized", "give the float model")
+    assert not out.exists()
