@@ -3,7 +3,7 @@
 edge-convert MODEL --calibration DIR --out OUT.edgebundle --name NAME --version SEMVER
     [--labels FILE] [--validation DIR|NPZ] [--input-type int8|uint8] [--edgetpu]
     [--mean M] [--std S] [--resize stretch|crop|letterbox] [--max-accuracy-drop 0.01]
-    [--max-samples N] [--expires-days D] [--compatible CLASS ...] [--sign-key KEY] [--json]
+    [--max-samples N] [--expires-days D] [--compatible CLASS[,CLASS]] [--sign-key KEY] [--json]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 from edge_runtime import __version__
 from edge_runtime.cli.main import run_cli
@@ -82,10 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--compatible",
-        nargs="+",
-        default=["*"],
-        metavar="CLASS",
-        help='device classes that may install the bundle (default "*")',
+        action="append",
+        metavar="CLASS[,CLASS]",
+        help='device classes allowed to install it; repeat or comma-separate (default "*")',
     )
     p.add_argument(
         "--keep-float", action="store_true", help="also store the float model in the bundle"
@@ -122,7 +121,7 @@ def _handle(args: argparse.Namespace) -> int:
         max_accuracy_drop=args.max_accuracy_drop,
         max_samples=args.max_samples,
         expires_days=args.expires_days,
-        compatible=tuple(args.compatible),
+        compatible=_classes(args.compatible),
         keep_float=args.keep_float,
         sign_key=args.sign_key,
         progress=sys.stderr if args.progress else None,
@@ -133,6 +132,11 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def _classes(values: Optional[Sequence[str]]) -> Tuple[str, ...]:
+    classes = tuple(c.strip() for v in values or ["*"] for c in v.split(",") if c.strip())
+    return classes or ("*",)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

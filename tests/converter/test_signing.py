@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -54,12 +56,16 @@ def test_signed_bundle_verifies_and_an_unknown_key_does_not(edge_convert, calib_
             "--expires-days",
             "30",
             "--compatible",
-            "pi4",
-            "pi5",
+            "pi4,pi5",
+            "--compatible",
+            "zero2",
             "--json",
         ),
     ).report()
     assert report["signed"] is True
+    with tarfile.open(out) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest["compatible"] == ["pi4", "pi5", "zero2"]
     verified = _fleet("verify", out, "--trust", trust, "--device-class", "pi4")
     assert verified.returncode == 0, verified.stderr
 
