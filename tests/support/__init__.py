@@ -1,0 +1,1 @@
+"""Shared test helpers: a real mosquitto broker, an MQTT test client, the daemon process."""
