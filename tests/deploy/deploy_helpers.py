@@ -1,0 +1,191 @@
+"""Helpers for the deployment tests: paths, running the shipped scripts, an MQTT 5 client
+that reports the broker's reason codes, and a mosquitto run with the shipped config."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from support.mosquitto import free_port, wait_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy_scripts"
+BROKER = DEPLOY / "broker"
+
+
+def script(path: Path, *args: object, timeout: float = 120, check: bool = True,
+           env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    """Run a shipped shell script with bash; text output."""
+    done = subprocess.run(["bash", str(path), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, check=False, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{path.name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def missing(*tools: str) -> List[str]:
+    return [t for t in tools if shutil.which(t) is None]
+
+
+class ShippedBroker:
+    """mosquitto run with the config make-ca.sh wrote, listeners moved to free local ports."""
+
+    def __init__(self, broker_dir: Path) -> None:
+        self.dir = broker_dir
+        self.cert_port = free_port()
+        self.password_port = free_port()
+        text = (broker_dir / "mosquitto.conf").read_text()
+        text, n1 = re.subn(r"(?m)^listener 8883$", f"listener {self.cert_port} 127.0.0.1", text)
+        text, n2 = re.subn(r"(?m)^listener 8884$", f"listener {self.password_port} 127.0.0.1", text)
+        assert n1 == 1 and n2 == 1, "shipped mosquitto.conf no longer has listeners 8883 and 8884"
+        self.log = broker_dir / "mosquitto.log"
+        self.config = broker_dir / "mosquitto.test.conf"
+        self.config.write_text(text.replace("log_dest stderr", f"log_dest file {self.log}"))
+        self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+
+    def __enter__(self) -> "ShippedBroker":
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_port(self.cert_port)
+            wait_port(self.password_port)
+        except TimeoutError:
+            self.__exit__()
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"mosquitto did not start with the shipped config:\n{log}") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            if self.proc.stderr:
+                self.proc.stderr.close()
+            self.proc = None
+
+
+class Client:
+    """A paho MQTT 5 client over TLS; keeps messages and the reason code of each publish."""
+
+    __test__ = False
+
+    def __init__(self, port: int, ca: Path, *, cert: Optional[Path] = None, key: Optional[Path] = None,
+                 username: Optional[str] = None, password: Optional[str] = None,
+                 timeout: float = 10.0) -> None:
+        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=f"deploy-test-{time.monotonic_ns()}", protocol=paho.MQTTv5)
+        self.client.tls_set(ca_certs=str(ca), certfile=str(cert) if cert else None,
+                            keyfile=str(key) if key else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.messages: List[Tuple[str, bytes]] = []
+        self.acks: Dict[int, int] = {}
+        self.connect_code: Optional[int] = None
+        self._cond = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        self._wait(lambda: self.connect_code is not None, timeout, "CONNACK")
+
+    # paho callbacks: record and notify only
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        with self._cond:
+            self.connect_code = reason_code.value
+            self._cond.notify_all()
+
+    def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+        with self._cond:
+            self.messages.append((message.topic, bytes(message.payload)))
+            self._cond.notify_all()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        with self._cond:
+            self.acks[mid] = reason_code.value
+            self._cond.notify_all()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+        with self._cond:
+            self.acks[mid] = max(rc.value for rc in reason_codes)
+            self._cond.notify_all()
+
+    def _wait(self, ready, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not ready():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no {what} within {timeout}s")
+                self._cond.wait(left)
+
+    @property
+    def connected(self) -> bool:
+        return self.connect_code == 0
+
+    def subscribe(self, *topics: str, timeout: float = 10.0) -> None:
+        for topic in topics:
+            _, mid = self.client.subscribe(topic, qos=1)
+            self._wait(lambda mid=mid: mid in self.acks, timeout, f"SUBACK for {topic}")
+
+    def publish(self, topic: str, payload: bytes, timeout: float = 10.0) -> int:
+        """QoS 1 publish; returns the PUBACK reason code (0 accepted, 135 not authorized)."""
+        info = self.client.publish(topic, payload, qos=1)
+        self._wait(lambda: info.mid in self.acks, timeout, f"PUBACK for {topic}")
+        return self.acks[info.mid]
+
+    def wait_for(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
+        self._wait(lambda: (topic, payload) in self.messages, timeout, f"message on {topic}")
+
+    def topics(self) -> List[str]:
+        with self._cond:
+            return [t for t, _ in self.messages]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def sfdisk_image(path: Path, *, size_mb: int = 96, boot_mb: int = 32,
+                 boot_files: Sequence[Tuple[str, bytes]] = ()) -> int:
+    """A disk image like Raspberry Pi OS's: MBR, FAT32-LBA boot partition, ext4 root.
+    Returns the byte offset of the boot partition."""
+    boot_start = 8192
+    boot_sectors = boot_mb * 2048
+    root_start = boot_start + boot_sectors
+    subprocess.run(["truncate", "-s", f"{size_mb}M", str(path)], check=True)
+    table = f"label: dos\nstart={boot_start}, size={boot_sectors}, type=c, bootable\nstart={root_start}, type=83\n"
+    subprocess.run(["sfdisk", "-q", str(path)], input=table, text=True, check=True, capture_output=True)
+    subprocess.run(["mkfs.vfat", "-n", "BOOTFS", "--offset", str(boot_start), str(path),
+                    str(boot_sectors // 2)], check=True, capture_output=True)
+    root_kib = (size_mb * 1024 * 1024 - root_start * 512) // 1024
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", f"offset={root_start * 512}", str(path),
+                    f"{root_kib}k"], check=True, capture_output=True)
+    offset = boot_start * 512
+    for name, data in boot_files:
+        src = path.parent / f".{name}"
+        src.write_bytes(data)
+        mtools("mcopy", "-i", f"{path}@@{offset}", str(src), f"::/{name}")
+        src.unlink()
+    return offset
+
+
+def mtools(*args: str) -> str:
+    done = subprocess.run(list(args), capture_output=True, text=True, check=False, timeout=60,
+                          env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")
+    return done.stdout
