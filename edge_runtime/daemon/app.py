@@ -10,6 +10,7 @@ change live, anything else is reported as needing a restart.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 import logging
 import signal
 import threading
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Settings SIGHUP can apply without a restart.
 LIVE_KEYS = ("log_level", "telemetry")
+#: Ids of recently answered requests, to recognise QoS 1 redeliveries (DUP flag).
+RECENT_IDS = 10_000
 
 
 def _dumps(doc: Dict[str, Any]) -> bytes:
@@ -79,6 +82,8 @@ class Daemon:
         self._stop = threading.Event()
         self._hup = threading.Event()
         self._telemetry_wake = threading.Event()
+        self._answered: "OrderedDict[str, None]" = OrderedDict()
+        self._answered_lock = threading.Lock()
 
     @staticmethod
     def _mqtt_options(config: Config) -> MqttOptions:
@@ -89,6 +94,10 @@ class Daemon:
             tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
             will_topic=Topics(m.prefix, config.device_id).status, session_expiry=m.session_expiry,
             reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
+            # requests are acknowledged once answered, so this bounds what the broker
+            # pushes at once; a quarter of the queue leaves room for the redeliveries of
+            # requests taken before a reconnect (still queued here, answered twice)
+            receive_maximum=max(1, config.requests.queue_size // 4),
         )
 
     # -- transport side -----------------------------------------------------------------
@@ -114,13 +123,22 @@ class Daemon:
             # keep where the answer goes even when the payload is bad
             error.response_topic = msg.response_topic  # type: ignore[attr-defined]
             error.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
+        if msg.duplicate and request is not None and self._was_answered(request.id):
+            # a redelivery of a request whose answer is already in the outbox
+            self.transport.ack(msg)
+            return
         job = Job(request, error, lambda ok, doc: self.transport.ack(msg))
         if self._stop.is_set():
             return  # not acknowledged: the broker redelivers it to the next run
-        if not self.pipeline.submit(job):
+        # a short bounded wait holds the network thread (TCP back-pressure on the broker)
+        # before refusing: bursts after a reconnect are absorbed, a stalled pipeline is not
+        if not self.pipeline.submit(job, wait=min(self.config.requests.queue_wait,
+                                                  self.config.mqtt.keepalive / 3)):
             if self._stop.is_set():
                 return
             self.tally.refuse()
+            log.warning("refused request (generation %d, dup %s): the queue is full (%d)",
+                        msg.generation, msg.duplicate, self.pipeline.depth())
             rid = request.id if request is not None else (error.request_id if error else "")
             refusal = RequestError("queue_full", f"the request queue is full ({self.config.requests.queue_size}); "
                                    "try again later", rid)
@@ -147,10 +165,18 @@ class Daemon:
             response_topic, correlation = request.response_topic, request.correlation_data
         payload = _dumps(doc)
         self.outbox.add(ANSWER, topic, payload, qos=1, correlation=correlation)
+        with self._answered_lock:
+            self._answered[doc["id"]] = None
+            while len(self._answered) > RECENT_IDS:
+                self._answered.popitem(last=False)
         if response_topic and response_topic != topic:
             self.outbox.add(ANSWER, response_topic, payload, qos=1, correlation=correlation)
         self.publisher.poke()
         job.done(error is None, doc)
+
+    def _was_answered(self, request_id: str) -> bool:
+        with self._answered_lock:
+            return request_id in self._answered
 
     def _queue_stats(self) -> Dict[str, int]:
         return {"depth": self.pipeline.depth(), "dropped": self.tally.snapshot().refused}

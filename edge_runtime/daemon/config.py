@@ -64,6 +64,7 @@ class RequestsConfig:
     max_payload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
     queue_size: int = 64
+    queue_wait: float = 2.0
     watch_dir: Optional[Path] = None
     watch_interval: float = 1.0
 
@@ -258,6 +259,7 @@ def _requests(t: _Table) -> RequestsConfig:
         max_payload_bytes=t.number("max_payload_bytes", d.max_payload_bytes, 1024, 256 * 1024 * 1024),
         max_pixels=t.number("max_pixels", d.max_pixels, 1, 400_000_000),
         queue_size=t.number("queue_size", d.queue_size, 1, 100_000),
+        queue_wait=t.number("queue_wait", d.queue_wait, 0, 30, integer=False),
         watch_dir=t.path("watch_dir"),
         watch_interval=t.number("watch_interval", d.watch_interval, 0.05, 3600, integer=False),
     )

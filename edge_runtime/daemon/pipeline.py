@@ -60,12 +60,14 @@ class Pipeline:
         for t in self._threads:
             t.start()
 
-    def submit(self, job: Job) -> bool:
-        """Queue a job; False when the queue is full or the pipeline is stopping."""
+    def submit(self, job: Job, wait: float = 0.0) -> bool:
+        """Queue a job, waiting up to ``wait`` seconds for room; False when the queue
+        stayed full or the pipeline is stopping."""
         if self._closing.is_set():
             return False
         try:
-            self._queue.put_nowait(Job(job.request, job.error, job.done, time.perf_counter()))
+            self._queue.put(Job(job.request, job.error, job.done, time.perf_counter()),
+                            timeout=max(wait, 0.0) or None, block=wait > 0)
         except queue.Full:
             return False
         with self._lock:

@@ -1,6 +1,8 @@
 """Pumps the outbox to the broker, in order, deleting each message only once acknowledged.
 
-All bookkeeping happens on this thread; the transport's callbacks only post message ids
+Rows handed to the MQTT client stay in the outbox until acknowledged; the client itself
+resends them after a reconnect, and a restart of the daemon sends them again from the
+outbox. All bookkeeping happens on this thread; the transport's callbacks only post message ids
 and connection changes here (so no lock is held across a call into the MQTT library).
 """
 
@@ -27,7 +29,6 @@ class Publisher:
         self.window = window
         self._acks: "queue.SimpleQueue[int]" = queue.SimpleQueue()
         self._wake = threading.Event()
-        self._reset = threading.Event()
         self._stop = threading.Event()
         self._inflight: Dict[int, int] = {}
         self._early: Set[int] = set()
@@ -45,7 +46,8 @@ class Publisher:
         self._wake.set()
 
     def on_connection(self, up: bool) -> None:
-        self._reset.set()
+        # Nothing to reset: the MQTT client resends every message it accepted and has no
+        # acknowledgement for on reconnect (same message id), so the map stays valid.
         self._wake.set()
 
     def stop(self) -> None:
@@ -70,13 +72,6 @@ class Publisher:
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
-            if self._reset.is_set():
-                # new connection: resend everything not yet acknowledged, from the start
-                self._reset.clear()
-                self._drain_acks()
-                self._inflight.clear()
-                self._early.clear()
-                self._last_seq = 0
             self._drain_acks()
             room = self.window - len(self._inflight)
             if room <= 0:

@@ -44,6 +44,8 @@ class MqttOptions:
     will_payload: bytes = b"offline"
     online_payload: bytes = b"online"
     session_expiry: int = 7 * 24 * 3600
+    #: MQTT 5 Receive Maximum: unacknowledged QoS 1 requests the broker may send at once
+    receive_maximum: int = 20
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
 
@@ -59,6 +61,7 @@ class Message:
     generation: int
     response_topic: Optional[str] = None
     correlation_data: Optional[bytes] = None
+    duplicate: bool = False
 
 
 class MqttTransport:
@@ -149,6 +152,7 @@ class MqttTransport:
             topic=msg.topic, payload=bytes(msg.payload), qos=int(msg.qos), mid=int(msg.mid),
             generation=self._generation, response_topic=response_topic or None,
             correlation_data=bytes(correlation) if correlation else None,
+            duplicate=bool(getattr(msg, "dup", False)),
         ))
 
     def _handle_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -183,9 +187,9 @@ class MqttTransport:
             info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         except (ValueError, TypeError) as exc:
             raise TransportError(f"cannot publish to {topic!r}: {exc}") from exc
-        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_QUEUE_SIZE):
-            if info.rc == paho.MQTT_ERR_NO_CONN:
-                return None
+        # NO_CONN: the connection dropped just now; the client keeps the message and
+        # sends it on reconnect, so it counts as accepted
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise TransportError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
         return int(info.mid)
 
@@ -213,6 +217,7 @@ class MqttTransport:
         if self._v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = o.session_expiry
+            props.ReceiveMaximum = max(1, min(65535, o.receive_maximum))
         if first:
             kwargs: Dict[str, Any] = {"clean_start": False, "properties": props} if self._v5 else {}
             self._client.connect(o.host, o.port, o.keepalive, **kwargs)

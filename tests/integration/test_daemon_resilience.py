@@ -1,0 +1,243 @@
+"""Nothing lost: broker restarts and daemon restarts during a stream, SIGTERM drain,
+systemd notifications, and bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+from support.client import TestClient
+from support.daemon import DaemonProcess, command, daemon_config, write_config
+from support.images import digits
+from support.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+DEV = "pi-test"
+T = f"edge/{DEV}"
+
+
+def request(i: int, img: bytes) -> bytes:
+    import base64
+
+    return json.dumps({"id": f"r{i:04d}", "image_b64": base64.b64encode(img).decode()}).encode()
+
+
+def check_exactly_answered(observer: TestClient, expected: Set[str]) -> None:
+    """Every request answered; any duplicate (QoS 1) carries the same id and the same answer."""
+    by_id: Dict[str, List[dict]] = defaultdict(list)
+    for m in observer.on(f"{T}/predictions") + observer.on(f"{T}/errors"):
+        doc = m.json()
+        by_id[doc["id"]].append(doc)  # type: ignore[index]
+    assert set(by_id) == expected, f"missing {sorted(expected - set(by_id))[:10]}, extra {sorted(set(by_id) - expected)[:10]}"
+    for docs in by_id.values():
+        assert len({json.dumps(d.get("top")) for d in docs}) == 1
+        assert all("error" not in d for d in docs), docs
+    dups = sum(len(v) - 1 for v in by_id.values())
+    print(f"{len(expected)} requests, {dups} duplicate answers")
+    assert dups <= len(expected) // 5, f"{dups} duplicates"
+
+
+def wait_all(observer: TestClient, expected: Set[str], timeout: float) -> None:
+    def done(received: list) -> bool:
+        ids = set()
+        for m in received:
+            if m.topic in (f"{T}/predictions", f"{T}/errors"):
+                ids.add(json.loads(m.payload)["id"])
+        return expected <= ids
+
+    observer.wait_for(done, timeout)
+
+
+def test_broker_restarted_twice_during_1000_requests(tmp_path):
+    images = [img for img, _ in digits(50)]
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(tmp_path, broker.port, requests={"queue_size": 256})
+        with DaemonProcess(config) as daemon:
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            observer = TestClient(broker.port, client_id="observer", persistent=True)
+            observer.subscribe(f"{T}/predictions")
+            observer.subscribe(f"{T}/errors")
+            sender = TestClient(broker.port, client_id="sender", persistent=True)
+            expected = set()
+            for chunk in range(4):
+                assert sender.wait_connected(20) and observer.wait_connected(20)
+                for i in range(chunk * 250, (chunk + 1) * 250):
+                    sender.publish(f"{T}/infer", request(i, images[i % len(images)]), wait=False)
+                    expected.add(f"r{i:04d}")
+                sender.client.publish(f"{T}/noop", b"", qos=1).wait_for_publish(20)
+                if chunk in (0, 2):  # cut the broker mid-stream, twice
+                    time.sleep(0.2)
+                    broker.stop()
+                    time.sleep(1.5)
+                    broker.start()
+            wait_all(observer, expected, 120)
+            check_exactly_answered(observer, expected)
+            assert "MQTT disconnected" in daemon.log()
+            sender.close()
+            observer.close()
+            assert daemon.terminate() == 0
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_daemon_restarted_during_a_stream(tmp_path, how):
+    images = [img for img, _ in digits(50)]
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(tmp_path, broker.port, requests={"queue_size": 64})
+        observer = TestClient(broker.port, client_id="observer", persistent=True)
+        observer.subscribe(f"{T}/predictions")
+        observer.subscribe(f"{T}/errors")
+        sender = TestClient(broker.port)
+        daemon = DaemonProcess(config)
+        try:
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            expected = {f"r{i:04d}" for i in range(400)}
+            for i in range(400):  # sent faster than a 1-thread daemon answers them
+                sender.publish(f"{T}/infer", request(i, images[i % len(images)]), wait=False)
+            observer.wait_for(lambda r: len(r) >= 30, 20)
+            if how == "sigterm":
+                assert daemon.terminate(30) == 0, daemon.log()
+            else:
+                daemon.kill()
+            first_log = daemon.log()
+            answered_first = {m.json()["id"] for m in observer.received}
+            assert len(answered_first) < len(expected), "the stream ended before the restart"
+            daemon = DaemonProcess(config)  # same state dir, same session
+            wait_all(observer, expected, 90)
+            check_exactly_answered(observer, expected)
+            assert daemon.terminate(30) == 0, first_log + daemon.log()
+        finally:
+            daemon.kill()
+            sender.close()
+            observer.close()
+
+
+def test_sigterm_answers_everything_in_flight_and_exits_0(tmp_path):
+    images = [img for img, _ in digits(20)]
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(tmp_path, broker.port, requests={"queue_size": 1000})
+        with DaemonProcess(config) as daemon:
+            assert daemon.wait_log("daemon ready", 30)
+            observer = TestClient(broker.port)
+            observer.subscribe(f"{T}/predictions")
+            sender = TestClient(broker.port)
+            for i in range(200):
+                sender.publish(f"{T}/infer", request(i, images[i % 20]), wait=False)
+            sender.client.publish(f"{T}/noop", b"", qos=1).wait_for_publish(20)
+            observer.wait_for(lambda r: len(r) >= 1, 10)
+            start = time.monotonic()
+            assert daemon.terminate(30) == 0
+            assert time.monotonic() - start < 20
+            log = daemon.log()
+            assert "queue drained" in log, log
+            answered = {m.json()["id"] for m in observer.on(f"{T}/predictions")}
+            # whatever the daemon took from the broker was answered before it exited
+            taken = len(answered)
+            assert taken >= 1
+            assert "0 messages kept in the outbox" in log
+            sender.close()
+            observer.close()
+
+
+def test_sd_notify_ready_and_watchdog(tmp_path):
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(1.0)
+    try:
+        with Mosquitto(tmp_path) as broker:
+            config = daemon_config(tmp_path, broker.port)
+            env = {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
+            with DaemonProcess(config, env=env) as daemon:
+                seen: List[str] = []
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not (
+                    any("READY=1" in s for s in seen) and sum("WATCHDOG=1" in s for s in seen) >= 2
+                ):
+                    try:
+                        seen.append(sock.recv(4096).decode())
+                    except socket.timeout:
+                        pass
+                assert any("READY=1" in s for s in seen), (seen, daemon.log())
+                assert sum("WATCHDOG=1" in s for s in seen) >= 2, seen
+                assert any("STATUS=" in s for s in seen)
+                assert daemon.terminate() == 0
+                rest = []
+                try:
+                    while True:
+                        rest.append(sock.recv(4096).decode())
+                except socket.timeout:
+                    pass
+                assert any("STOPPING=1" in s for s in rest), rest
+    finally:
+        sock.close()
+
+
+def test_sd_notify_abstract_socket(tmp_path):
+    name = f"edge-runtime-test-{os.getpid()}-{time.monotonic_ns()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(1.0)
+    try:
+        with Mosquitto(tmp_path) as broker:
+            with DaemonProcess(daemon_config(tmp_path, broker.port), env={"NOTIFY_SOCKET": "@" + name}) as daemon:
+                seen: List[str] = []
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not any("READY=1" in s for s in seen):
+                    try:
+                        seen.append(sock.recv(4096).decode())
+                    except socket.timeout:
+                        pass
+                assert any("READY=1" in s for s in seen), daemon.log()
+                assert daemon.terminate() == 0
+    finally:
+        sock.close()
+
+
+def test_bad_config_gives_one_line_per_problem(tmp_path):
+    config = write_config(
+        tmp_path / "bad.toml",
+        {
+            "model": {"path": "m.tflite", "delegate": "gpu", "threads": 0},
+            "mqtt": {"port": 70000, "protocol": "4", "colour": "blue"},
+            "telemetry": {"interval": -1},
+        },
+        {"device_id": "pi 01", "state_dir": str(tmp_path / "s"), "surprise": 1},
+    )
+    done = subprocess.run([*command(), "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    for fragment in ("model.delegate", "model.threads", "mqtt.port", "mqtt.protocol", "mqtt.colour",
+                     "telemetry.interval", "device_id", "surprise"):
+        hits = [line for line in lines[1:] if line.startswith(fragment + ":")]
+        assert len(hits) == 1, (fragment, lines)
+    assert any("'auto', 'cpu', 'edgetpu'" in line for line in lines)
+    assert any("1 to 65535" in line for line in lines)
+    assert len(lines) == 9  # a header and one line per problem
+
+
+def test_sighup_reloads_live_settings(tmp_path):
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(tmp_path, broker.port, telemetry=30.0)
+        with DaemonProcess(config) as daemon:
+            client = TestClient(broker.port)
+            client.subscribe(f"{T}/telemetry")
+            assert daemon.wait_log("daemon ready", 30)
+            client.wait_for(lambda r: len(r) >= 1, 10)
+            daemon_config(tmp_path, broker.port, telemetry=0.5, device_id="pi-renamed")
+            daemon.signal(signal.SIGHUP)
+            client.wait_for(lambda r: len(r) >= 4, 10)
+            assert len(client.on(f"{T}/telemetry")) >= 4, daemon.log()
+            log = daemon.log()
+            assert "device_id" in log and "need a restart" in log
+            client.close()
+            assert daemon.terminate() == 0
