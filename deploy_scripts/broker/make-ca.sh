@@ -83,10 +83,14 @@ fi
 
 [ -f "$DIR/acl" ] || cp "$SCRIPT_DIR/acl" "$DIR/acl"
 sed "s#@BROKER_DIR@#$DIR#g" "$SCRIPT_DIR/mosquitto.conf" > "$DIR/mosquitto.conf"
-# mosquitto drops to its own user after reading the TLS files; let it read the rest.
-chmod 0644 "$DIR/ca.crt" "$DIR/server.crt" "$DIR/mosquitto.conf" "$DIR/acl" "$DIR/passwd"
-chmod 0755 "$DIR" "$DIR/data"
-if getent passwd mosquitto >/dev/null; then
-    chown mosquitto "$DIR/data" "$DIR/passwd" "$DIR/acl" 2>/dev/null || true
+# mosquitto started as root drops to its own user before it reads the key, password and
+# ACL files: let that user read them (and write its persistence folder), nobody else.
+chmod 0644 "$DIR/ca.crt" "$DIR/server.crt" "$DIR/mosquitto.conf"
+chmod 0755 "$DIR"
+chmod 0750 "$DIR/data"
+chmod 0640 "$DIR/server.key" "$DIR/acl" "$DIR/passwd"
+if getent passwd mosquitto >/dev/null && [ "$(id -u)" -eq 0 ]; then
+    chgrp "$(id -gn mosquitto)" "$DIR/server.key" "$DIR/acl" "$DIR/passwd"
+    chown mosquitto "$DIR/data"
 fi
 echo "make-ca.sh: broker folder ready: mosquitto -c $DIR/mosquitto.conf"

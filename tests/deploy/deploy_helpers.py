@@ -48,12 +48,14 @@ class ShippedBroker:
         assert n1 == 1 and n2 == 1, "shipped mosquitto.conf no longer has listeners 8883 and 8884"
         self.log = broker_dir / "mosquitto.log"
         self.config = broker_dir / "mosquitto.test.conf"
-        self.config.write_text(text.replace("log_dest stderr", f"log_dest file {self.log}"))
+        self.config.write_text(text)
+        self._log_file = None
         self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
 
     def __enter__(self) -> "ShippedBroker":
+        self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=self._log_file, stderr=subprocess.STDOUT)
         try:
             wait_port(self.cert_port)
             wait_port(self.password_port)
@@ -71,9 +73,10 @@ class ShippedBroker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-            if self.proc.stderr:
-                self.proc.stderr.close()
             self.proc = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
 
 
 class Client:

@@ -1,0 +1,164 @@
+"""The shipped broker setup: mosquitto runs with broker/mosquitto.conf and the ACL, CA and
+certificates made by make-ca.sh and add-device.sh; MQTT 5 clients show the ACLs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from deploy_helpers import BROKER, Client, ShippedBroker, missing, script
+
+from edge_runtime.daemon.config import parse_config
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(bool(missing("mosquitto", "mosquitto_passwd", "openssl")),
+                                 reason="needs mosquitto and openssl")]
+
+NOT_AUTHORIZED = 135
+ACCEPTED = (0, 16)  # success, "no matching subscribers"
+QUIET = 0.7  # seconds to wait for a message that must not arrive
+
+
+@pytest.fixture(scope="module")
+def fleet():  # type: ignore[no-untyped-def]
+    # Not under pytest's 0700 temp folder: mosquitto started as root drops to its own user
+    # before it reads the password and ACL files, as on a real broker host.
+    top = Path(tempfile.mkdtemp(prefix="edge-broker-"))
+    top.chmod(0o755)
+    try:
+        yield from _fleet(top / "broker")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _fleet(d: Path):  # type: ignore[no-untyped-def]
+    script(BROKER / "make-ca.sh", d, "--host", "localhost", "--ip", "127.0.0.1")
+    script(BROKER / "add-device.sh", "pi-a", "--dir", d, "--group", "line-1", "--group", "all")
+    script(BROKER / "add-device.sh", "pi-b", "--dir", d, "--group", "line-2")
+    with ShippedBroker(d) as broker:
+        yield d, broker
+
+
+def device(fleet, name: str) -> Client:  # type: ignore[no-untyped-def]
+    d, broker = fleet
+    files = d / "devices" / name
+    return Client(broker.cert_port, files / "ca.crt", cert=files / "device.crt", key=files / "device.key")
+
+
+def operator(fleet) -> Client:  # type: ignore[no-untyped-def]
+    d, broker = fleet
+    return Client(broker.cert_port, d / "ca.crt", cert=d / "operator.crt", key=d / "operator.key")
+
+
+def test_add_device_writes_a_config_the_daemon_accepts(fleet) -> None:  # type: ignore[no-untyped-def]
+    d, _ = fleet
+    files = d / "devices" / "pi-a"
+    assert {p.name for p in files.iterdir()} == {"config.toml", "ca.crt", "device.crt", "device.key", "mqtt-password"}
+    assert files.joinpath("device.key").stat().st_mode & 0o077 == 0
+    config = parse_config(tomllib.loads(files.joinpath("config.toml").read_text()))
+    assert config.device_id == "pi-a" and config.groups == ("line-1", "all")
+    assert config.mqtt.port == 8883 and str(config.mqtt.tls_cert) == "device.crt"
+    subject = subprocess.run(["openssl", "x509", "-in", str(files / "device.crt"), "-noout", "-subject"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "CN = pi-a" in subject or "CN=pi-a" in subject
+
+
+def test_device_cannot_read_another_devices_requests(fleet) -> None:  # type: ignore[no-untyped-def]
+    a, op = device(fleet, "pi-a"), operator(fleet)
+    try:
+        a.subscribe("edge/pi-b/infer", "edge/pi-a/infer", "edge/pi-b/#")
+        assert op.publish("edge/pi-b/infer", b"for b") in ACCEPTED
+        assert op.publish("edge/pi-a/infer", b"for a") in ACCEPTED
+        a.wait_for("edge/pi-a/infer", b"for a")
+        time.sleep(QUIET)
+        assert "edge/pi-b/infer" not in a.topics()
+    finally:
+        a.close()
+        op.close()
+
+
+def test_device_cannot_publish_as_another_device(fleet) -> None:  # type: ignore[no-untyped-def]
+    a, op = device(fleet, "pi-a"), operator(fleet)
+    try:
+        op.subscribe("edge/#")
+        assert a.publish("edge/pi-b/predictions", b"forged") == NOT_AUTHORIZED
+        assert a.publish("edge/pi-b/status", b"offline") == NOT_AUTHORIZED
+        assert a.publish("edge/pi-a/predictions", b"mine") in ACCEPTED
+        assert a.publish("edge/pi-a/status", b"online") in ACCEPTED
+        op.wait_for("edge/pi-a/predictions", b"mine")
+        time.sleep(QUIET)
+        assert "edge/pi-b/predictions" not in op.topics() and "edge/pi-b/status" not in op.topics()
+    finally:
+        a.close()
+        op.close()
+
+
+def test_device_cannot_send_model_updates(fleet) -> None:  # type: ignore[no-untyped-def]
+    a = device(fleet, "pi-a")
+    try:
+        assert a.publish("edge/groups/line-1/model/update", b"{}") == NOT_AUTHORIZED
+        assert a.publish("edge/pi-b/model/update", b"{}") == NOT_AUTHORIZED
+        assert a.publish("edge/pi-b/infer", b"x") == NOT_AUTHORIZED
+    finally:
+        a.close()
+
+
+def test_operator_publishes_updates_to_devices_and_their_groups_only(fleet) -> None:  # type: ignore[no-untyped-def]
+    a, b, op = device(fleet, "pi-a"), device(fleet, "pi-b"), operator(fleet)
+    try:
+        for c in (a, b):
+            c.subscribe("edge/groups/line-1/model/update", "edge/groups/line-2/model/update",
+                        "edge/pi-a/model/update", "edge/pi-b/model/update")
+        assert op.publish("edge/groups/line-1/model/update", b"g1") in ACCEPTED
+        assert op.publish("edge/groups/line-2/model/update", b"g2") in ACCEPTED
+        assert op.publish("edge/pi-b/model/update", b"u-b") in ACCEPTED
+        assert op.publish("edge/pi-a/model/update", b"u-a") in ACCEPTED
+        a.wait_for("edge/groups/line-1/model/update", b"g1")
+        a.wait_for("edge/pi-a/model/update", b"u-a")
+        b.wait_for("edge/groups/line-2/model/update", b"g2")
+        b.wait_for("edge/pi-b/model/update", b"u-b")
+        time.sleep(QUIET)
+        assert sorted(a.topics()) == ["edge/groups/line-1/model/update", "edge/pi-a/model/update"]
+        assert sorted(b.topics()) == ["edge/groups/line-2/model/update", "edge/pi-b/model/update"]
+    finally:
+        for c in (a, b, op):
+            c.close()
+
+
+def test_password_listener_applies_the_same_acl(fleet) -> None:  # type: ignore[no-untyped-def]
+    d, broker = fleet
+    files = d / "devices" / "pi-b"
+    password = files.joinpath("mqtt-password").read_text()
+    b = Client(broker.password_port, d / "ca.crt", username="pi-b", password=password)
+    try:
+        assert b.connected
+        assert b.publish("edge/pi-b/telemetry", b"{}") in ACCEPTED
+        assert b.publish("edge/pi-a/telemetry", b"{}") == NOT_AUTHORIZED
+    finally:
+        b.close()
+    wrong = Client(broker.password_port, d / "ca.crt", username="pi-b", password="not-the-password")
+    try:
+        assert wrong.connect_code is not None and not wrong.connected
+    finally:
+        wrong.close()
+
+
+def test_certificate_listener_refuses_a_client_without_certificate(fleet) -> None:  # type: ignore[no-untyped-def]
+    d, broker = fleet
+    password = (d / "devices" / "pi-a" / "mqtt-password").read_text()
+    with pytest.raises((OSError, TimeoutError)):
+        c = Client(broker.cert_port, d / "ca.crt", username="pi-a", password=password, timeout=5)
+        try:
+            assert not c.connected
+            raise OSError("refused")
+        finally:
+            c.close()

@@ -1,0 +1,145 @@
+"""flash.sh on a synthetic Raspberry Pi OS-like disk image (MBR, FAT boot, ext4 root),
+read back with mtools, without mounting anything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from deploy_helpers import DEPLOY, missing, mtools, script, sfdisk_image
+
+pytestmark = pytest.mark.skipif(bool(missing("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "xz", "e2fsck")),
+                                reason="needs fdisk, dosfstools, e2fsprogs, mtools, xz-utils")
+
+CMDLINE = b"console=serial0,115200 console=tty1 root=PARTUUID=0a1b2c3d-02 rootfstype=ext4 rootwait quiet\n"
+FLASH = DEPLOY / "flash.sh"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmY5bF7v1v1qzZz9m8n5u0j6n2o3p4q5r6s7t8u9v0w ops@fleet\n"
+DEVICE_FILES = {"config.toml": b'device_id = "Pi_07"\n', "trust.json": b"{}\n", "ca.crt": b"ca\n",
+                "device.crt": b"crt\n", "device.key": b"key\n", "mqtt-password": b"pw\n"}
+EXPECTED = {
+    "cmdline.txt", "user-data", "network-config", "meta-data",
+    "edge-runtime/install.sh", "edge-runtime/firstboot.sh", "edge-runtime/edge-runtime.service",
+    "edge-runtime/wheels/edge_runtime-0.1.0-py3-none-any.whl",
+    *(f"edge-runtime/device/{name}" for name in DEVICE_FILES),
+}
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict:  # type: ignore[type-arg]
+    image = tmp_path / "raspios.img"
+    offset = sfdisk_image(image, boot_files=[("cmdline.txt", CMDLINE), ("config.txt", b"arm_64bit=1\n")])
+    device = tmp_path / "device"
+    device.mkdir()
+    for name, data in DEVICE_FILES.items():
+        (device / name).write_bytes(data)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "edge_runtime-0.1.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + bytes(18))
+    key = tmp_path / "id.pub"
+    key.write_text(SSH_KEY)
+    return {"image": image, "offset": offset, "device": device, "wheels": wheels, "key": key, "tmp": tmp_path}
+
+
+def flash(inputs: dict, target: Path, *extra: object, image: object = None, check: bool = True):  # type: ignore[no-untyped-def,type-arg]
+    return script(FLASH, "--image", image or inputs["image"], "--target", target, "--device-id", "Pi_07",
+                  "--device-dir", inputs["device"], "--wheel-dir", inputs["wheels"], "--ssh-key", inputs["key"],
+                  "--wifi-ssid", "plant 'floor' 3", "--wifi-psk", "s3cret:psk", "--wifi-country", "DE", *extra,
+                  check=check)
+
+
+def boot_files(image: Path, offset: int) -> set:  # type: ignore[type-arg]
+    listing = mtools("mdir", "-/", "-b", "-i", f"{image}@@{offset}", "::")
+    return {line[len("::/"):] for line in listing.splitlines() if line and not line.endswith("/")}
+
+
+def read(image: Path, offset: int, name: str) -> str:
+    return mtools("mtype", "-i", f"{image}@@{offset}", f"::/{name}")
+
+
+def check_root_untouched(image: Path) -> None:
+    # The ext4 root partition (after 8192 + 32 MiB of sectors) is still a clean file system.
+    offset = (8192 + 32 * 2048) * 512
+    done = subprocess.run(["e2fsck", "-n", "-f", f"{image}?offset={offset}"], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_flash_to_image_file_leaves_exactly_the_first_boot_files(inputs: dict) -> None:  # type: ignore[type-arg]
+    target = inputs["tmp"] / "card.img"
+    flash(inputs, target)
+    off = inputs["offset"]
+    assert boot_files(target, off) == EXPECTED | {"config.txt"}
+    for name, data in DEVICE_FILES.items():
+        assert read(target, off, f"edge-runtime/device/{name}").encode() == data
+    assert read(target, off, "edge-runtime/install.sh") == (DEPLOY / "install.sh").read_text()
+    user_data = read(target, off, "user-data")
+    assert user_data.startswith("#cloud-config\n")
+    assert "hostname: 'pi-07'" in user_data
+    assert f"      - '{SSH_KEY.strip()}'" in user_data
+    assert "lock_passwd: true" in user_data and "ssh_pwauth: false" in user_data
+    assert "[bash, /boot/firmware/edge-runtime/firstboot.sh]" in user_data
+    network = read(target, off, "network-config")
+    assert "'plant ''floor'' 3':" in network  # YAML single quotes, doubled inside
+    assert "password: 's3cret:psk'" in network and "regulatory-domain: 'DE'" in network
+    cmdline = read(target, off, "cmdline.txt")
+    assert cmdline == CMDLINE.decode().strip() + " cfg80211.ieee80211_regdom=DE\n"
+    assert "instance-id: edge-pi-07-" in read(target, off, "meta-data")
+    assert target.stat().st_size == inputs["image"].stat().st_size
+    check_root_untouched(target)
+
+
+def test_reflashing_in_place_replaces_files_and_keeps_one_regdom(inputs: dict) -> None:  # type: ignore[type-arg]
+    target = inputs["tmp"] / "card.img"
+    flash(inputs, target)
+    (inputs["device"] / "device.key").unlink()  # a device folder with one file less
+    flash(inputs, target, "--no-write")
+    off = inputs["offset"]
+    assert boot_files(target, off) == (EXPECTED - {"edge-runtime/device/device.key"}) | {"config.txt"}
+    assert read(target, off, "cmdline.txt").count("cfg80211.ieee80211_regdom=") == 1
+
+
+def test_flash_from_xz_image(inputs: dict) -> None:  # type: ignore[type-arg]
+    subprocess.run(["xz", "-k", "-0", "-T1", str(inputs["image"])], check=True, timeout=120)
+    target = inputs["tmp"] / "card.img"
+    flash(inputs, target, image=f"{inputs['image']}.xz")
+    assert boot_files(target, inputs["offset"]) == EXPECTED | {"config.txt"}
+    check_root_untouched(target)
+
+
+def test_refuses_the_disk_holding_root(inputs: dict) -> None:  # type: ignore[type-arg]
+    source = subprocess.run(["findmnt", "-nvo", "SOURCE", "/"], capture_output=True, text=True,
+                            check=False).stdout.strip()
+    if not source.startswith("/dev/") or not Path(source).is_block_device():
+        pytest.skip(f"/ is on {source!r}, not a block device")
+    # No --image file: were the refusal to fail, flash.sh stops at the missing image
+    # before writing anything, and the test fails on the message.
+    done = flash(inputs, Path(source), image=inputs["tmp"] / "absent.img", check=False)
+    assert done.returncode != 0
+    assert "refusing" in done.stderr and ("mounted" in done.stderr or "system disk" in done.stderr), done.stderr
+
+
+def test_refuses_a_path_findmnt_reports_as_mounted(inputs: dict) -> None:  # type: ignore[type-arg]
+    mounted = subprocess.run(["findmnt", "-nro", "TARGET", "/proc"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    assert mounted == "/proc"
+    done = flash(inputs, Path("/proc"), image=inputs["tmp"] / "absent.img", check=False)
+    assert done.returncode != 0 and "refusing /proc: it is mounted" in done.stderr, done.stderr
+
+
+def test_refuses_an_image_without_a_boot_partition(inputs: dict) -> None:  # type: ignore[type-arg]
+    blank = inputs["tmp"] / "blank.img"
+    blank.write_bytes(bytes(4 * 1024 * 1024))
+    done = flash(inputs, inputs["tmp"] / "card.img", image=blank, check=False)
+    assert done.returncode != 0 and "partition" in done.stderr
+
+
+def test_bad_device_id_is_refused_before_anything_is_written(inputs: dict) -> None:  # type: ignore[type-arg]
+    target = inputs["tmp"] / "card.img"
+    done = script(FLASH, "--image", inputs["image"], "--target", target, "--device-id", "edge/#",
+                  "--device-dir", inputs["device"], "--wheel-dir", inputs["wheels"], "--ssh-key", inputs["key"],
+                  check=False)
+    assert done.returncode != 0 and "device id" in done.stderr
+    assert not target.exists()
+    assert os.path.getsize(inputs["image"]) > 0
