@@ -1,0 +1,92 @@
+"""The pipeline with a fake engine: every job answered once, refusal when full, overlap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from edge_runtime.daemon.pipeline import Job, Pipeline
+from edge_runtime.daemon.requests import Request, RequestError
+from edge_runtime.errors import InputError
+from edge_runtime.telemetry.stats import Tally
+
+
+class FakeEngine:
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.gate = gate
+        self.prepared_during_invoke = 0
+        self.invoking = False
+
+    def prepare(self, data, *, max_pixels):
+        if data == b"bad":
+            raise InputError("not an image")
+        if self.invoking:
+            self.prepared_during_invoke += 1
+        return data
+
+    def infer(self, prepared, *, top_k):
+        self.invoking = True
+        if self.gate is not None:
+            self.gate.wait(5)
+        time.sleep(0.01)
+        self.invoking = False
+        return prepared
+
+
+def run(engine, jobs, *, queue_size=16):
+    answers = []
+    import edge_runtime.inference.serialize as ser
+
+    original = ser.prediction_to_dict
+    ser.prediction_to_dict = lambda p: {"echo": p.decode()}
+    try:
+        pipe = Pipeline(engine, queue_size=queue_size, max_pixels=100, top_k=1,
+                        answer=lambda job, res, err: answers.append((job.request.id if job.request else err.request_id, res, err)),
+                        tally=Tally(10))
+        pipe.start()
+        accepted = [pipe.submit(j) for j in jobs]
+        assert pipe.stop(10)
+    finally:
+        ser.prediction_to_dict = original
+    return accepted, answers
+
+
+def job(i, data=b"img"):
+    return Job(Request(f"r{i}", data + str(i).encode() if data != b"bad" else data), None, lambda ok, doc: None)
+
+
+def test_every_job_answered_once_in_order_with_errors():
+    jobs = [job(0), job(1, b"bad"), job(2),
+            Job(None, RequestError("bad_json", "x", "r3"), lambda ok, doc: None)]
+    accepted, answers = run(FakeEngine(), jobs)
+    assert all(accepted)
+    assert [a[0] for a in answers] == ["r0", "r1", "r2", "r3"]
+    assert answers[0][1] == {"echo": "img0"}
+    assert answers[1][2].code == "not_an_image"
+    assert answers[3][2].code == "bad_json"
+
+
+def test_full_queue_refuses_instead_of_blocking():
+    gate = threading.Event()
+    engine = FakeEngine(gate)
+    pipe = Pipeline(engine, queue_size=2, max_pixels=100, top_k=1, answer=lambda *a: None, tally=Tally(10))
+    pipe.start()
+    results = []
+    for _ in range(3):  # fill, and again once the workers took what they could
+        results += [pipe.submit(job(len(results) + i)) for i in range(10)]
+        time.sleep(0.2)
+    results += [pipe.submit(job(len(results) + i)) for i in range(10)]
+    # at most: 1 in invoke, 2 prepared and waiting, 1 being prepared, 2 queued
+    assert results.count(True) == 6 and results[-1] is False
+    start = time.monotonic()
+    assert pipe.submit(job(99), wait=0.2) is False
+    assert 0.15 < time.monotonic() - start < 2
+    gate.set()
+    assert pipe.stop(10)
+    assert pipe.submit(job(100)) is False  # stopped
+
+
+def test_preprocessing_overlaps_invoke():
+    engine = FakeEngine()
+    run(engine, [job(i) for i in range(20)], queue_size=32)
+    assert engine.prepared_during_invoke > 0

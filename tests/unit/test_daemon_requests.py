@@ -1,0 +1,76 @@
+"""Parsing infer payloads: ids, size cap first, JSON and base64 errors; topics."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from edge_runtime.daemon.requests import RequestError, parse_request, payload_id
+from edge_runtime.daemon.topics import Topics
+from edge_runtime.errors import ConfigError
+
+PNG = b"\x89PNG\r\n\x1a\nrest"
+
+
+def test_raw_bytes_get_a_stable_id_from_the_payload():
+    a = parse_request(PNG, max_bytes=1024)
+    b = parse_request(PNG, max_bytes=1024)
+    assert a.id == b.id == payload_id(PNG) and a.id.startswith("sha256:")
+    assert a.image == PNG
+    assert parse_request(PNG + b"x", max_bytes=1024).id != a.id
+
+
+def test_correlation_data_is_the_id_when_json_names_none():
+    req = parse_request(PNG, max_bytes=1024, correlation_data=b"abc", response_topic="r/1")
+    assert req.id == "abc" and req.response_topic == "r/1" and req.correlation_data == b"abc"
+    assert parse_request(PNG, max_bytes=1024, correlation_data=b"\x00\xff").id == "hex:00ff"
+
+
+def test_json_request_id_wins():
+    body = json.dumps({"id": "job-7", "image_b64": base64.b64encode(PNG).decode()}).encode()
+    req = parse_request(body, max_bytes=1024, correlation_data=b"corr")
+    assert req.id == "job-7" and req.image == PNG
+
+
+def test_size_cap_is_checked_first():
+    with pytest.raises(RequestError) as info:
+        parse_request(b"{" + b"x" * 5000, max_bytes=1024, correlation_data=b"c1")
+    assert info.value.code == "too_large" and info.value.request_id == "c1"
+    assert "1024" in info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b'{"id": "x", "image_b64": ', "bad_json"),
+        (b'{"id": "x"}', "bad_json"),
+        (b'["not", "an", "object"]', "bad_json"),
+        (b'{"id": "x", "image_b64": "!!!"}', "bad_base64"),
+        (b'{"id": "x", "image_b64": "QUJ"}', "bad_base64"),
+        (b'{"id": {"nested": 1}, "image_b64": "QUJD"}', "bad_json"),
+    ],
+)
+def test_bad_json_requests(payload, code):
+    with pytest.raises(RequestError) as info:
+        parse_request(payload, max_bytes=1024)
+    assert info.value.code == code
+    assert info.value.request_id  # an error reply always has an id
+
+
+def test_bad_base64_keeps_the_json_id():
+    with pytest.raises(RequestError) as info:
+        parse_request(b'{"id": "mine", "image_b64": "***"}', max_bytes=1024)
+    assert info.value.request_id == "mine"
+
+
+def test_topics():
+    t = Topics("edge", "pi-01")
+    assert (t.infer, t.predictions, t.errors, t.telemetry, t.status) == (
+        "edge/pi-01/infer", "edge/pi-01/predictions", "edge/pi-01/errors",
+        "edge/pi-01/telemetry", "edge/pi-01/status")
+    assert Topics("site/a", "d").infer == "site/a/d/infer"
+    for prefix, device in (("edge/#", "d"), ("edge", "a/b"), ("", "d"), ("edge/", "d"), ("edge", "+")):
+        with pytest.raises(ConfigError):
+            Topics(prefix, device)
