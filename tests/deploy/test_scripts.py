@@ -77,7 +77,7 @@ def test_unit_is_hardened_as_specified() -> None:
     assert int(unit["StartLimitBurst"]) >= 1 and int(unit["StartLimitIntervalSec"]) > 0
     # DeviceAllow appears twice: configparser keeps the last; read both from the text.
     allows = [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith("DeviceAllow=")]
-    assert allows == ["char-usb_device rw", "/dev/apex_0 rw"]
+    assert allows == ["char-usb_device rw", "/dev/apex_0 rw", "/dev/vcio rw"]
 
 
 def test_install_dry_run_prints_actions_and_changes_nothing(tmp_path: Path) -> None:
