@@ -9,11 +9,13 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from support.mosquitto import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,17 +23,30 @@ DEPLOY = ROOT / "deploy_scripts"
 BROKER = DEPLOY / "broker"
 
 
-def script(path: Path, *args: object, timeout: float = 120, check: bool = True,
-           env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+def script(
+    path: Path,
+    *args: object,
+    timeout: float = 120,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     """Run a shipped shell script with bash; text output."""
-    done = subprocess.run(["bash", str(path), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, check=False, env=env)
+    done = subprocess.run(
+        ["bash", str(path), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
     if check and done.returncode != 0:
-        raise AssertionError(f"{path.name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"{path.name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
     return done
 
 
-def missing(*tools: str) -> List[str]:
+def missing(*tools: str) -> list[str]:
     return [t for t in tools if shutil.which(t) is None]
 
 
@@ -50,12 +65,13 @@ class ShippedBroker:
         self.config = broker_dir / "mosquitto.test.conf"
         self.config.write_text(text)
         self._log_file = None
-        self.proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
 
-    def __enter__(self) -> "ShippedBroker":
+    def __enter__(self) -> ShippedBroker:
         self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.config)],
-                                     stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.config)], stdout=self._log_file, stderr=subprocess.STDOUT
+        )
         try:
             wait_port(self.cert_port)
             wait_port(self.password_port)
@@ -84,18 +100,33 @@ class Client:
 
     __test__ = False
 
-    def __init__(self, port: int, ca: Path, *, cert: Optional[Path] = None, key: Optional[Path] = None,
-                 username: Optional[str] = None, password: Optional[str] = None,
-                 timeout: float = 10.0) -> None:
-        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=f"deploy-test-{time.monotonic_ns()}", protocol=paho.MQTTv5)
-        self.client.tls_set(ca_certs=str(ca), certfile=str(cert) if cert else None,
-                            keyfile=str(key) if key else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    def __init__(
+        self,
+        port: int,
+        ca: Path,
+        *,
+        cert: Path | None = None,
+        key: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"deploy-test-{time.monotonic_ns()}",
+            protocol=paho.MQTTv5,
+        )
+        self.client.tls_set(
+            ca_certs=str(ca),
+            certfile=str(cert) if cert else None,
+            keyfile=str(key) if key else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
         if username is not None:
             self.client.username_pw_set(username, password)
-        self.messages: List[Tuple[str, bytes]] = []
-        self.acks: Dict[int, int] = {}
-        self.connect_code: Optional[int] = None
+        self.messages: list[tuple[str, bytes]] = []
+        self.acks: dict[int, int] = {}
+        self.connect_code: int | None = None
         self._cond = threading.Condition()
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -144,16 +175,37 @@ class Client:
             _, mid = self.client.subscribe(topic, qos=1)
             self._wait(lambda mid=mid: mid in self.acks, timeout, f"SUBACK for {topic}")
 
-    def publish(self, topic: str, payload: bytes, timeout: float = 10.0) -> int:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        timeout: float = 10.0,
+        *,
+        response_topic: str | None = None,
+    ) -> int:
         """QoS 1 publish; returns the PUBACK reason code (0 accepted, 135 not authorized)."""
-        info = self.client.publish(topic, payload, qos=1)
+        properties = None
+        if response_topic is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.ResponseTopic = response_topic
+            properties.CorrelationData = b"deploy-test"
+        info = self.client.publish(topic, payload, qos=1, properties=properties)
         self._wait(lambda: info.mid in self.acks, timeout, f"PUBACK for {topic}")
         return self.acks[info.mid]
 
-    def wait_for(self, topic: str, payload: bytes, timeout: float = 10.0) -> None:
-        self._wait(lambda: (topic, payload) in self.messages, timeout, f"message on {topic}")
+    def wait_for(self, topic: str, payload: bytes | None = None, timeout: float = 10.0) -> None:
+        """Until a message on ``topic`` (with ``payload``, if given) has arrived."""
+        self._wait(
+            lambda: any(t == topic and payload in (None, p) for t, p in self.messages),
+            timeout,
+            f"message on {topic}",
+        )
 
-    def topics(self) -> List[str]:
+    def payloads(self, topic: str) -> list[bytes]:
+        with self._cond:
+            return [p for t, p in self.messages if t == topic]
+
+    def topics(self) -> list[str]:
         with self._cond:
             return [t for t, _ in self.messages]
 
@@ -162,21 +214,56 @@ class Client:
         self.client.loop_stop()
 
 
-def sfdisk_image(path: Path, *, size_mb: int = 96, boot_mb: int = 32,
-                 boot_files: Sequence[Tuple[str, bytes]] = ()) -> int:
+def sfdisk_image(
+    path: Path,
+    *,
+    size_mb: int = 96,
+    boot_mb: int = 32,
+    boot_files: Sequence[tuple[str, bytes]] = (),
+) -> int:
     """A disk image like Raspberry Pi OS's: MBR, FAT32-LBA boot partition, ext4 root.
     Returns the byte offset of the boot partition."""
     boot_start = 8192
     boot_sectors = boot_mb * 2048
     root_start = boot_start + boot_sectors
     subprocess.run(["truncate", "-s", f"{size_mb}M", str(path)], check=True)
-    table = f"label: dos\nstart={boot_start}, size={boot_sectors}, type=c, bootable\nstart={root_start}, type=83\n"
-    subprocess.run(["sfdisk", "-q", str(path)], input=table, text=True, check=True, capture_output=True)
-    subprocess.run(["mkfs.vfat", "-n", "BOOTFS", "--offset", str(boot_start), str(path),
-                    str(boot_sectors // 2)], check=True, capture_output=True)
+    table = (
+        "label: dos\n"
+        f"start={boot_start}, size={boot_sectors}, type=c, bootable\n"
+        f"start={root_start}, type=83\n"
+    )
+    subprocess.run(
+        ["sfdisk", "-q", str(path)], input=table, text=True, check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            "mkfs.vfat",
+            "-n",
+            "BOOTFS",
+            "--offset",
+            str(boot_start),
+            str(path),
+            str(boot_sectors // 2),
+        ],
+        check=True,
+        capture_output=True,
+    )
     root_kib = (size_mb * 1024 * 1024 - root_start * 512) // 1024
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-E", f"offset={root_start * 512}", str(path),
-                    f"{root_kib}k"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "rootfs",
+            "-E",
+            f"offset={root_start * 512}",
+            str(path),
+            f"{root_kib}k",
+        ],
+        check=True,
+        capture_output=True,
+    )
     offset = boot_start * 512
     for name, data in boot_files:
         src = path.parent / f".{name}"
@@ -187,8 +274,14 @@ def sfdisk_image(path: Path, *, size_mb: int = 96, boot_mb: int = 32,
 
 
 def mtools(*args: str) -> str:
-    done = subprocess.run(list(args), capture_output=True, text=True, check=False, timeout=60,
-                          env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    done = subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+    )
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")
     return done.stdout

@@ -3,6 +3,7 @@ certificates made by make-ca.sh and add-device.sh; MQTT 5 clients show the ACLs.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -19,9 +20,13 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(bool(missing("mosquitto", "mosquitto_passwd", "openssl")),
-                                 reason="needs mosquitto and openssl")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        bool(missing("mosquitto", "mosquitto_passwd", "openssl")),
+        reason="needs mosquitto and openssl",
+    ),
+]
 
 NOT_AUTHORIZED = 135
 ACCEPTED = (0, 16)  # success, "no matching subscribers"
@@ -51,7 +56,9 @@ def _fleet(d: Path):  # type: ignore[no-untyped-def]
 def device(fleet, name: str) -> Client:  # type: ignore[no-untyped-def]
     d, broker = fleet
     files = d / "devices" / name
-    return Client(broker.cert_port, files / "ca.crt", cert=files / "device.crt", key=files / "device.key")
+    return Client(
+        broker.cert_port, files / "ca.crt", cert=files / "device.crt", key=files / "device.key"
+    )
 
 
 def operator(fleet) -> Client:  # type: ignore[no-untyped-def]
@@ -62,13 +69,23 @@ def operator(fleet) -> Client:  # type: ignore[no-untyped-def]
 def test_add_device_writes_a_config_the_daemon_accepts(fleet) -> None:  # type: ignore[no-untyped-def]
     d, _ = fleet
     files = d / "devices" / "pi-a"
-    assert {p.name for p in files.iterdir()} == {"config.toml", "ca.crt", "device.crt", "device.key", "mqtt-password"}
+    assert {p.name for p in files.iterdir()} == {
+        "config.toml",
+        "ca.crt",
+        "device.crt",
+        "device.key",
+        "mqtt-password",
+    }
     assert files.joinpath("device.key").stat().st_mode & 0o077 == 0
     config = parse_config(tomllib.loads(files.joinpath("config.toml").read_text()))
     assert config.device_id == "pi-a" and config.groups == ("line-1", "all")
     assert config.mqtt.port == 8883 and str(config.mqtt.tls_cert) == "device.crt"
-    subject = subprocess.run(["openssl", "x509", "-in", str(files / "device.crt"), "-noout", "-subject"],
-                             capture_output=True, text=True, check=True).stdout
+    subject = subprocess.run(
+        ["openssl", "x509", "-in", str(files / "device.crt"), "-noout", "-subject"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "CN = pi-a" in subject or "CN=pi-a" in subject
 
 
@@ -116,8 +133,12 @@ def test_operator_publishes_updates_to_devices_and_their_groups_only(fleet) -> N
     a, b, op = device(fleet, "pi-a"), device(fleet, "pi-b"), operator(fleet)
     try:
         for c in (a, b):
-            c.subscribe("edge/groups/line-1/model/update", "edge/groups/line-2/model/update",
-                        "edge/pi-a/model/update", "edge/pi-b/model/update")
+            c.subscribe(
+                "edge/groups/line-1/model/update",
+                "edge/groups/line-2/model/update",
+                "edge/pi-a/model/update",
+                "edge/pi-b/model/update",
+            )
         assert op.publish("edge/groups/line-1/model/update", b"g1") in ACCEPTED
         assert op.publish("edge/groups/line-2/model/update", b"g2") in ACCEPTED
         assert op.publish("edge/pi-b/model/update", b"u-b") in ACCEPTED
@@ -162,3 +183,48 @@ def test_certificate_listener_refuses_a_client_without_certificate(fleet) -> Non
             raise OSError("refused")
         finally:
             c.close()
+
+
+def test_daemon_with_add_device_config_serves_requests_through_the_acl(
+    fleet, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The real daemon, configured by add-device.sh's config.toml and credentials, on the
+    shipped broker: its status, predictions and MQTT 5 responses pass the ACL."""
+    from support.daemon import MODEL, DaemonProcess
+
+    d, broker = fleet
+    etc = tmp_path / "etc"
+    shutil.copytree(d / "devices" / "pi-a", etc)
+    text = etc.joinpath("config.toml").read_text()
+    text = (
+        text.replace('host = "localhost"', 'host = "127.0.0.1"')
+        .replace("port = 8883", f"port = {broker.cert_port}")
+        .replace('state_dir = "/var/lib/edge-runtime"', f'state_dir = "{tmp_path / "state"}"')
+        .replace('path = "/var/lib/edge-runtime/models/current"', f'path = "{MODEL}"')
+        .replace("interval = 10", "interval = 1")
+        .replace('trust = "trust.json"\n', "")
+    )
+    etc.joinpath("config.toml").write_text(text)
+    op = operator(fleet)
+    daemon = DaemonProcess(etc / "config.toml")
+    try:
+        op.subscribe("edge/pi-a/#")
+        op.wait_for("edge/pi-a/status", b"online", timeout=30)
+        image = (
+            Path(__file__).resolve().parents[1] / "fixtures" / "images" / "digit_3.png"
+        ).read_bytes()
+        assert (
+            op.publish("edge/pi-a/infer", image, response_topic="edge/pi-a/responses/operator")
+            in ACCEPTED
+        )
+        op.wait_for("edge/pi-a/predictions", timeout=60)
+        op.wait_for("edge/pi-a/responses/operator", timeout=30)
+        prediction = json.loads(op.payloads("edge/pi-a/predictions")[0])
+        assert prediction["device_id"] == "pi-a" and prediction["top"][0]["index"] == 3
+        op.wait_for("edge/pi-a/telemetry", timeout=30)
+        assert daemon.terminate() == 0
+        op.wait_for("edge/pi-a/status", b"offline", timeout=30)
+    finally:
+        daemon.kill()
+        op.close()
+        print(daemon.log()[-2000:])

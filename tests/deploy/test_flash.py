@@ -10,17 +10,35 @@ from pathlib import Path
 import pytest
 from deploy_helpers import DEPLOY, missing, mtools, script, sfdisk_image
 
-pytestmark = pytest.mark.skipif(bool(missing("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "xz", "e2fsck")),
-                                reason="needs fdisk, dosfstools, e2fsprogs, mtools, xz-utils")
+pytestmark = pytest.mark.skipif(
+    bool(missing("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "xz", "e2fsck")),
+    reason="needs fdisk, dosfstools, e2fsprogs, mtools, xz-utils",
+)
 
-CMDLINE = b"console=serial0,115200 console=tty1 root=PARTUUID=0a1b2c3d-02 rootfstype=ext4 rootwait quiet\n"
+CMDLINE = (
+    b"console=serial0,115200 console=tty1 "
+    b"root=PARTUUID=0a1b2c3d-02 rootfstype=ext4 rootwait quiet\n"
+)
 FLASH = DEPLOY / "flash.sh"
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmY5bF7v1v1qzZz9m8n5u0j6n2o3p4q5r6s7t8u9v0w ops@fleet\n"
-DEVICE_FILES = {"config.toml": b'device_id = "Pi_07"\n', "trust.json": b"{}\n", "ca.crt": b"ca\n",
-                "device.crt": b"crt\n", "device.key": b"key\n", "mqtt-password": b"pw\n"}
+SSH_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmY5bF7v1v1qzZz9m8n5u0j6n2o3p4q5r6s7t8u9v0w ops@fleet\n"
+)
+DEVICE_FILES = {
+    "config.toml": b'device_id = "Pi_07"\n',
+    "trust.json": b"{}\n",
+    "ca.crt": b"ca\n",
+    "device.crt": b"crt\n",
+    "device.key": b"key\n",
+    "mqtt-password": b"pw\n",
+}
 EXPECTED = {
-    "cmdline.txt", "user-data", "network-config", "meta-data",
-    "edge-runtime/install.sh", "edge-runtime/firstboot.sh", "edge-runtime/edge-runtime.service",
+    "cmdline.txt",
+    "user-data",
+    "network-config",
+    "meta-data",
+    "edge-runtime/install.sh",
+    "edge-runtime/firstboot.sh",
+    "edge-runtime/edge-runtime.service",
     "edge-runtime/wheels/edge_runtime-0.1.0-py3-none-any.whl",
     *(f"edge-runtime/device/{name}" for name in DEVICE_FILES),
 }
@@ -29,7 +47,9 @@ EXPECTED = {
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict:  # type: ignore[type-arg]
     image = tmp_path / "raspios.img"
-    offset = sfdisk_image(image, boot_files=[("cmdline.txt", CMDLINE), ("config.txt", b"arm_64bit=1\n")])
+    offset = sfdisk_image(
+        image, boot_files=[("cmdline.txt", CMDLINE), ("config.txt", b"arm_64bit=1\n")]
+    )
     device = tmp_path / "device"
     device.mkdir()
     for name, data in DEVICE_FILES.items():
@@ -39,19 +59,45 @@ def inputs(tmp_path: Path) -> dict:  # type: ignore[type-arg]
     (wheels / "edge_runtime-0.1.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + bytes(18))
     key = tmp_path / "id.pub"
     key.write_text(SSH_KEY)
-    return {"image": image, "offset": offset, "device": device, "wheels": wheels, "key": key, "tmp": tmp_path}
+    return {
+        "image": image,
+        "offset": offset,
+        "device": device,
+        "wheels": wheels,
+        "key": key,
+        "tmp": tmp_path,
+    }
 
 
 def flash(inputs: dict, target: Path, *extra: object, image: object = None, check: bool = True):  # type: ignore[no-untyped-def,type-arg]
-    return script(FLASH, "--image", image or inputs["image"], "--target", target, "--device-id", "Pi_07",
-                  "--device-dir", inputs["device"], "--wheel-dir", inputs["wheels"], "--ssh-key", inputs["key"],
-                  "--wifi-ssid", "plant 'floor' 3", "--wifi-psk", "s3cret:psk", "--wifi-country", "DE", *extra,
-                  check=check)
+    return script(
+        FLASH,
+        "--image",
+        image or inputs["image"],
+        "--target",
+        target,
+        "--device-id",
+        "Pi_07",
+        "--device-dir",
+        inputs["device"],
+        "--wheel-dir",
+        inputs["wheels"],
+        "--ssh-key",
+        inputs["key"],
+        "--wifi-ssid",
+        "plant 'floor' 3",
+        "--wifi-psk",
+        "s3cret:psk",
+        "--wifi-country",
+        "DE",
+        *extra,
+        check=check,
+    )
 
 
 def boot_files(image: Path, offset: int) -> set:  # type: ignore[type-arg]
     listing = mtools("mdir", "-/", "-b", "-i", f"{image}@@{offset}", "::")
-    return {line[len("::/"):] for line in listing.splitlines() if line and not line.endswith("/")}
+    return {line[len("::/") :] for line in listing.splitlines() if line and not line.endswith("/")}
 
 
 def read(image: Path, offset: int, name: str) -> str:
@@ -61,8 +107,13 @@ def read(image: Path, offset: int, name: str) -> str:
 def check_root_untouched(image: Path) -> None:
     # The ext4 root partition (after 8192 + 32 MiB of sectors) is still a clean file system.
     offset = (8192 + 32 * 2048) * 512
-    done = subprocess.run(["e2fsck", "-n", "-f", f"{image}?offset={offset}"], capture_output=True, text=True,
-                          check=False, timeout=60)
+    done = subprocess.run(
+        ["e2fsck", "-n", "-f", f"{image}?offset={offset}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -96,7 +147,9 @@ def test_reflashing_in_place_replaces_files_and_keeps_one_regdom(inputs: dict) -
     (inputs["device"] / "device.key").unlink()  # a device folder with one file less
     flash(inputs, target, "--no-write")
     off = inputs["offset"]
-    assert boot_files(target, off) == (EXPECTED - {"edge-runtime/device/device.key"}) | {"config.txt"}
+    assert boot_files(target, off) == (EXPECTED - {"edge-runtime/device/device.key"}) | {
+        "config.txt"
+    }
     assert read(target, off, "cmdline.txt").count("cfg80211.ieee80211_regdom=") == 1
 
 
@@ -109,20 +162,24 @@ def test_flash_from_xz_image(inputs: dict) -> None:  # type: ignore[type-arg]
 
 
 def test_refuses_the_disk_holding_root(inputs: dict) -> None:  # type: ignore[type-arg]
-    source = subprocess.run(["findmnt", "-nvo", "SOURCE", "/"], capture_output=True, text=True,
-                            check=False).stdout.strip()
+    source = subprocess.run(
+        ["findmnt", "-nvo", "SOURCE", "/"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     if not source.startswith("/dev/") or not Path(source).is_block_device():
         pytest.skip(f"/ is on {source!r}, not a block device")
     # No --image file: were the refusal to fail, flash.sh stops at the missing image
     # before writing anything, and the test fails on the message.
     done = flash(inputs, Path(source), image=inputs["tmp"] / "absent.img", check=False)
     assert done.returncode != 0
-    assert "refusing" in done.stderr and ("mounted" in done.stderr or "system disk" in done.stderr), done.stderr
+    assert "refusing" in done.stderr and (
+        "mounted" in done.stderr or "system disk" in done.stderr
+    ), done.stderr
 
 
 def test_refuses_a_path_findmnt_reports_as_mounted(inputs: dict) -> None:  # type: ignore[type-arg]
-    mounted = subprocess.run(["findmnt", "-nro", "TARGET", "/proc"], capture_output=True, text=True,
-                             check=False).stdout.strip()
+    mounted = subprocess.run(
+        ["findmnt", "-nro", "TARGET", "/proc"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     assert mounted == "/proc"
     done = flash(inputs, Path("/proc"), image=inputs["tmp"] / "absent.img", check=False)
     assert done.returncode != 0 and "refusing /proc: it is mounted" in done.stderr, done.stderr
@@ -137,9 +194,22 @@ def test_refuses_an_image_without_a_boot_partition(inputs: dict) -> None:  # typ
 
 def test_bad_device_id_is_refused_before_anything_is_written(inputs: dict) -> None:  # type: ignore[type-arg]
     target = inputs["tmp"] / "card.img"
-    done = script(FLASH, "--image", inputs["image"], "--target", target, "--device-id", "edge/#",
-                  "--device-dir", inputs["device"], "--wheel-dir", inputs["wheels"], "--ssh-key", inputs["key"],
-                  check=False)
+    done = script(
+        FLASH,
+        "--image",
+        inputs["image"],
+        "--target",
+        target,
+        "--device-id",
+        "edge/#",
+        "--device-dir",
+        inputs["device"],
+        "--wheel-dir",
+        inputs["wheels"],
+        "--ssh-key",
+        inputs["key"],
+        check=False,
+    )
     assert done.returncode != 0 and "device id" in done.stderr
     assert not target.exists()
     assert os.path.getsize(inputs["image"]) > 0

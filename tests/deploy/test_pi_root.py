@@ -25,8 +25,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1800),
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chroot, bind mounts)"),
-    pytest.mark.skipif(bool(missing("debootstrap", "qemu-aarch64-static", "chroot", "tar")),
-                       reason="needs debootstrap and qemu-user-static (bookworm-backports)"),
+    pytest.mark.skipif(
+        bool(missing("debootstrap", "qemu-aarch64-static", "chroot", "tar")),
+        reason="needs debootstrap and qemu-user-static (bookworm-backports)",
+    ),
 ]
 
 MODEL = ROOT / "tests" / "fixtures" / "models" / "digits_int8.tflite"
@@ -44,27 +46,57 @@ def cache_dir() -> Path:
 def project_wheel(out: Path) -> Path:
     """The project wheel, built from a copy of the source tree (no build/ in the checkout)."""
     src = out / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", "build", "*.egg-info", "__pycache__", "tests", "benchmarks", ".ci"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(out / "project"), str(src)], check=True, capture_output=True, timeout=300)
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "build", "*.egg-info", "__pycache__", "tests", "benchmarks", ".ci"
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out / "project"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return next((out / "project").glob("edge_runtime-*.whl"))
 
 
 @pytest.fixture
 def pi_root():  # type: ignore[no-untyped-def]
-    tarball = subprocess.run(["sh", str(ROOT / "tests" / "deploy" / "pi_root.sh"), str(cache_dir())],
-                             capture_output=True, text=True, timeout=1500, check=False)
+    tarball = subprocess.run(
+        ["sh", str(ROOT / "tests" / "deploy" / "pi_root.sh"), str(cache_dir())],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
     assert tarball.returncode == 0, tarball.stderr
     top = Path(tempfile.mkdtemp(prefix="edge-pi-root-"))
     root = top / "root"
     root.mkdir()
     mounted: list = []  # type: ignore[type-arg]
     try:
-        subprocess.run(["tar", "-C", str(root), "-xf", tarball.stdout.strip()], check=True, timeout=300)
+        subprocess.run(
+            ["tar", "-C", str(root), "-xf", tarball.stdout.strip()], check=True, timeout=300
+        )
         shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
-        for args, where in ((["--bind", "/dev"], "dev"), (["-t", "proc", "proc"], "proc"),
-                            (["-t", "sysfs", "sysfs"], "sys")):
+        for args, where in (
+            (["--bind", "/dev"], "dev"),
+            (["-t", "proc", "proc"], "proc"),
+            (["-t", "sysfs", "sysfs"], "sys"),
+        ):
             subprocess.run(["mount", *args, str(root / where)], check=True, timeout=30)
             mounted.append(root / where)
         yield top, root
@@ -79,15 +111,33 @@ def test_install_into_arm64_root_and_predict(pi_root) -> None:  # type: ignore[n
     top, root = pi_root
     wheels = top / "wheels"
     started = time.monotonic()
-    script(DEPLOY / "fetch-wheels.sh", wheels, "--project-wheel", project_wheel(top), "--arch", "aarch64",
-           "--python", "3.11", env={**os.environ, "PYTHON": sys.executable}, timeout=600)
+    script(
+        DEPLOY / "fetch-wheels.sh",
+        wheels,
+        "--project-wheel",
+        project_wheel(top),
+        "--arch",
+        "aarch64",
+        "--python",
+        "3.11",
+        env={**os.environ, "PYTHON": sys.executable},
+        timeout=600,
+    )
     device = top / "device"
     device.mkdir()
     (device / "config.toml").write_text('device_id = "pi-emu"\n')
     (device / "trust.json").write_text("{}\n")
 
-    done = script(DEPLOY / "install.sh", "--root", root, "--wheel-dir", wheels, "--device-dir", device,
-                  timeout=1200)
+    done = script(
+        DEPLOY / "install.sh",
+        "--root",
+        root,
+        "--wheel-dir",
+        wheels,
+        "--device-dir",
+        device,
+        timeout=1200,
+    )
     install_s = time.monotonic() - started
     assert "architecture arm64" in done.stdout and "backend extra [litert]" in done.stdout
     assert "--no-index" in done.stdout  # offline: only the fetched wheels
@@ -95,32 +145,70 @@ def test_install_into_arm64_root_and_predict(pi_root) -> None:  # type: ignore[n
     assert (root / "etc/systemd/system/multi-user.target.wants/edge-runtime.service").is_symlink()
     rules = (root / "etc/udev/rules.d/71-edge-runtime-coral.rules").read_text()
     assert 'ATTRS{idVendor}=="1a6e", ATTRS{idProduct}=="089a"' in rules
-    assert 'ATTRS{idVendor}=="18d1", ATTRS{idProduct}=="9302"' in rules and 'SUBSYSTEM=="apex"' in rules
+    assert (
+        'ATTRS{idVendor}=="18d1", ATTRS{idProduct}=="9302"' in rules
+        and 'SUBSYSTEM=="apex"' in rules
+    )
     passwd = (root / "etc/passwd").read_text()
-    assert "\nedge-runtime:" in passwd and "/usr/sbin/nologin" in passwd.split("\nedge-runtime:")[1].split("\n")[0]
+    assert (
+        "\nedge-runtime:" in passwd
+        and "/usr/sbin/nologin" in passwd.split("\nedge-runtime:")[1].split("\n")[0]
+    )
     assert (root / "etc/edge-runtime/config.toml").read_text() == 'device_id = "pi-emu"\n'
 
     # Idempotent, and never overwrites a device's config.
     (root / "etc/edge-runtime/config.toml").write_text('device_id = "edited"\n')
-    again = script(DEPLOY / "install.sh", "--root", root, "--wheel-dir", wheels, "--device-dir", device,
-                   timeout=1200)
+    again = script(
+        DEPLOY / "install.sh",
+        "--root",
+        root,
+        "--wheel-dir",
+        wheels,
+        "--device-dir",
+        device,
+        timeout=1200,
+    )
     assert "kept existing /etc/edge-runtime/config.toml" in again.stdout
-    assert "system user edge-runtime exists" in again.stdout and "venv /opt/edge-runtime/venv exists" in again.stdout
+    assert (
+        "system user edge-runtime exists" in again.stdout
+        and "venv /opt/edge-runtime/venv exists" in again.stdout
+    )
     assert (root / "etc/edge-runtime/config.toml").read_text() == 'device_id = "edited"\n'
 
     shutil.copy(MODEL, root / "tmp" / MODEL.name)
     shutil.copy(IMAGE, root / "tmp" / IMAGE.name)
     predict_started = time.monotonic()
     run = subprocess.run(
-        ["chroot", str(root), "env", "-i", "PATH=/usr/bin:/bin", "HOME=/root",
-         "/opt/edge-runtime/venv/bin/edge-runtime", "predict", "--model", f"/tmp/{MODEL.name}", "--json",
-         f"/tmp/{IMAGE.name}"], capture_output=True, text=True, timeout=600, check=False)
+        [
+            "chroot",
+            str(root),
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            "HOME=/root",
+            "/opt/edge-runtime/venv/bin/edge-runtime",
+            "predict",
+            "--model",
+            f"/tmp/{MODEL.name}",
+            "--json",
+            f"/tmp/{IMAGE.name}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
     assert result["top"][0]["index"] == 3 and result["top"][0]["score"] > 0.5
-    machine = subprocess.run(["chroot", str(root), "uname", "-m"], capture_output=True, text=True, check=True)
+    machine = subprocess.run(
+        ["chroot", str(root), "uname", "-m"], capture_output=True, text=True, check=True
+    )
     assert machine.stdout.strip() == "aarch64"
-    print(f"\ninstall {install_s:.0f}s, predict {time.monotonic() - predict_started:.0f}s under emulation")
+    print(
+        f"\ninstall {install_s:.0f}s, "
+        f"predict {time.monotonic() - predict_started:.0f}s under emulation"
+    )
 
     # Uninstall keeps config and state, removes the venv, unit and rules.
     gone = script(DEPLOY / "install.sh", "--root", root, "--uninstall", timeout=300)
