@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -64,7 +65,7 @@ class ShippedBroker:
         self.log = broker_dir / "mosquitto.log"
         self.config = broker_dir / "mosquitto.test.conf"
         self.config.write_text(text)
-        self._log_file = None
+        self._log_file: BinaryIO | None = None
         self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
 
     def __enter__(self) -> ShippedBroker:
@@ -186,7 +187,7 @@ class Client:
         """QoS 1 publish; returns the PUBACK reason code (0 accepted, 135 not authorized)."""
         properties = None
         if response_topic is not None:
-            properties = Properties(PacketTypes.PUBLISH)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.ResponseTopic = response_topic
             properties.CorrelationData = b"deploy-test"
         info = self.client.publish(topic, payload, qos=1, properties=properties)

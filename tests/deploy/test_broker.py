@@ -186,8 +186,8 @@ def test_certificate_listener_refuses_a_client_without_certificate(fleet) -> Non
 
 
 def test_daemon_with_add_device_config_serves_requests_through_the_acl(
-    fleet, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    fleet: tuple[Path, ShippedBroker], tmp_path: Path
+) -> None:
     """The real daemon, configured by add-device.sh's config.toml and credentials, on the
     shipped broker: its status, predictions and MQTT 5 responses pass the ACL."""
     from support.daemon import MODEL, DaemonProcess
