@@ -117,13 +117,12 @@ if [ "$WRITE" = yes ]; then
         [ "$answer" = yes ] || die "not confirmed"
     fi
     say "writing $IMAGE to $TARGET"
+    # An image file target is replaced whole; a device keeps what lies past the image.
+    if [ ! -b "$TARGET" ]; then : > "$TARGET"; fi
     case $IMAGE in
         *.xz) xz -dc -- "$IMAGE" | dd of="$TARGET" bs=4M conv=fsync,notrunc iflag=fullblock status=none ;;
         *) dd if="$IMAGE" of="$TARGET" bs=4M conv=fsync,notrunc status=none ;;
     esac
-    if [ -f "$TARGET" ] && [[ $IMAGE != *.xz ]]; then
-        truncate -s "$(stat -c %s "$IMAGE")" "$TARGET"
-    fi
     if [ -b "$TARGET" ]; then
         blockdev --rereadpt "$TARGET" 2>/dev/null || partx -u "$TARGET" 2>/dev/null || true
     fi

@@ -156,7 +156,10 @@ def test_reflashing_in_place_replaces_files_and_keeps_one_regdom(inputs: dict) -
 def test_flash_from_xz_image(inputs: dict) -> None:  # type: ignore[type-arg]
     subprocess.run(["xz", "-k", "-0", "-T1", str(inputs["image"])], check=True, timeout=120)
     target = inputs["tmp"] / "card.img"
+    target.write_bytes(b"\xff" * 4096)  # an older, larger image file: replaced whole
+    os.truncate(target, 200 * 1024 * 1024)
     flash(inputs, target, image=f"{inputs['image']}.xz")
+    assert target.stat().st_size == inputs["image"].stat().st_size
     assert boot_files(target, inputs["offset"]) == EXPECTED | {"config.txt"}
     check_root_untouched(target)
 
