@@ -10,14 +10,14 @@ change live, anything else is reported as needing a restart.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 import logging
 import signal
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from edge_runtime.daemon.config import Config, load_config
 from edge_runtime.daemon.notify import Notifier
@@ -40,13 +40,19 @@ LIVE_KEYS = ("log_level", "telemetry")
 RECENT_IDS = 10_000
 
 
-def _dumps(doc: Dict[str, Any]) -> bytes:
+def _dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=False).encode("utf-8")
 
 
 class Daemon:
-    def __init__(self, config: Config, engine: Any, *, config_path: Optional[Path] = None,
-                 notifier: Optional[Notifier] = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Any,
+        *,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.engine = engine
@@ -64,36 +70,57 @@ class Daemon:
             on_published=self.publisher.on_published,
         )
         self.pipeline = Pipeline(
-            engine, queue_size=config.requests.queue_size, max_pixels=config.requests.max_pixels,
-            top_k=config.model.top_k, answer=self._answer, tally=self.tally,
+            engine,
+            queue_size=config.requests.queue_size,
+            max_pixels=config.requests.max_pixels,
+            top_k=config.model.top_k,
+            answer=self._answer,
+            tally=self.tally,
             heartbeat=self.notifier.watchdog,
         )
         self.collector = Collector(
-            state_dir=config.state_dir, tally=self.tally.snapshot, queue=self._queue_stats,
-            model={"name": engine.identity.name, "version": engine.identity.version,
-                   "sha256": engine.identity.sha256},
+            state_dir=config.state_dir,
+            tally=self.tally.snapshot,
+            queue=self._queue_stats,
+            model={
+                "name": engine.identity.name,
+                "version": engine.identity.version,
+                "sha256": engine.identity.sha256,
+            },
             delegate=str(engine.delegate),
         )
-        self.watch: Optional[WatchFolder] = None
+        self.watch: WatchFolder | None = None
         if config.requests.watch_dir is not None:
-            self.watch = WatchFolder(config.requests.watch_dir, interval=config.requests.watch_interval,
-                                     max_bytes=config.requests.max_payload_bytes,
-                                     submit=self.pipeline.submit)
+            self.watch = WatchFolder(
+                config.requests.watch_dir,
+                interval=config.requests.watch_interval,
+                max_bytes=config.requests.max_payload_bytes,
+                submit=self.pipeline.submit,
+            )
         self._stop = threading.Event()
         self._hup = threading.Event()
         self._telemetry_wake = threading.Event()
-        self._answered: "OrderedDict[str, None]" = OrderedDict()
+        self._answered: OrderedDict[str, None] = OrderedDict()
         self._answered_lock = threading.Lock()
 
     @staticmethod
     def _mqtt_options(config: Config) -> MqttOptions:
         m = config.mqtt
         return MqttOptions(
-            host=m.host, port=m.port, client_id=m.client_id or f"edge-runtime-{config.device_id}",
-            protocol=m.protocol, keepalive=m.keepalive, username=m.username, password=m.password,
-            tls_ca=m.tls_ca, tls_cert=m.tls_cert, tls_key=m.tls_key,
-            will_topic=Topics(m.prefix, config.device_id).status, session_expiry=m.session_expiry,
-            reconnect_min=m.reconnect_min, reconnect_max=m.reconnect_max,
+            host=m.host,
+            port=m.port,
+            client_id=m.client_id or f"edge-runtime-{config.device_id}",
+            protocol=m.protocol,
+            keepalive=m.keepalive,
+            username=m.username,
+            password=m.password,
+            tls_ca=m.tls_ca,
+            tls_cert=m.tls_cert,
+            tls_key=m.tls_key,
+            will_topic=Topics(m.prefix, config.device_id).status,
+            session_expiry=m.session_expiry,
+            reconnect_min=m.reconnect_min,
+            reconnect_max=m.reconnect_max,
             # requests are acknowledged once answered, so this bounds what the broker
             # pushes at once; a quarter of the queue leaves room for the redeliveries of
             # requests taken before a reconnect (still queued here, answered twice)
@@ -101,23 +128,30 @@ class Daemon:
         )
 
     # -- transport side -----------------------------------------------------------------
-    def _publish(self, topic: str, payload: bytes, qos: int, correlation: Optional[bytes]) -> Optional[int]:
+    def _publish(
+        self, topic: str, payload: bytes, qos: int, correlation: bytes | None
+    ) -> int | None:
         return self.transport.publish(topic, payload, qos=qos, correlation_data=correlation)
 
     def _on_connection(self, up: bool) -> None:
         self.publisher.on_connection(up)
-        self.notifier.status("connected to the broker" if up else "broker unreachable; answers go to the outbox")
+        self.notifier.status(
+            "connected to the broker" if up else "broker unreachable; answers go to the outbox"
+        )
 
     def _on_message(self, msg: Message) -> None:
         if msg.topic != self.topics.infer:
             self.transport.ack(msg)
             return
-        error: Optional[RequestError] = None
+        error: RequestError | None = None
         request = None
         try:
-            request = parse_request(msg.payload, max_bytes=self.config.requests.max_payload_bytes,
-                                    correlation_data=msg.correlation_data,
-                                    response_topic=msg.response_topic)
+            request = parse_request(
+                msg.payload,
+                max_bytes=self.config.requests.max_payload_bytes,
+                correlation_data=msg.correlation_data,
+                response_topic=msg.response_topic,
+            )
         except RequestError as exc:
             error = exc
             # keep where the answer goes even when the payload is bad
@@ -132,32 +166,51 @@ class Daemon:
             return  # not acknowledged: the broker redelivers it to the next run
         # a short bounded wait holds the network thread (TCP back-pressure on the broker)
         # before refusing: bursts after a reconnect are absorbed, a stalled pipeline is not
-        if not self.pipeline.submit(job, wait=min(self.config.requests.queue_wait,
-                                                  self.config.mqtt.keepalive / 3)):
+        if not self.pipeline.submit(
+            job, wait=min(self.config.requests.queue_wait, self.config.mqtt.keepalive / 3)
+        ):
             if self._stop.is_set():
                 return
             self.tally.refuse()
-            log.warning("refused request (generation %d, dup %s): the queue is full (%d)",
-                        msg.generation, msg.duplicate, self.pipeline.depth())
+            log.warning(
+                "refused request (generation %d, dup %s): the queue is full (%d)",
+                msg.generation,
+                msg.duplicate,
+                self.pipeline.depth(),
+            )
             rid = request.id if request is not None else (error.request_id if error else "")
-            refusal = RequestError("queue_full", f"the request queue is full ({self.config.requests.queue_size}); "
-                                   "try again later", rid)
+            refusal = RequestError(
+                "queue_full",
+                f"the request queue is full ({self.config.requests.queue_size}); try again later",
+                rid,
+            )
             refusal.response_topic = msg.response_topic  # type: ignore[attr-defined]
             refusal.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
             self._store_answer(Job(None, refusal, job.done), None, refusal)
 
     # -- answers ------------------------------------------------------------------------
-    def _answer(self, job: Job, result: Optional[Dict[str, Any]], error: Optional[RequestError]) -> None:
+    def _answer(self, job: Job, result: dict[str, Any] | None, error: RequestError | None) -> None:
         self._store_answer(job, result, error)
 
-    def _store_answer(self, job: Job, result: Optional[Dict[str, Any]], error: Optional[RequestError]) -> None:
+    def _store_answer(
+        self, job: Job, result: dict[str, Any] | None, error: RequestError | None
+    ) -> None:
         request = job.request
         if error is not None:
-            doc: Dict[str, Any] = {"id": error.request_id, "error": error.code, "detail": error.detail,
-                                   "device_id": self.config.device_id, "ts": utc_now()}
+            doc: dict[str, Any] = {
+                "id": error.request_id,
+                "error": error.code,
+                "detail": error.detail,
+                "device_id": self.config.device_id,
+                "ts": utc_now(),
+            }
             topic = self.topics.errors
-            response_topic = getattr(error, "response_topic", None) or (request.response_topic if request else None)
-            correlation = getattr(error, "correlation_data", None) or (request.correlation_data if request else None)
+            response_topic = getattr(error, "response_topic", None) or (
+                request.response_topic if request else None
+            )
+            correlation = getattr(error, "correlation_data", None) or (
+                request.correlation_data if request else None
+            )
         else:
             assert request is not None and result is not None
             doc = {"id": request.id, "device_id": self.config.device_id, "ts": utc_now(), **result}
@@ -178,7 +231,7 @@ class Daemon:
         with self._answered_lock:
             return request_id in self._answered
 
-    def _queue_stats(self) -> Dict[str, int]:
+    def _queue_stats(self) -> dict[str, int]:
         return {"depth": self.pipeline.depth(), "dropped": self.tally.snapshot().refused}
 
     # -- loops --------------------------------------------------------------------------
@@ -186,16 +239,21 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 doc = self.collector.collect()
-                doc["outbox"] = {"messages": len(self.outbox), "bytes": self.outbox.size_bytes,
-                                 "dropped_telemetry": self.outbox.dropped_telemetry}
-                self.outbox.add(TELEMETRY, self.topics.telemetry, _dumps(doc), qos=self.config.telemetry.qos)
+                doc["outbox"] = {
+                    "messages": len(self.outbox),
+                    "bytes": self.outbox.size_bytes,
+                    "dropped_telemetry": self.outbox.dropped_telemetry,
+                }
+                self.outbox.add(
+                    TELEMETRY, self.topics.telemetry, _dumps(doc), qos=self.config.telemetry.qos
+                )
                 self.publisher.poke()
             except Exception:  # noqa: BLE001 - telemetry must not stop the daemon
                 log.exception("telemetry failed")
             self._telemetry_wake.wait(self.config.telemetry.interval)
             self._telemetry_wake.clear()
 
-    def reload(self) -> List[str]:
+    def reload(self) -> list[str]:
         """Apply a re-read config where safe; returns the keys that need a restart."""
         if self.config_path is None:
             return []
@@ -204,19 +262,24 @@ class Daemon:
         except ConfigError as exc:
             log.error("SIGHUP: config not reloaded, keeping the running one: %s", exc)
             return []
-        pending = [f.name for f in fields(Config)
-                   if f.name not in LIVE_KEYS and getattr(new, f.name) != getattr(self.config, f.name)]
-        live = {"log_level": new.log_level, "telemetry": new.telemetry}
+        pending = [
+            f.name
+            for f in fields(Config)
+            if f.name not in LIVE_KEYS and getattr(new, f.name) != getattr(self.config, f.name)
+        ]
         from dataclasses import replace
 
-        self.config = replace(self.config, **live)
+        self.config = replace(self.config, log_level=new.log_level, telemetry=new.telemetry)
         logging.getLogger().setLevel(new.log_level.upper())
         self.tally.resize(new.telemetry.latency_window)
         self._telemetry_wake.set()
         if pending:
             log.warning("SIGHUP: changes to %s need a restart; not applied", ", ".join(pending))
-        log.warning("SIGHUP: config reloaded (log level %s, telemetry every %gs)",
-                    new.log_level, new.telemetry.interval)
+        log.warning(
+            "SIGHUP: config reloaded (log level %s, telemetry every %gs)",
+            new.log_level,
+            new.telemetry.interval,
+        )
         return pending
 
     def request_stop(self, *_: Any) -> None:
@@ -235,9 +298,15 @@ class Daemon:
         telemetry = threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True)
         telemetry.start()
         state = "connected" if self.transport.connected else "broker unreachable, using the outbox"
-        self.notifier.ready(f"serving {self.engine.identity.name} {self.engine.identity.version}; {state}")
-        log.warning("edge-runtime daemon ready: device %s, model %s, %s",
-                    self.config.device_id, self.engine.identity.name, state)
+        self.notifier.ready(
+            f"serving {self.engine.identity.name} {self.engine.identity.version}; {state}"
+        )
+        log.warning(
+            "edge-runtime daemon ready: device %s, model %s, %s",
+            self.config.device_id,
+            self.engine.identity.name,
+            state,
+        )
         while not self._stop.wait(0.5):
             if self._hup.is_set():
                 self._hup.clear()
@@ -261,12 +330,15 @@ class Daemon:
         self.outbox.close()
         self.engine.close()
         self.notifier.close()
-        log.warning("edge-runtime daemon stopped (%s; %d messages kept in the outbox)",
-                    "queue drained" if drained else "queue NOT drained", left)
+        log.warning(
+            "edge-runtime daemon stopped (%s; %d messages kept in the outbox)",
+            "queue drained" if drained else "queue NOT drained",
+            left,
+        )
         return 0
 
 
-def run_daemon(config: Config, *, config_path: Optional[Path] = None, debug: bool = False) -> int:
+def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool = False) -> int:
     """Load the model, start everything, serve until SIGTERM; returns the exit code.
 
     Raises:
@@ -277,14 +349,20 @@ def run_daemon(config: Config, *, config_path: Optional[Path] = None, debug: boo
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
     notifier = Notifier()
     notifier.status("loading the model")
-    engine = Engine.load(config.model.path, delegate=config.model.delegate,
-                         threads=config.model.threads, labels=config.model.labels)
+    engine = Engine.load(
+        config.model.path,
+        delegate=config.model.delegate,
+        threads=config.model.threads,
+        labels=config.model.labels,
+    )
     try:
         engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
         try:
             daemon = Daemon(config, engine, config_path=config_path, notifier=notifier)
         except OSError as exc:
-            raise ConfigError(f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}") from exc
+            raise ConfigError(
+                f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"
+            ) from exc
     except EdgeError:
         engine.close()
         raise

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable
 
 from edge_runtime.errors import ConfigError
 
@@ -35,8 +36,8 @@ PROTOCOLS = ("5", "3.1.1")
 class ModelConfig:
     path: Path
     delegate: str = "auto"
-    threads: Optional[int] = None
-    labels: Optional[Path] = None
+    threads: int | None = None
+    labels: Path | None = None
     top_k: int = 5
 
 
@@ -46,14 +47,14 @@ class MqttConfig:
     port: int = 1883
     protocol: str = "5"
     prefix: str = "edge"
-    client_id: Optional[str] = None
+    client_id: str | None = None
     keepalive: int = 30
-    tls_ca: Optional[Path] = None
-    tls_cert: Optional[Path] = None
-    tls_key: Optional[Path] = None
-    username: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)
-    password_file: Optional[Path] = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None
     session_expiry: int = 7 * 24 * 3600
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
@@ -65,7 +66,7 @@ class RequestsConfig:
     max_pixels: int = 40_000_000
     queue_size: int = 64
     queue_wait: float = 2.0
-    watch_dir: Optional[Path] = None
+    watch_dir: Path | None = None
     watch_interval: float = 1.0
 
 
@@ -83,7 +84,7 @@ class OutboxConfig:
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    trust: Optional[Path] = None
+    trust: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Config:
     update: UpdateConfig = UpdateConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     home_assistant: HomeAssistantConfig = HomeAssistantConfig()
-    groups: Tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
     log_level: str = "info"
     shutdown_timeout: float = 10.0
 
@@ -121,14 +122,14 @@ _MISSING = object()
 class _Table:
     """Reads one TOML table, recording every problem instead of stopping at the first."""
 
-    def __init__(self, data: Any, name: str, problems: List[str]) -> None:
+    def __init__(self, data: Any, name: str, problems: list[str]) -> None:
         self.name = name
         self.problems = problems
-        self.seen: set = set()
+        self.seen: set[str] = set()
         if not isinstance(data, dict):
             problems.append(f"{name}: expected a table, found {type(data).__name__}")
             data = {}
-        self.data: Dict[str, Any] = data
+        self.data: dict[str, Any] = data
 
     def key(self, key: str) -> str:
         return f"{self.name}.{key}" if self.name else key
@@ -137,13 +138,20 @@ class _Table:
         self.seen.add(key)
         return self.data.get(key, _MISSING)
 
-    def table(self, key: str) -> "_Table":
+    def table(self, key: str) -> _Table:
         value = self._get(key)
         return _Table({} if value is _MISSING else value, self.key(key), self.problems)
 
-    def text(self, key: str, default: Any, *, pattern: Optional[re.Pattern] = None,
-             choices: Optional[Tuple[str, ...]] = None, required: bool = False,
-             hint: str = "") -> Any:
+    def text(
+        self,
+        key: str,
+        default: Any,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        choices: tuple[str, ...] | None = None,
+        required: bool = False,
+        hint: str = "",
+    ) -> Any:
         value = self._get(key)
         if value is _MISSING:
             if required:
@@ -163,22 +171,34 @@ class _Table:
             return default
         return value
 
-    def path(self, key: str, default: Optional[Path] = None, *, required: bool = False) -> Any:
+    def path(self, key: str, default: Path | None = None, *, required: bool = False) -> Any:
         value = self.text(key, _MISSING, required=required, hint=" (a file or folder path)")
         return default if value is _MISSING else Path(value)
 
-    def number(self, key: str, default: Any, lo: float, hi: float, *, integer: bool = True,
-               optional: bool = False) -> Any:
+    def number(
+        self,
+        key: str,
+        default: Any,
+        lo: float,
+        hi: float,
+        *,
+        integer: bool = True,
+        optional: bool = False,
+    ) -> Any:
         value = self._get(key)
         if value is _MISSING:
             return default
         kind = "a whole number" if integer else "a number"
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
-            self.problems.append(f"{self.key(key)}: expected {kind} from {lo:g} to {hi:g}, found {value!r}")
+            self.problems.append(
+                f"{self.key(key)}: expected {kind} from {lo:g} to {hi:g}, found {value!r}"
+            )
             return default
         if not lo <= value <= hi:
-            self.problems.append(f"{self.key(key)}: {value!r} is out of range; allowed {lo:g} to {hi:g}")
+            self.problems.append(
+                f"{self.key(key)}: {value!r} is out of range; allowed {lo:g} to {hi:g}"
+            )
             return default
         return int(value) if integer else float(value)
 
@@ -191,12 +211,16 @@ class _Table:
             return default
         return value
 
-    def strings(self, key: str, pattern: re.Pattern) -> Tuple[str, ...]:
+    def strings(self, key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
         value = self._get(key)
         if value is _MISSING:
             return ()
-        if not isinstance(value, list) or not all(isinstance(v, str) and pattern.match(v) for v in value):
-            self.problems.append(f"{self.key(key)}: expected a list of names ([A-Za-z0-9_.-]), found {value!r}")
+        if not isinstance(value, list) or not all(
+            isinstance(v, str) and pattern.match(v) for v in value
+        ):
+            self.problems.append(
+                f"{self.key(key)}: expected a list of names ([A-Za-z0-9_.-]), found {value!r}"
+            )
             return ()
         return tuple(value)
 
@@ -229,7 +253,9 @@ def _mqtt(t: _Table) -> MqttConfig:
         host=t.text("host", d.host),
         port=t.number("port", d.port, 1, 65535),
         protocol=t.text("protocol", d.protocol, choices=PROTOCOLS),
-        prefix=t.text("prefix", d.prefix, pattern=PREFIX, hint=" (topic levels of [A-Za-z0-9_.-] joined by /)"),
+        prefix=t.text(
+            "prefix", d.prefix, pattern=PREFIX, hint=" (topic levels of [A-Za-z0-9_.-] joined by /)"
+        ),
         client_id=t.text("client_id", None, pattern=DEVICE_ID, hint=" (1-64 of [A-Za-z0-9_.-])"),
         keepalive=t.number("keepalive", d.keepalive, 5, 3600),
         tls_ca=t.path("tls_ca"),
@@ -243,20 +269,27 @@ def _mqtt(t: _Table) -> MqttConfig:
         reconnect_max=t.number("reconnect_max", d.reconnect_max, 0.1, 3600, integer=False),
     )
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
-        t.problems.append(f"{t.name}.tls_cert, {t.name}.tls_key: give both (client certificate and its key) or neither")
+        t.problems.append(
+            f"{t.name}.tls_cert, {t.name}.tls_key: "
+            "give both (client certificate and its key) or neither"
+        )
     if (cfg.tls_cert is not None) and cfg.tls_ca is None:
         t.problems.append(f"{t.name}.tls_ca: required when a client certificate is given")
     if cfg.password is not None and cfg.password_file is not None:
         t.problems.append(f"{t.name}.password, {t.name}.password_file: give one, not both")
     if cfg.reconnect_min > cfg.reconnect_max:
-        t.problems.append(f"{t.name}.reconnect_min: must not exceed reconnect_max ({cfg.reconnect_max:g})")
+        t.problems.append(
+            f"{t.name}.reconnect_min: must not exceed reconnect_max ({cfg.reconnect_max:g})"
+        )
     return cfg
 
 
 def _requests(t: _Table) -> RequestsConfig:
     d = RequestsConfig()
     return RequestsConfig(
-        max_payload_bytes=t.number("max_payload_bytes", d.max_payload_bytes, 1024, 256 * 1024 * 1024),
+        max_payload_bytes=t.number(
+            "max_payload_bytes", d.max_payload_bytes, 1024, 256 * 1024 * 1024
+        ),
         max_pixels=t.number("max_pixels", d.max_pixels, 1, 400_000_000),
         queue_size=t.number("queue_size", d.queue_size, 1, 100_000),
         queue_wait=t.number("queue_wait", d.queue_wait, 0, 30, integer=False),
@@ -280,10 +313,11 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     Raises:
         ConfigError: one line per problem found.
     """
-    problems: List[str] = []
+    problems: list[str] = []
     root = _Table(dict(data), "", problems)
-    device_id = root.text("device_id", "device", pattern=DEVICE_ID, required=True,
-                          hint=" (1-64 of [A-Za-z0-9_.-])")
+    device_id = root.text(
+        "device_id", "device", pattern=DEVICE_ID, required=True, hint=" (1-64 of [A-Za-z0-9_.-])"
+    )
     state_dir = root.path("state_dir", Path("."), required=True)
     groups = root.strings("groups", DEVICE_ID)
     log_level = root.text("log_level", "info", choices=LOG_LEVELS)
@@ -292,14 +326,29 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     mqtt = _section(root, "mqtt", _mqtt)
     requests = _section(root, "requests", _requests)
     telemetry = _section(root, "telemetry", _telemetry)
-    outbox = _section(root, "outbox", lambda t: OutboxConfig(
-        max_bytes=t.number("max_bytes", OutboxConfig().max_bytes, 64 * 1024, 64 * 1024**3)))
+    outbox = _section(
+        root,
+        "outbox",
+        lambda t: OutboxConfig(
+            max_bytes=t.number("max_bytes", OutboxConfig().max_bytes, 64 * 1024, 64 * 1024**3)
+        ),
+    )
     update = _section(root, "update", lambda t: UpdateConfig(trust=t.path("trust")))
-    prometheus = _section(root, "prometheus", lambda t: PrometheusConfig(
-        enabled=t.flag("enabled", False), port=t.number("port", 9108, 1, 65535)))
-    home_assistant = _section(root, "home_assistant", lambda t: HomeAssistantConfig(
-        enabled=t.flag("enabled", False),
-        discovery_prefix=t.text("discovery_prefix", "homeassistant", pattern=PREFIX)))
+    prometheus = _section(
+        root,
+        "prometheus",
+        lambda t: PrometheusConfig(
+            enabled=t.flag("enabled", False), port=t.number("port", 9108, 1, 65535)
+        ),
+    )
+    home_assistant = _section(
+        root,
+        "home_assistant",
+        lambda t: HomeAssistantConfig(
+            enabled=t.flag("enabled", False),
+            discovery_prefix=t.text("discovery_prefix", "homeassistant", pattern=PREFIX),
+        ),
+    )
     root.finish()
     for name, section in (("prometheus", prometheus), ("home_assistant", home_assistant)):
         if section.enabled:
@@ -307,14 +356,23 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
     return Config(
-        device_id=device_id, state_dir=state_dir, model=model, mqtt=mqtt, requests=requests,
-        telemetry=telemetry, outbox=outbox, update=update, prometheus=prometheus,
-        home_assistant=home_assistant, groups=groups, log_level=log_level,
+        device_id=device_id,
+        state_dir=state_dir,
+        model=model,
+        mqtt=mqtt,
+        requests=requests,
+        telemetry=telemetry,
+        outbox=outbox,
+        update=update,
+        prometheus=prometheus,
+        home_assistant=home_assistant,
+        groups=groups,
+        log_level=log_level,
         shutdown_timeout=shutdown_timeout,
     )
 
 
-def load_config(path: Path, environ: Optional[Mapping[str, str]] = None) -> Config:
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file; resolve relative paths against its folder and
     the MQTT password from ``EDGE_RUNTIME_MQTT_PASSWORD`` or ``mqtt.password_file``.
 
@@ -335,7 +393,7 @@ def load_config(path: Path, environ: Optional[Mapping[str, str]] = None) -> Conf
 def _resolve(config: Config, base: Path, env: Mapping[str, str]) -> Config:
     from dataclasses import replace
 
-    def rel(p: Optional[Path]) -> Optional[Path]:
+    def rel(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else base / p)
 
     mqtt = config.mqtt
@@ -345,14 +403,24 @@ def _resolve(config: Config, base: Path, env: Mapping[str, str]) -> Config:
         try:
             password = Path(str(file)).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read {file}: {exc.strerror or exc}") from exc
-    mqtt = replace(mqtt, tls_ca=rel(mqtt.tls_ca), tls_cert=rel(mqtt.tls_cert),
-                   tls_key=rel(mqtt.tls_key), password=password)
+            raise ConfigError(
+                f"mqtt.password_file: cannot read {file}: {exc.strerror or exc}"
+            ) from exc
+    mqtt = replace(
+        mqtt,
+        tls_ca=rel(mqtt.tls_ca),
+        tls_cert=rel(mqtt.tls_cert),
+        tls_key=rel(mqtt.tls_key),
+        password=password,
+    )
     return replace(
         config,
         state_dir=rel(config.state_dir) or config.state_dir,
-        model=replace(config.model, path=rel(config.model.path) or config.model.path,
-                      labels=rel(config.model.labels)),
+        model=replace(
+            config.model,
+            path=rel(config.model.path) or config.model.path,
+            labels=rel(config.model.labels),
+        ),
         mqtt=mqtt,
         requests=replace(config.requests, watch_dir=rel(config.requests.watch_dir)),
         update=replace(config.update, trust=rel(config.update.trust)),

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ def socket_address(value: str) -> str:
 class Notifier:
     """Sends ``READY=1``, ``WATCHDOG=1``, ``STATUS=...``, ``STOPPING=1``."""
 
-    def __init__(self, environ: Optional[Mapping[str, str]] = None, *, watchdog_every: float = 1.0) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, watchdog_every: float = 1.0
+    ) -> None:
         env = os.environ if environ is None else environ
         target = env.get("NOTIFY_SOCKET", "")
         self._address = socket_address(target) if target else None
@@ -33,8 +35,10 @@ class Notifier:
         self._last_ping = 0.0
         usec = env.get("WATCHDOG_USEC", "")
         # ping at least twice per watchdog period, and not more often than needed
-        self.watchdog_every = min(watchdog_every, int(usec) / 2e6) if usec.isdigit() and int(usec) else watchdog_every
-        self._sock: Optional[socket.socket] = None
+        self.watchdog_every = (
+            min(watchdog_every, int(usec) / 2e6) if usec.isdigit() and int(usec) else watchdog_every
+        )
+        self._sock: socket.socket | None = None
         if self._address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 

@@ -13,7 +13,6 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
 
 from edge_runtime.errors import ConfigError
 
@@ -42,7 +41,7 @@ class Entry:
     topic: str
     payload: bytes
     qos: int
-    correlation: Optional[bytes]
+    correlation: bytes | None
 
 
 class Outbox:
@@ -65,8 +64,15 @@ class Outbox:
         self._size = int(row[0])
         self._count = int(row[1])
 
-    def add(self, kind: str, topic: str, payload: bytes, *, qos: int = 1,
-            correlation: Optional[bytes] = None) -> Optional[int]:
+    def add(
+        self,
+        kind: str,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        correlation: bytes | None = None,
+    ) -> int | None:
         """Store a message; returns its sequence number, or None for telemetry that
         does not fit even after dropping older telemetry."""
         size = len(payload) + len(topic) + 64
@@ -77,9 +83,12 @@ class Outbox:
                 if kind == TELEMETRY:
                     self.dropped_telemetry += 1
                     return None
-                log.warning("outbox over its cap (%d bytes); keeping the answer anyway", self.max_bytes)
+                log.warning(
+                    "outbox over its cap (%d bytes); keeping the answer anyway", self.max_bytes
+                )
             cur = self._db.execute(
-                "INSERT INTO outbox (kind, topic, payload, qos, correlation, size) VALUES (?,?,?,?,?,?)",
+                "INSERT INTO outbox (kind, topic, payload, qos, correlation, size) "
+                "VALUES (?,?,?,?,?,?)",
                 (kind, topic, payload, qos, correlation, size),
             )
             self._size += size
@@ -104,14 +113,20 @@ class Outbox:
             self.dropped_telemetry += len(gone)
             log.warning("outbox full: dropped %d oldest telemetry messages", len(gone))
 
-    def after(self, seq: int, limit: int) -> List[Entry]:
+    def after(self, seq: int, limit: int) -> list[Entry]:
         """Up to ``limit`` entries with a sequence number above ``seq``, oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, kind, topic, payload, qos, correlation FROM outbox "
-                "WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
-        return [Entry(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]),
-                      None if r[5] is None else bytes(r[5])) for r in rows]
+                "WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        return [
+            Entry(
+                int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), None if r[5] is None else bytes(r[5])
+            )
+            for r in rows
+        ]
 
     def remove(self, seq: int) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Optional
 
 from edge_runtime.daemon.requests import Request, RequestError
 from edge_runtime.errors import EdgeError, InputError
@@ -26,28 +26,37 @@ log = logging.getLogger(__name__)
 class Job:
     """A request (or a request that already failed parsing) and what to do when answered."""
 
-    request: Optional[Request]
-    error: Optional[RequestError]
-    done: Callable[[bool, Dict[str, Any]], None]
+    request: Request | None
+    error: RequestError | None
+    done: Callable[[bool, dict[str, Any]], None]
     enqueued: float = 0.0
 
 
 #: answer(job, prediction dict or None, error or None)
-Answer = Callable[[Job, Optional[Dict[str, Any]], Optional[RequestError]], None]
+Answer = Callable[[Job, Optional[dict[str, Any]], Optional[RequestError]], None]
 _STOP = object()
 
 
 class Pipeline:
-    def __init__(self, engine: Any, *, queue_size: int, max_pixels: int, top_k: int,
-                 answer: Answer, tally: Tally, heartbeat: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        queue_size: int,
+        max_pixels: int,
+        top_k: int,
+        answer: Answer,
+        tally: Tally,
+        heartbeat: Callable[[], None] = lambda: None,
+    ) -> None:
         self.engine = engine
         self.max_pixels = max_pixels
         self.top_k = top_k
         self._answer = answer
         self._tally = tally
         self._heartbeat = heartbeat
-        self._queue: "queue.Queue[Union[Job, object]]" = queue.Queue(maxsize=queue_size)
-        self._ready: "queue.Queue[Any]" = queue.Queue(maxsize=2)
+        self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=queue_size)
+        self._ready: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._closing = threading.Event()
         self._threads = [
             threading.Thread(target=self._prepare_loop, name="preprocess", daemon=True),
@@ -66,8 +75,11 @@ class Pipeline:
         if self._closing.is_set():
             return False
         try:
-            self._queue.put(Job(job.request, job.error, job.done, time.perf_counter()),
-                            timeout=max(wait, 0.0) or None, block=wait > 0)
+            self._queue.put(
+                Job(job.request, job.error, job.done, time.perf_counter()),
+                timeout=max(wait, 0.0) or None,
+                block=wait > 0,
+            )
         except queue.Full:
             return False
         with self._lock:
@@ -110,7 +122,9 @@ class Pipeline:
                     error = RequestError(_input_code(str(exc)), str(exc), job.request.id)
                 except Exception as exc:  # noqa: BLE001 - a request must never stop the daemon
                     log.exception("preprocessing failed")
-                    error = RequestError("bad_image", f"cannot read the image: {exc}", job.request.id)
+                    error = RequestError(
+                        "bad_image", f"cannot read the image: {exc}", job.request.id
+                    )
             self._ready.put((job, prepared, error))
 
     def _infer_loop(self) -> None:
@@ -123,7 +137,7 @@ class Pipeline:
             if item is _STOP:
                 return
             job, prepared, error = item
-            result: Optional[Dict[str, Any]] = None
+            result: dict[str, Any] | None = None
             if error is None:
                 try:
                     prediction = self.engine.infer(prepared, top_k=self.top_k)
@@ -135,13 +149,17 @@ class Pipeline:
                     error = RequestError("inference_failed", str(exc), job.request.id)
                 except Exception as exc:  # noqa: BLE001 - keep serving
                     log.exception("inference failed")
-                    error = RequestError("inference_failed", f"{type(exc).__name__}: {exc}", job.request.id)
+                    error = RequestError(
+                        "inference_failed", f"{type(exc).__name__}: {exc}", job.request.id
+                    )
             if error is not None:
                 self._tally.failed()
             try:
                 self._answer(job, result, error)
             except Exception:  # noqa: BLE001
-                log.exception("could not store the answer to %s", job.request.id if job.request else "?")
+                log.exception(
+                    "could not store the answer to %s", job.request.id if job.request else "?"
+                )
             with self._lock:
                 self._busy -= 1
 

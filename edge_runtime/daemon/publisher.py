@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable, Dict, Optional, Set
+from typing import Callable, Optional
 
 from edge_runtime.daemon.outbox import Outbox
 from edge_runtime.errors import TransportError
@@ -27,11 +27,11 @@ class Publisher:
         self.outbox = outbox
         self._publish = publish
         self.window = window
-        self._acks: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._inflight: Dict[int, int] = {}
-        self._early: Set[int] = set()
+        self._inflight: dict[int, int] = {}
+        self._early: set[int] = set()
         self._last_seq = 0
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 

@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Optional
 
 from edge_runtime.errors import InputError
 
@@ -38,8 +37,8 @@ class Request:
     id: str
     image: bytes
     source: str = "mqtt"
-    response_topic: Optional[str] = None
-    correlation_data: Optional[bytes] = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
 
 
 def payload_id(payload: bytes) -> str:
@@ -47,22 +46,26 @@ def payload_id(payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()[:16]
 
 
-def correlation_id(correlation: Optional[bytes]) -> Optional[str]:
+def correlation_id(correlation: bytes | None) -> str | None:
     if not correlation:
         return None
     try:
         text = correlation.decode("utf-8")
     except UnicodeDecodeError:
         return "hex:" + correlation.hex()[: MAX_ID_LENGTH - 4]
-    return text[:MAX_ID_LENGTH] if text.isprintable() else "hex:" + correlation.hex()[: MAX_ID_LENGTH - 4]
+    return (
+        text[:MAX_ID_LENGTH]
+        if text.isprintable()
+        else "hex:" + correlation.hex()[: MAX_ID_LENGTH - 4]
+    )
 
 
 def parse_request(
     payload: bytes,
     *,
     max_bytes: int,
-    correlation_data: Optional[bytes] = None,
-    response_topic: Optional[str] = None,
+    correlation_data: bytes | None = None,
+    response_topic: str | None = None,
 ) -> Request:
     """Parse one ``infer`` payload.
 
@@ -73,7 +76,8 @@ def parse_request(
     if len(payload) > max_bytes:
         raise RequestError(
             "too_large",
-            f"payload is {len(payload)} bytes; the limit is {max_bytes} (requests.max_payload_bytes)",
+            f"payload is {len(payload)} bytes; the limit is {max_bytes} "
+            "(requests.max_payload_bytes)",
             fallback or payload_id(payload[:max_bytes]),
         )
     request_id = fallback or payload_id(payload)
@@ -82,21 +86,35 @@ def parse_request(
         try:
             doc = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError("bad_json", f"payload looks like JSON but is not valid: {exc}", request_id) from exc
+            raise RequestError(
+                "bad_json", f"payload looks like JSON but is not valid: {exc}", request_id
+            ) from exc
         if not isinstance(doc, dict):
             raise RequestError("bad_json", 'expected a JSON object {"id", "image_b64"}', request_id)
         raw_id = doc.get("id")
         if raw_id is not None:
-            if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool) or len(str(raw_id)) > MAX_ID_LENGTH:
-                raise RequestError("bad_json", f'"id" must be a string of at most {MAX_ID_LENGTH} characters', request_id)
+            if (
+                not isinstance(raw_id, (str, int))
+                or isinstance(raw_id, bool)
+                or len(str(raw_id)) > MAX_ID_LENGTH
+            ):
+                raise RequestError(
+                    "bad_json",
+                    f'"id" must be a string of at most {MAX_ID_LENGTH} characters',
+                    request_id,
+                )
             request_id = str(raw_id)
         b64 = doc.get("image_b64")
         if not isinstance(b64, str) or not b64:
-            raise RequestError("bad_json", 'missing "image_b64" (the image as base64 text)', request_id)
+            raise RequestError(
+                "bad_json", 'missing "image_b64" (the image as base64 text)', request_id
+            )
         try:
             image = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise RequestError("bad_base64", f'"image_b64" is not valid base64: {exc}', request_id) from exc
+            raise RequestError(
+                "bad_base64", f'"image_b64" is not valid base64: {exc}', request_id
+            ) from exc
         if not image:
             raise RequestError("bad_base64", '"image_b64" decodes to no bytes', request_id)
     return Request(request_id, image, "mqtt", response_topic, correlation_data)

@@ -18,8 +18,15 @@ class Topics:
 
     def __post_init__(self) -> None:
         for part in (self.prefix, self.device_id):
-            if not part or any(c in part for c in _FORBIDDEN) or part.startswith("/") or part.endswith("/"):
-                raise ConfigError(f"invalid topic part {part!r}: no wildcards, no leading/trailing '/'")
+            if (
+                not part
+                or any(c in part for c in _FORBIDDEN)
+                or part.startswith("/")
+                or part.endswith("/")
+            ):
+                raise ConfigError(
+                    f"invalid topic part {part!r}: no wildcards, no leading/trailing '/'"
+                )
         if "/" in self.device_id:
             raise ConfigError(f"device id {self.device_id!r} must not contain '/'")
 

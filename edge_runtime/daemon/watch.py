@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable
 
 from edge_runtime.daemon.pipeline import Job
 from edge_runtime.daemon.requests import Request, RequestError
@@ -20,13 +21,14 @@ SETTLE_SECONDS = 0.3  # a file younger than this may still be being written
 
 
 class WatchFolder:
-    def __init__(self, folder: Path, *, interval: float, max_bytes: int,
-                 submit: Callable[[Job], bool]) -> None:
+    def __init__(
+        self, folder: Path, *, interval: float, max_bytes: int, submit: Callable[[Job], bool]
+    ) -> None:
         self.folder = folder
         self.interval = interval
         self.max_bytes = max_bytes
         self._submit = submit
-        self._pending: Set[str] = set()
+        self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watch", daemon=True)
@@ -62,14 +64,21 @@ class WatchFolder:
                 continue
             path = Path(entry.path)
             request_id = f"file:{entry.name}"
-            error: Optional[RequestError] = None
+            error: RequestError | None = None
             data = b""
             if stat.st_size > self.max_bytes:
-                error = RequestError("too_large", f"file is {stat.st_size} bytes; the limit is {self.max_bytes}", request_id)
+                error = RequestError(
+                    "too_large",
+                    f"file is {stat.st_size} bytes; the limit is {self.max_bytes}",
+                    request_id,
+                )
             else:
                 data = path.read_bytes()
-            job = Job(Request(request_id, data, "file") if error is None else None, error,
-                      lambda ok, doc, p=path: self._finish(p, ok, doc))
+            job = Job(
+                Request(request_id, data, "file") if error is None else None,
+                error,
+                functools.partial(self._finish, path),
+            )
             with self._lock:
                 self._pending.add(entry.name)
             if not self._submit(job):
@@ -79,12 +88,13 @@ class WatchFolder:
             submitted += 1
         return submitted
 
-    def _finish(self, path: Path, ok: bool, doc: Dict[str, Any]) -> None:
+    def _finish(self, path: Path, ok: bool, doc: dict[str, Any]) -> None:
         target = self.folder / ("done" if ok else "failed") / path.name
         try:
             os.replace(path, target)
             target.with_name(target.name + ".json").write_text(
-                json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
+                json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8"
+            )
         except OSError as exc:
             log.warning("cannot move %s: %s", path, exc)
         with self._lock:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable
 
 import psutil
 
@@ -21,10 +21,12 @@ THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
-def temperature_c(thermal_file: Path = THERMAL_ZONE) -> Optional[float]:
+def temperature_c(thermal_file: Path = THERMAL_ZONE) -> float | None:
     """SoC temperature: psutil sensors, else /sys/class/thermal; None if unknown."""
     try:
         sensors = psutil.sensors_temperatures() if hasattr(psutil, "sensors_temperatures") else {}
@@ -41,13 +43,15 @@ def temperature_c(thermal_file: Path = THERMAL_ZONE) -> Optional[float]:
     return round(value, 1) if -40 < value < 150 else None
 
 
-def throttled(timeout: float = 2.0) -> Optional[Dict[str, object]]:
+def throttled(timeout: float = 2.0) -> dict[str, object] | None:
     """Raspberry Pi throttling flags from ``vcgencmd get_throttled``; None where absent."""
     exe = shutil.which("vcgencmd")
     if exe is None:
         return None
     try:
-        done = subprocess.run([exe, "get_throttled"], capture_output=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            [exe, "get_throttled"], capture_output=True, timeout=timeout, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -58,9 +62,15 @@ def throttled(timeout: float = 2.0) -> Optional[Dict[str, object]]:
 class Collector:
     """Builds one telemetry message per call; keeps what rates need between calls."""
 
-    def __init__(self, *, state_dir: Path, tally: Callable[[], Snapshot],
-                 queue: Callable[[], Dict[str, int]], model: Dict[str, str],
-                 delegate: str) -> None:
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        tally: Callable[[], Snapshot],
+        queue: Callable[[], dict[str, int]],
+        model: dict[str, str],
+        delegate: str,
+    ) -> None:
         self.state_dir = state_dir
         self._tally = tally
         self._queue = queue
@@ -72,7 +82,7 @@ class Collector:
         self._last_time = self._started
         self._last_count = 0
 
-    def collect(self) -> Dict[str, Any]:
+    def collect(self) -> dict[str, Any]:
         now = time.monotonic()
         snap = self._tally()
         fps = rate(snap.count, self._last_count, now - self._last_time)

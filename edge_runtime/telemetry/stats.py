@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Deque, Dict, Optional, Sequence
 
 #: ``vcgencmd get_throttled`` bits (Raspberry Pi firmware documentation).
 THROTTLE_BITS = {
@@ -21,7 +21,7 @@ THROTTLE_BITS = {
 }
 
 
-def percentile(values: Sequence[float], q: float) -> Optional[float]:
+def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100); None for no values."""
     if not values:
         return None
@@ -32,8 +32,8 @@ def percentile(values: Sequence[float], q: float) -> Optional[float]:
     return float(ordered[rank - 1])
 
 
-def latency_summary(values: Sequence[float]) -> Dict[str, Optional[float]]:
-    out: Dict[str, Optional[float]] = {}
+def latency_summary(values: Sequence[float]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
     for q in (50, 90, 99):
         p = percentile(values, q)
         out[f"p{q}"] = None if p is None else round(p, 3)
@@ -47,14 +47,14 @@ def rate(count_now: int, count_before: int, seconds: float) -> float:
     return round(max(0, count_now - count_before) / seconds, 3)
 
 
-def decode_throttled(text: str) -> Optional[Dict[str, object]]:
+def decode_throttled(text: str) -> dict[str, object] | None:
     """Parse ``throttled=0x50005`` into named flags; None if it cannot be read."""
     value = text.strip().split("=", 1)[-1].strip()
     try:
         bits = int(value, 16)
     except ValueError:
         return None
-    flags: Dict[str, object] = {"raw": hex(bits)}
+    flags: dict[str, object] = {"raw": hex(bits)}
     for bit, name in THROTTLE_BITS.items():
         flags[name] = bool(bits >> bit & 1)
     return flags
@@ -65,7 +65,7 @@ class Snapshot:
     count: int
     errors: int
     refused: int
-    latencies: tuple
+    latencies: tuple[float, ...]
 
 
 class Tally:
@@ -73,7 +73,7 @@ class Tally:
 
     def __init__(self, window: int) -> None:
         self._lock = threading.Lock()
-        self._latencies: Deque[float] = deque(maxlen=window)
+        self._latencies: deque[float] = deque(maxlen=window)
         self.count = 0
         self.errors = 0
         self.refused = 0

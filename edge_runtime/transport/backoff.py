@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from typing import Optional
 
 
-def backoff_delay(attempt: int, *, minimum: float, maximum: float, rng: Optional[random.Random] = None) -> float:
+def backoff_delay(
+    attempt: int, *, minimum: float, maximum: float, rng: random.Random | None = None
+) -> float:
     """Delay before reconnect attempt ``attempt`` (0-based): ``minimum * 2**attempt`` capped
     at ``maximum``, then scaled by a random factor in [0.5, 1.0) so a fleet that lost the
     same broker does not come back in lockstep."""

@@ -13,9 +13,10 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,12 +36,12 @@ class MqttOptions:
     client_id: str
     protocol: str = "5"  # "5" or "3.1.1"
     keepalive: int = 30
-    username: Optional[str] = None
-    password: Optional[str] = None
-    tls_ca: Optional[Path] = None
-    tls_cert: Optional[Path] = None
-    tls_key: Optional[Path] = None
-    will_topic: Optional[str] = None
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    will_topic: str | None = None
     will_payload: bytes = b"offline"
     online_payload: bytes = b"online"
     session_expiry: int = 7 * 24 * 3600
@@ -59,8 +60,8 @@ class Message:
     qos: int
     mid: int
     generation: int
-    response_topic: Optional[str] = None
-    correlation_data: Optional[bytes] = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
     duplicate: bool = False
 
 
@@ -71,7 +72,7 @@ class MqttTransport:
         self,
         options: MqttOptions,
         *,
-        subscriptions: Sequence[Tuple[str, int]],
+        subscriptions: Sequence[tuple[str, int]],
         on_message: Callable[[Message], None],
         on_connection: Callable[[bool], None] = lambda up: None,
         on_published: Callable[[int], None] = lambda mid: None,
@@ -85,8 +86,8 @@ class MqttTransport:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._generation = 0
-        self._thread: Optional[threading.Thread] = None
-        self.last_error: Optional[str] = None
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
         self._client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -120,22 +121,30 @@ class MqttTransport:
         return client
 
     # -- paho callbacks: convert and hand over --------------------------------------
-    def _handle_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _handle_connect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused the connection: {reason}"
             log.error("MQTT %s", self.last_error)
             return
         self._generation += 1
         self._connected.set()
-        log.info("MQTT connected to %s:%d (session present: %s)", self.options.host,
-                 self.options.port, getattr(flags, "session_present", None))
+        log.info(
+            "MQTT connected to %s:%d (session present: %s)",
+            self.options.host,
+            self.options.port,
+            getattr(flags, "session_present", None),
+        )
         if self._subscriptions:
             client.subscribe([(t, q) for t, q in self._subscriptions])
         if self.options.will_topic:
             client.publish(self.options.will_topic, self.options.online_payload, qos=1, retain=True)
         self._on_connection(True)
 
-    def _handle_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _handle_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         was = self._connected.is_set()
         self._connected.clear()
         if was:
@@ -148,14 +157,22 @@ class MqttTransport:
         if props is not None:
             response_topic = getattr(props, "ResponseTopic", None)
             correlation = getattr(props, "CorrelationData", None)
-        self._on_message(Message(
-            topic=msg.topic, payload=bytes(msg.payload), qos=int(msg.qos), mid=int(msg.mid),
-            generation=self._generation, response_topic=response_topic or None,
-            correlation_data=bytes(correlation) if correlation else None,
-            duplicate=bool(getattr(msg, "dup", False)),
-        ))
+        self._on_message(
+            Message(
+                topic=msg.topic,
+                payload=bytes(msg.payload),
+                qos=int(msg.qos),
+                mid=int(msg.mid),
+                generation=self._generation,
+                response_topic=response_topic or None,
+                correlation_data=bytes(correlation) if correlation else None,
+                duplicate=bool(getattr(msg, "dup", False)),
+            )
+        )
 
-    def _handle_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+    def _handle_publish(
+        self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
         self._on_published(int(mid))
 
     # -- public API -------------------------------------------------------------------
@@ -170,8 +187,15 @@ class MqttTransport:
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                correlation_data: Optional[bytes] = None) -> Optional[int]:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        correlation_data: bytes | None = None,
+    ) -> int | None:
         """Send now if connected; returns the message id, or None when offline.
 
         Raises:
@@ -181,7 +205,7 @@ class MqttTransport:
             return None
         props = None
         if self._v5 and correlation_data:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.CorrelationData = correlation_data
         try:
             info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
@@ -215,11 +239,11 @@ class MqttTransport:
         o = self.options
         props = None
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = o.session_expiry
             props.ReceiveMaximum = max(1, min(65535, o.receive_maximum))
         if first:
-            kwargs: Dict[str, Any] = {"clean_start": False, "properties": props} if self._v5 else {}
+            kwargs: dict[str, Any] = {"clean_start": False, "properties": props} if self._v5 else {}
             self._client.connect(o.host, o.port, o.keepalive, **kwargs)
         else:
             self._client.reconnect()
@@ -231,8 +255,12 @@ class MqttTransport:
                 self._connect(first)
                 first = False
             except (OSError, ValueError, paho.WebsocketConnectionError) as exc:
-                self.last_error = f"cannot connect to {self.options.host}:{self.options.port}: {exc}"
-                delay = backoff_delay(attempt, minimum=self.options.reconnect_min, maximum=self.options.reconnect_max)
+                self.last_error = (
+                    f"cannot connect to {self.options.host}:{self.options.port}: {exc}"
+                )
+                delay = backoff_delay(
+                    attempt, minimum=self.options.reconnect_min, maximum=self.options.reconnect_max
+                )
                 log.warning("MQTT %s; retrying in %.1fs", self.last_error, delay)
                 attempt += 1
                 self._stop.wait(delay)
@@ -246,7 +274,9 @@ class MqttTransport:
             if self._stop.is_set():
                 break
             self._handle_disconnect(None, None, None, "connection lost", None)
-            delay = backoff_delay(attempt, minimum=self.options.reconnect_min, maximum=self.options.reconnect_max)
+            delay = backoff_delay(
+                attempt, minimum=self.options.reconnect_min, maximum=self.options.reconnect_max
+            )
             attempt += 1
             self._stop.wait(delay)
         self._shutdown()
@@ -254,7 +284,9 @@ class MqttTransport:
     def _shutdown(self) -> None:
         if self._connected.is_set() and self.options.will_topic:
             try:
-                info = self._client.publish(self.options.will_topic, self.options.will_payload, qos=1, retain=True)
+                info = self._client.publish(
+                    self.options.will_topic, self.options.will_payload, qos=1, retain=True
+                )
                 deadline = time.monotonic() + 2.0
                 while not info.is_published() and time.monotonic() < deadline:
                     if self._client.loop(timeout=0.1) != paho.MQTT_ERR_SUCCESS:

@@ -8,7 +8,6 @@ import json
 import random
 import time
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 from support.client import TestClient
@@ -24,7 +23,7 @@ DEV = "pi-test"
 T = f"edge/{DEV}"
 
 
-def expected_top(images: List[bytes]) -> List[int]:
+def expected_top(images: list[bytes]) -> list[int]:
     """What the model itself says, in this process (the daemon must agree exactly)."""
     engine = Engine.load(MODEL, threads=1)
     try:
@@ -33,7 +32,7 @@ def expected_top(images: List[bytes]) -> List[int]:
         engine.close()
 
 
-def answers(client: TestClient, topic: str) -> Dict[str, dict]:
+def answers(client: TestClient, topic: str) -> dict[str, dict]:
     return {m.json()["id"]: m.json() for m in client.on(topic)}  # type: ignore[index]
 
 
@@ -58,7 +57,9 @@ def test_prediction_mqtt5_echoes_correlation_data_and_uses_response_topic(tmp_pa
         client.subscribe("replies/test")
         wait_ready(daemon)
         for i, (img, _) in enumerate(images):
-            client.publish(f"{T}/infer", img, correlation=f"corr-{i}".encode(), response_topic="replies/test")
+            client.publish(
+                f"{T}/infer", img, correlation=f"corr-{i}".encode(), response_topic="replies/test"
+            )
         client.wait_for(lambda r: len(r) >= 2 * len(images), 20)
         preds = client.on(f"{T}/predictions")
         replies = client.on("replies/test")
@@ -106,8 +107,15 @@ def test_mqtt311_with_json_requests(tmp_path, broker):
 def test_tls_with_client_certificate(tmp_path):
     tls = make_tls(tmp_path / "pki")
     with Mosquitto(tmp_path, tls=tls) as b:
-        config = daemon_config(tmp_path, b.tls_port, mqtt={
-            "tls_ca": str(tls.ca), "tls_cert": str(tls.client_cert), "tls_key": str(tls.client_key)})
+        config = daemon_config(
+            tmp_path,
+            b.tls_port,
+            mqtt={
+                "tls_ca": str(tls.ca),
+                "tls_cert": str(tls.client_cert),
+                "tls_key": str(tls.client_key),
+            },
+        )
         with DaemonProcess(config) as daemon:
             client = TestClient(b.tls_port, tls=tls)
             client.subscribe(f"{T}/#")
@@ -149,7 +157,9 @@ def test_acl_denied_client_cannot_read_predictions(tmp_path):
     with Mosquitto(tmp_path, users=users, acl=ACL) as b:
         pw = tmp_path / "mqtt-password"
         pw.write_text("dev-secret\n")
-        config = daemon_config(tmp_path, b.port, mqtt={"username": "device", "password_file": str(pw)})
+        config = daemon_config(
+            tmp_path, b.port, mqtt={"username": "device", "password_file": str(pw)}
+        )
         with DaemonProcess(config) as daemon:
             operator = TestClient(b.port, username="operator", password="op-secret")
             other = TestClient(b.port, username="other", password="other-secret")
@@ -162,7 +172,9 @@ def test_acl_denied_client_cannot_read_predictions(tmp_path):
             other.publish(f"{T}/infer", img, correlation=b"acl-denied")  # denied publish
             operator.wait_for(lambda r: len(r) >= 1, 15)
             time.sleep(1.0)
-            assert [m.json()["id"] for m in operator.on(f"{T}/predictions")] == ["acl-1"], daemon.log()
+            assert [m.json()["id"] for m in operator.on(f"{T}/predictions")] == ["acl-1"], (
+                daemon.log()
+            )
             assert not [m for m in other.received if m.topic.startswith(T)]
             with pytest.raises(TimeoutError):
                 TestClient(b.port, username="device", password="wrong", timeout=3)
@@ -206,8 +218,19 @@ def test_telemetry_on_time_with_every_field(tmp_path, broker):
         assert time.monotonic() - start < 8
         docs = [m.json() for m in msgs]
         for doc in docs:
-            assert set(doc) >= {"ts", "uptime_s", "cpu_percent", "memory", "temperature_c", "throttled",
-                                "disk_free_bytes", "inference", "queue", "model", "delegate"}
+            assert set(doc) >= {
+                "ts",
+                "uptime_s",
+                "cpu_percent",
+                "memory",
+                "temperature_c",
+                "throttled",
+                "disk_free_bytes",
+                "inference",
+                "queue",
+                "model",
+                "delegate",
+            }
             assert 0 <= doc["cpu_percent"] <= 100 * 64
             assert doc["memory"]["rss_bytes"] > 10_000_000
             assert 0 < doc["memory"]["system_percent"] <= 100
@@ -246,7 +269,9 @@ def test_bad_requests_each_get_an_error_and_the_daemon_keeps_serving(tmp_path, b
     payloads["truncated"] = big[: len(big) // 2]
     payloads["too-many-pixels"] = big  # 4096 pixels, limit below
     payloads["too-large"] = b"\xff\xd8" + bytes(5000)
-    config = daemon_config(tmp_path, broker.port, requests={"max_pixels": 1000, "max_payload_bytes": 4096})
+    config = daemon_config(
+        tmp_path, broker.port, requests={"max_pixels": 1000, "max_payload_bytes": 4096}
+    )
     with DaemonProcess(config) as daemon:
         client = TestClient(broker.port)
         client.subscribe(f"{T}/errors")
@@ -278,7 +303,9 @@ def test_random_payloads_leave_the_daemon_healthy(tmp_path, broker):
     rng = random.Random(1234)
     payloads = [bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 3000))) for _ in range(200)]
     payloads = list({p: None for p in payloads})  # distinct payloads, distinct ids
-    with DaemonProcess(daemon_config(tmp_path, broker.port, requests={"queue_size": 256})) as daemon:
+    with DaemonProcess(
+        daemon_config(tmp_path, broker.port, requests={"queue_size": 256})
+    ) as daemon:
         client = TestClient(broker.port)
         client.subscribe(f"{T}/errors")
         client.subscribe(f"{T}/predictions")
@@ -301,7 +328,9 @@ def test_random_payloads_leave_the_daemon_healthy(tmp_path, broker):
 def test_watched_folder(tmp_path, broker):
     watch = tmp_path / "inbox"
     watch.mkdir()
-    config = daemon_config(tmp_path, broker.port, requests={"watch_dir": str(watch), "watch_interval": 0.2})
+    config = daemon_config(
+        tmp_path, broker.port, requests={"watch_dir": str(watch), "watch_interval": 0.2}
+    )
     with DaemonProcess(config) as daemon:
         client = TestClient(broker.port)
         client.subscribe(f"{T}/#")

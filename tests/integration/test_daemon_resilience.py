@@ -3,6 +3,7 @@ systemd notifications, and bad configs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,8 +11,6 @@ import socket
 import subprocess
 import time
 from collections import defaultdict
-from pathlib import Path
-from typing import Dict, List, Set
 
 import pytest
 from support.client import TestClient
@@ -31,13 +30,15 @@ def request(i: int, img: bytes) -> bytes:
     return json.dumps({"id": f"r{i:04d}", "image_b64": base64.b64encode(img).decode()}).encode()
 
 
-def check_exactly_answered(observer: TestClient, expected: Set[str]) -> None:
+def check_exactly_answered(observer: TestClient, expected: set[str]) -> None:
     """Every request answered; any duplicate (QoS 1) carries the same id and the same answer."""
-    by_id: Dict[str, List[dict]] = defaultdict(list)
+    by_id: dict[str, list[dict]] = defaultdict(list)
     for m in observer.on(f"{T}/predictions") + observer.on(f"{T}/errors"):
         doc = m.json()
         by_id[doc["id"]].append(doc)  # type: ignore[index]
-    assert set(by_id) == expected, f"missing {sorted(expected - set(by_id))[:10]}, extra {sorted(set(by_id) - expected)[:10]}"
+    assert set(by_id) == expected, (
+        f"missing {sorted(expected - set(by_id))[:10]}, extra {sorted(set(by_id) - expected)[:10]}"
+    )
     for docs in by_id.values():
         assert len({json.dumps(d.get("top")) for d in docs}) == 1
         assert all("error" not in d for d in docs), docs
@@ -46,7 +47,7 @@ def check_exactly_answered(observer: TestClient, expected: Set[str]) -> None:
     assert dups <= len(expected) // 5, f"{dups} duplicates"
 
 
-def wait_all(observer: TestClient, expected: Set[str], timeout: float) -> None:
+def wait_all(observer: TestClient, expected: set[str], timeout: float) -> None:
     def done(received: list) -> bool:
         ids = set()
         for m in received:
@@ -157,15 +158,13 @@ def test_sd_notify_ready_and_watchdog(tmp_path):
             config = daemon_config(tmp_path, broker.port)
             env = {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
             with DaemonProcess(config, env=env) as daemon:
-                seen: List[str] = []
+                seen: list[str] = []
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and not (
                     any("READY=1" in s for s in seen) and sum("WATCHDOG=1" in s for s in seen) >= 2
                 ):
-                    try:
+                    with contextlib.suppress(socket.timeout):
                         seen.append(sock.recv(4096).decode())
-                    except socket.timeout:
-                        pass
                 assert any("READY=1" in s for s in seen), (seen, daemon.log())
                 assert sum("WATCHDOG=1" in s for s in seen) >= 2, seen
                 assert any("STATUS=" in s for s in seen)
@@ -187,17 +186,19 @@ def test_sd_notify_abstract_socket(tmp_path):
     sock.bind("\0" + name)
     sock.settimeout(1.0)
     try:
-        with Mosquitto(tmp_path) as broker:
-            with DaemonProcess(daemon_config(tmp_path, broker.port), env={"NOTIFY_SOCKET": "@" + name}) as daemon:
-                seen: List[str] = []
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and not any("READY=1" in s for s in seen):
-                    try:
-                        seen.append(sock.recv(4096).decode())
-                    except socket.timeout:
-                        pass
-                assert any("READY=1" in s for s in seen), daemon.log()
-                assert daemon.terminate() == 0
+        with (
+            Mosquitto(tmp_path) as broker,
+            DaemonProcess(
+                daemon_config(tmp_path, broker.port), env={"NOTIFY_SOCKET": "@" + name}
+            ) as daemon,
+        ):
+            seen: list[str] = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any("READY=1" in s for s in seen):
+                with contextlib.suppress(socket.timeout):
+                    seen.append(sock.recv(4096).decode())
+            assert any("READY=1" in s for s in seen), daemon.log()
+            assert daemon.terminate() == 0
     finally:
         sock.close()
 
@@ -212,12 +213,22 @@ def test_bad_config_gives_one_line_per_problem(tmp_path):
         },
         {"device_id": "pi 01", "state_dir": str(tmp_path / "s"), "surprise": 1},
     )
-    done = subprocess.run([*command(), "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*command(), "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
-    for fragment in ("model.delegate", "model.threads", "mqtt.port", "mqtt.protocol", "mqtt.colour",
-                     "telemetry.interval", "device_id", "surprise"):
+    for fragment in (
+        "model.delegate",
+        "model.threads",
+        "mqtt.port",
+        "mqtt.protocol",
+        "mqtt.colour",
+        "telemetry.interval",
+        "device_id",
+        "surprise",
+    ):
         hits = [line for line in lines[1:] if line.startswith(fragment + ":")]
         assert len(hits) == 1, (fragment, lines)
     assert any("'auto', 'cpu', 'edgetpu'" in line for line in lines)

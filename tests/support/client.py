@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import queue
 import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -25,7 +25,7 @@ class Received:
     topic: str
     payload: bytes
     retain: bool
-    correlation_data: Optional[bytes]
+    correlation_data: bytes | None
 
     def json(self) -> object:
         import json
@@ -38,10 +38,18 @@ class TestClient:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, port: int, *, protocol: str = "5", tls: Optional[TlsFiles] = None,
-                 username: Optional[str] = None, password: Optional[str] = None,
-                 client_id: Optional[str] = None, timeout: float = 10.0,
-                 persistent: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        protocol: str = "5",
+        tls: TlsFiles | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        timeout: float = 10.0,
+        persistent: bool = False,
+    ) -> None:
         """``persistent``: a session that survives disconnects and broker restarts
         (fixed client id, clean start off); paho reconnects by itself."""
         self.v5 = protocol == "5"
@@ -52,26 +60,35 @@ class TestClient:
             clean_session=None if self.v5 else not persistent,
         )
         self.client.reconnect_delay_set(0.1, 0.5)
-        self._subscriptions: List[tuple] = []
-        self.received: List[Received] = []
+        self._subscriptions: list[tuple] = []
+        self.received: list[Received] = []
         self._cond = threading.Condition()
         self._connected = threading.Event()
-        self.refused: Optional[str] = None
+        self.refused: str | None = None
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self._connected.clear()
         if username is not None:
             self.client.username_pw_set(username, password)
         if tls is not None:
-            self.client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.client_cert),
-                                keyfile=str(tls.client_key), cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(
+                ca_certs=str(tls.ca),
+                certfile=str(tls.client_cert),
+                keyfile=str(tls.client_key),
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         connect_props = None
         if self.v5 and persistent:
             connect_props = Properties(PacketTypes.CONNECT)
             connect_props.SessionExpiryInterval = 3600
         if self.v5:
-            self.client.connect("127.0.0.1", port, keepalive=30, clean_start=not persistent,
-                                properties=connect_props)
+            self.client.connect(
+                "127.0.0.1",
+                port,
+                keepalive=30,
+                clean_start=not persistent,
+                properties=connect_props,
+            )
         else:
             self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
@@ -104,8 +121,16 @@ class TestClient:
         if not done.wait(timeout):
             raise TimeoutError(f"no SUBACK for {topic}")
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, correlation: Optional[bytes] = None,
-                response_topic: Optional[str] = None, wait: bool = True) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        correlation: bytes | None = None,
+        response_topic: str | None = None,
+        wait: bool = True,
+    ) -> None:
         props = None
         if self.v5 and (correlation or response_topic):
             props = Properties(PacketTypes.PUBLISH)
@@ -117,7 +142,9 @@ class TestClient:
         if wait and qos:
             info.wait_for_publish(10)
 
-    def wait_for(self, predicate: Callable[[List[Received]], bool], timeout: float) -> List[Received]:
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float
+    ) -> list[Received]:
         """Wait until ``predicate(received)`` holds; returns a copy either way."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -128,13 +155,11 @@ class TestClient:
                 self._cond.wait(min(left, 0.5))
             return list(self.received)
 
-    def on(self, topic: str) -> List[Received]:
+    def on(self, topic: str) -> list[Received]:
         with self._cond:
             return [m for m in self.received if m.topic == topic]
 
     def close(self) -> None:
         self.client.loop_stop()
-        try:
+        with contextlib.suppress(Exception):  # already gone is fine here
             self.client.disconnect()
-        except Exception:  # noqa: BLE001
-            pass

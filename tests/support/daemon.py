@@ -8,13 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "tests" / "fixtures" / "models" / "digits_int8.tflite"
 
 
-def command() -> List[str]:
+def command() -> list[str]:
     script = Path(sys.executable).parent / "edge-runtime"
     if script.exists():
         return [str(script)]
@@ -31,7 +30,9 @@ def toml_value(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(path: Path, sections: Dict[str, Dict[str, object]], top: Dict[str, object]) -> Path:
+def write_config(
+    path: Path, sections: dict[str, dict[str, object]], top: dict[str, object]
+) -> Path:
     lines = [f"{k} = {toml_value(v)}" for k, v in top.items()]
     for name, table in sections.items():
         lines.append(f"\n[{name}]")
@@ -40,34 +41,55 @@ def write_config(path: Path, sections: Dict[str, Dict[str, object]], top: Dict[s
     return path
 
 
-def daemon_config(folder: Path, port: int, *, device_id: str = "pi-test", model: Path = MODEL,
-                  mqtt: Optional[Dict[str, object]] = None, telemetry: float = 30.0,
-                  requests: Optional[Dict[str, object]] = None, **top: object) -> Path:
+def daemon_config(
+    folder: Path,
+    port: int,
+    *,
+    device_id: str = "pi-test",
+    model: Path = MODEL,
+    mqtt: dict[str, object] | None = None,
+    telemetry: float = 30.0,
+    requests: dict[str, object] | None = None,
+    **top: object,
+) -> Path:
     """A config for the daemon under test; ``mqtt``/``requests`` entries override defaults."""
     return write_config(
         folder / "config.toml",
         {
             "model": {"path": str(model), "threads": 1},
-            "mqtt": {"host": "127.0.0.1", "port": port, "keepalive": 10, "reconnect_min": 0.2,
-                     "reconnect_max": 1.0, **(mqtt or {})},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "keepalive": 10,
+                "reconnect_min": 0.2,
+                "reconnect_max": 1.0,
+                **(mqtt or {}),
+            },
             "requests": {"queue_size": 64, **(requests or {})},
             "telemetry": {"interval": telemetry},
         },
-        {"device_id": device_id, "state_dir": str(folder / "state"), "log_level": "info",
-         "shutdown_timeout": 15.0, **top},
+        {
+            "device_id": device_id,
+            "state_dir": str(folder / "state"),
+            "log_level": "info",
+            "shutdown_timeout": 15.0,
+            **top,
+        },
     )
 
 
 class DaemonProcess:
     """``edge-runtime run --config FILE`` in a subprocess; stderr goes to a log file."""
 
-    def __init__(self, config: Path, *, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log_file = config.parent / f"daemon-{time.monotonic_ns()}.log"
-        self._log = open(self.log_file, "wb")
+        self._log = open(self.log_file, "wb")  # noqa: SIM115 - closed when the process ends
         self.proc = subprocess.Popen(
             [*command(), "run", "--config", str(config)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
 
@@ -104,7 +126,7 @@ class DaemonProcess:
             time.sleep(0.1)
         return False
 
-    def __enter__(self) -> "DaemonProcess":
+    def __enter__(self) -> DaemonProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

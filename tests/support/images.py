@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import List, Tuple
 
 import numpy as np
 from PIL import Image
@@ -12,7 +11,7 @@ from PIL import Image
 DIGITS = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "digits_test.npz"
 
 
-def digits(n: int, fmt: str = "PNG") -> List[Tuple[bytes, int]]:
+def digits(n: int, fmt: str = "PNG") -> list[tuple[bytes, int]]:
     """The first ``n`` held-out digits as (encoded image, true label)."""
     data = np.load(DIGITS)
     out = []
@@ -23,7 +22,7 @@ def digits(n: int, fmt: str = "PNG") -> List[Tuple[bytes, int]]:
     return out
 
 
-def jpeg(size: Tuple[int, int] = (64, 64)) -> bytes:
+def jpeg(size: tuple[int, int] = (64, 64)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (120, 30, 200)).save(buf, format="JPEG")
     return buf.getvalue()

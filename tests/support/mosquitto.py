@@ -23,7 +23,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,12 +60,20 @@ class TlsFiles:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: Optional[x509.Certificate],
-          issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False, server: bool = False) -> x509.Certificate:
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
     now = dt.datetime.now(dt.timezone.utc)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (
@@ -80,8 +87,12 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: Optional[x509.C
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -90,15 +101,22 @@ def make_tls(folder: Path, client_name: str = "device") -> TlsFiles:
     folder.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("test-ca", ca_key, None, ca_key, ca=True)
-    files = TlsFiles(folder / "ca.crt", folder / "server.crt", folder / "server.key",
-                     folder / "client.crt", folder / "client.key")
+    files = TlsFiles(
+        folder / "ca.crt",
+        folder / "server.crt",
+        folder / "server.key",
+        folder / "client.crt",
+        folder / "client.key",
+    )
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     for cert_path, key_path, subject, server in (
         (files.server_cert, files.server_key, "127.0.0.1", True),
         (files.client_cert, files.client_key, client_name, False),
     ):
         key = ec.generate_private_key(ec.SECP256R1())
-        cert_path.write_bytes(_cert(subject, key, ca, ca_key, server=server).public_bytes(serialization.Encoding.PEM))
+        cert_path.write_bytes(
+            _cert(subject, key, ca, ca_key, server=server).public_bytes(serialization.Encoding.PEM)
+        )
         key_path.write_bytes(_key_pem(key))
         key_path.chmod(0o600)
     return files
@@ -107,23 +125,31 @@ def make_tls(folder: Path, client_name: str = "device") -> TlsFiles:
 class Mosquitto:
     """One mosquitto process with fixed ports across restarts."""
 
-    def __init__(self, workdir: Path, *, tls: Optional[TlsFiles] = None,
-                 users: Optional[Dict[str, str]] = None, acl: Optional[str] = None,
-                 persistence: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        tls: TlsFiles | None = None,
+        users: dict[str, str] | None = None,
+        acl: str | None = None,
+        persistence: bool = True,
+    ) -> None:
         self.workdir = Path(workdir) / f"mosquitto-{free_port()}"
         self.workdir.mkdir(parents=True)
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         self.tls = tls
         self.log_file = self.workdir / "mosquitto.log"
-        self._proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self._proc: subprocess.Popen | None = None  # type: ignore[type-arg]
         lines = [
             "per_listener_settings true",
             # stay the current user (as root, mosquitto would switch to "mosquitto" and
             # lose access to the test's private temp folders)
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
             f"log_dest file {self.log_file}",
-            "log_type error", "log_type warning", "log_type notice",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",
@@ -134,8 +160,12 @@ class Mosquitto:
             pw = self.workdir / "passwd"
             pw.write_text("")
             for user, password in users.items():
-                subprocess.run([MOSQUITTO_PASSWD, "-b", str(pw), user, password], check=True,
-                               capture_output=True, timeout=30)
+                subprocess.run(
+                    [MOSQUITTO_PASSWD, "-b", str(pw), user, password],
+                    check=True,
+                    capture_output=True,
+                    timeout=30,
+                )
             lines += ["allow_anonymous false", f"password_file {pw}"]
             if acl is not None:
                 (self.workdir / "acl").write_text(acl)
@@ -145,18 +175,23 @@ class Mosquitto:
         if tls:
             lines += [
                 f"listener {self.tls_port} 127.0.0.1",
-                f"cafile {tls.ca}", f"certfile {tls.server_cert}", f"keyfile {tls.server_key}",
-                "require_certificate true", "use_identity_as_username true", "allow_anonymous false",
+                f"cafile {tls.ca}",
+                f"certfile {tls.server_cert}",
+                f"keyfile {tls.server_key}",
+                "require_certificate true",
+                "use_identity_as_username true",
+                "allow_anonymous false",
             ]
         self.config_file = self.workdir / "mosquitto.conf"
         self.config_file.write_text("\n".join(lines) + "\n")
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 10.0) -> Mosquitto:
         if self._proc is not None and self._proc.poll() is None:
             return self
         with open(self.workdir / "stderr.log", "ab") as err:
-            self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config_file)],
-                                          stdout=subprocess.DEVNULL, stderr=err)
+            self._proc = subprocess.Popen(
+                [MOSQUITTO, "-c", str(self.config_file)], stdout=subprocess.DEVNULL, stderr=err
+            )
         try:
             wait_port(self.port, timeout)
             if self.tls_port:
@@ -200,7 +235,7 @@ class Mosquitto:
                 text += f.read_text(errors="replace")
         return text
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

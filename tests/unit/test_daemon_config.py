@@ -38,13 +38,17 @@ def test_minimal_config_takes_documented_defaults():
 
 
 def test_every_problem_is_reported_once_naming_key_and_allowed_values():
-    lines = problems({
-        "device_id": "has space", "state_dir": "/s", "extra": 1,
-        "model": {"path": "/m", "delegate": "gpu", "threads": 0},
-        "mqtt": {"port": 0, "protocol": "4", "keepalive": "x", "colour": "blue"},
-        "telemetry": {"interval": 0},
-        "requests": {"max_pixels": True},
-    })
+    lines = problems(
+        {
+            "device_id": "has space",
+            "state_dir": "/s",
+            "extra": 1,
+            "model": {"path": "/m", "delegate": "gpu", "threads": 0},
+            "mqtt": {"port": 0, "protocol": "4", "keepalive": "x", "colour": "blue"},
+            "telemetry": {"interval": 0},
+            "requests": {"max_pixels": True},
+        }
+    )
     by_key = {line.split(":", 1)[0]: line for line in lines}
     assert len(lines) == len(by_key) == 10, lines
     assert "'auto', 'cpu', 'edgetpu'" in by_key["model.delegate"]

@@ -8,7 +8,10 @@ from edge_runtime.daemon.publisher import Publisher
 
 def test_fifo_order_and_remove(tmp_path):
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
-    seqs = [box.add(ANSWER, "t", f"m{i}".encode(), correlation=b"c" if i == 1 else None) for i in range(5)]
+    seqs = [
+        box.add(ANSWER, "t", f"m{i}".encode(), correlation=b"c" if i == 1 else None)
+        for i in range(5)
+    ]
     entries = box.after(0, 10)
     assert [e.payload for e in entries] == [b"m0", b"m1", b"m2", b"m3", b"m4"]
     assert entries[1].correlation == b"c" and entries[0].correlation is None
@@ -25,7 +28,10 @@ def test_survives_a_restart(tmp_path):
     size = box.size_bytes
     box.close()
     again = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
-    assert [(e.topic, e.payload, e.qos) for e in again.after(0, 10)] == [("a", b"1", 1), ("t", b"2", 0)]
+    assert [(e.topic, e.payload, e.qos) for e in again.after(0, 10)] == [
+        ("a", b"1", 1),
+        ("t", b"2", 0),
+    ]
     assert len(again) == 2 and again.size_bytes == size
 
 

@@ -40,9 +40,16 @@ def run(engine, jobs, *, queue_size=16):
     original = ser.prediction_to_dict
     ser.prediction_to_dict = lambda p: {"echo": p.decode()}
     try:
-        pipe = Pipeline(engine, queue_size=queue_size, max_pixels=100, top_k=1,
-                        answer=lambda job, res, err: answers.append((job.request.id if job.request else err.request_id, res, err)),
-                        tally=Tally(10))
+        pipe = Pipeline(
+            engine,
+            queue_size=queue_size,
+            max_pixels=100,
+            top_k=1,
+            answer=lambda job, res, err: answers.append(
+                (job.request.id if job.request else err.request_id, res, err)
+            ),
+            tally=Tally(10),
+        )
         pipe.start()
         accepted = [pipe.submit(j) for j in jobs]
         assert pipe.stop(10)
@@ -52,12 +59,20 @@ def run(engine, jobs, *, queue_size=16):
 
 
 def job(i, data=b"img"):
-    return Job(Request(f"r{i}", data + str(i).encode() if data != b"bad" else data), None, lambda ok, doc: None)
+    return Job(
+        Request(f"r{i}", data + str(i).encode() if data != b"bad" else data),
+        None,
+        lambda ok, doc: None,
+    )
 
 
 def test_every_job_answered_once_in_order_with_errors():
-    jobs = [job(0), job(1, b"bad"), job(2),
-            Job(None, RequestError("bad_json", "x", "r3"), lambda ok, doc: None)]
+    jobs = [
+        job(0),
+        job(1, b"bad"),
+        job(2),
+        Job(None, RequestError("bad_json", "x", "r3"), lambda ok, doc: None),
+    ]
     accepted, answers = run(FakeEngine(), jobs)
     assert all(accepted)
     assert [a[0] for a in answers] == ["r0", "r1", "r2", "r3"]
@@ -69,7 +84,9 @@ def test_every_job_answered_once_in_order_with_errors():
 def test_full_queue_refuses_instead_of_blocking():
     gate = threading.Event()
     engine = FakeEngine(gate)
-    pipe = Pipeline(engine, queue_size=2, max_pixels=100, top_k=1, answer=lambda *a: None, tally=Tally(10))
+    pipe = Pipeline(
+        engine, queue_size=2, max_pixels=100, top_k=1, answer=lambda *a: None, tally=Tally(10)
+    )
     pipe.start()
     results = []
     for _ in range(3):  # fill, and again once the workers took what they could

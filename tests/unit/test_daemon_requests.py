@@ -68,9 +68,19 @@ def test_bad_base64_keeps_the_json_id():
 def test_topics():
     t = Topics("edge", "pi-01")
     assert (t.infer, t.predictions, t.errors, t.telemetry, t.status) == (
-        "edge/pi-01/infer", "edge/pi-01/predictions", "edge/pi-01/errors",
-        "edge/pi-01/telemetry", "edge/pi-01/status")
+        "edge/pi-01/infer",
+        "edge/pi-01/predictions",
+        "edge/pi-01/errors",
+        "edge/pi-01/telemetry",
+        "edge/pi-01/status",
+    )
     assert Topics("site/a", "d").infer == "site/a/d/infer"
-    for prefix, device in (("edge/#", "d"), ("edge", "a/b"), ("", "d"), ("edge/", "d"), ("edge", "+")):
+    for prefix, device in (
+        ("edge/#", "d"),
+        ("edge", "a/b"),
+        ("", "d"),
+        ("edge/", "d"),
+        ("edge", "+"),
+    ):
         with pytest.raises(ConfigError):
             Topics(prefix, device)

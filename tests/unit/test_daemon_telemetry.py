@@ -72,13 +72,29 @@ def test_temperature_from_sysfs_when_psutil_has_none(tmp_path, monkeypatch):
 
 def test_collector_message_has_every_contract_field(tmp_path):
     tally = Tally(100)
-    collector = Collector(state_dir=tmp_path, tally=tally.snapshot, queue=lambda: {"depth": 2, "dropped": 1},
-                          model={"name": "m", "version": "1.0.0", "sha256": "ab"}, delegate="cpu")
+    collector = Collector(
+        state_dir=tmp_path,
+        tally=tally.snapshot,
+        queue=lambda: {"depth": 2, "dropped": 1},
+        model={"name": "m", "version": "1.0.0", "sha256": "ab"},
+        delegate="cpu",
+    )
     for ms in (1.0, 2.0, 10.0):
         tally.inferred(ms)
     doc = collector.collect()
-    assert set(doc) == {"ts", "uptime_s", "cpu_percent", "memory", "temperature_c", "throttled",
-                        "disk_free_bytes", "inference", "queue", "model", "delegate"}
+    assert set(doc) == {
+        "ts",
+        "uptime_s",
+        "cpu_percent",
+        "memory",
+        "temperature_c",
+        "throttled",
+        "disk_free_bytes",
+        "inference",
+        "queue",
+        "model",
+        "delegate",
+    }
     assert doc["inference"]["count"] == 3 and doc["inference"]["fps"] > 0
     assert doc["inference"]["latency_ms"] == {"p50": 2.0, "p90": 10.0, "p99": 10.0}
     assert doc["queue"] == {"depth": 2, "dropped": 1}
@@ -107,7 +123,9 @@ def test_notify_sends_datagrams(tmp_path: Path):
     server.bind(str(path))
     server.settimeout(2)
     try:
-        notifier = Notifier({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "4000000"}, watchdog_every=5)
+        notifier = Notifier(
+            {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "4000000"}, watchdog_every=5
+        )
         assert notifier.watchdog_every == 2.0  # twice per watchdog period
         notifier.ready("serving")
         assert server.recv(100) == b"READY=1\nSTATUS=serving"
