@@ -252,3 +252,92 @@ def test_sighup_reloads_live_settings(tmp_path):
             assert "device_id" in log and "need a restart" in log
             client.close()
             assert daemon.terminate() == 0
+
+
+def test_full_queue_refuses_with_an_error_and_counts_it(tmp_path):
+    images = [img for img, _ in digits(10)]
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(
+            tmp_path, broker.port, telemetry=0.5, requests={"queue_size": 1, "queue_wait": 0.0}
+        )
+        with DaemonProcess(config) as daemon:
+            client = TestClient(broker.port)
+            for topic in ("predictions", "errors", "telemetry"):
+                client.subscribe(f"{T}/{topic}")
+            assert daemon.wait_log("daemon ready", 30)
+            for i in range(300):  # QoS 0: no flow control, so the queue overflows
+                client.publish(f"{T}/infer", request(i, images[i % 10]), qos=0, wait=False)
+            expected = {f"r{i:04d}" for i in range(300)}
+            wait_all(client, expected, 30)
+            refused = [m.json() for m in client.on(f"{T}/errors")]
+            assert refused, "nothing was refused; the test did not fill the queue"
+            assert all(d["error"] == "queue_full" for d in refused)
+            answered = {m.json()["id"] for m in client.on(f"{T}/predictions")}
+            assert answered | {d["id"] for d in refused} == expected
+            client.wait_for(
+                lambda r: any(
+                    m.topic.endswith("telemetry") and json.loads(m.payload)["queue"]["dropped"] > 0
+                    for m in r
+                ),
+                5,
+            )
+            dropped = max(m.json()["queue"]["dropped"] for m in client.on(f"{T}/telemetry"))
+            assert dropped == len(refused)
+            client.close()
+            assert daemon.terminate() == 0
+
+
+def test_offline_start_outbox_then_delivery_when_the_broker_comes(tmp_path):
+    watch = tmp_path / "inbox"
+    watch.mkdir()
+    broker = Mosquitto(tmp_path)  # configured, not started
+    config = daemon_config(
+        tmp_path,
+        broker.port,
+        telemetry=0.5,
+        requests={"watch_dir": str(watch), "watch_interval": 0.1},
+    )
+    daemon = DaemonProcess(config)
+    try:
+        assert daemon.wait_log("daemon ready", 30), daemon.log()
+        assert "broker unreachable" in daemon.log()
+        img, _ = digits(1)[0]
+        (watch / "offline.png").write_bytes(img)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (watch / "done" / "offline.png").exists():
+            time.sleep(0.1)
+        assert (watch / "done" / "offline.png").exists(), daemon.log()
+        time.sleep(1.0)  # telemetry piles up in the outbox meanwhile
+        broker.start()
+        client = TestClient(broker.port)
+        client.subscribe(f"{T}/#")
+        # the prediction made offline arrives once the daemon reconnects
+        client.wait_for(lambda r: any(m.topic.endswith("predictions") for m in r), 20)
+        preds = [m.json()["id"] for m in client.on(f"{T}/predictions")]
+        assert preds == ["file:offline.png"], daemon.log()
+        client.wait_for(lambda r: len([m for m in r if m.topic.endswith("telemetry")]) >= 2, 10)
+        tele = [m.json()["ts"] for m in client.on(f"{T}/telemetry")]
+        assert tele == sorted(tele)  # published in order
+        assert daemon.terminate() == 0
+        status = client.wait_for(
+            lambda r: (
+                client.on(f"{T}/status")[-1:] != []
+                and client.on(f"{T}/status")[-1].payload == b"offline"
+            ),
+            5,
+        )
+        assert [m.payload for m in status if m.topic.endswith("status")][-1] == b"offline"
+        client.close()
+    finally:
+        daemon.kill()
+        broker.stop()
+
+
+def test_missing_model_is_one_clear_line(tmp_path):
+    config = daemon_config(tmp_path, 1883, model=tmp_path / "missing.tflite")
+    done = subprocess.run(
+        [*command(), "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "missing.tflite" in lines[0], done.stderr
