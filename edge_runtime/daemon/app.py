@@ -100,6 +100,7 @@ class Daemon:
         self._stop = threading.Event()
         self._hup = threading.Event()
         self._telemetry_wake = threading.Event()
+        self._telemetry_thread: threading.Thread | None = None
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._answered_lock = threading.Lock()
 
@@ -295,8 +296,10 @@ class Daemon:
         if self.watch is not None:
             self.watch.start()
         self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
-        telemetry = threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True)
-        telemetry.start()
+        self._telemetry_thread = threading.Thread(
+            target=self._telemetry_loop, name="telemetry", daemon=True
+        )
+        self._telemetry_thread.start()
         state = "connected" if self.transport.connected else "broker unreachable, using the outbox"
         self.notifier.ready(
             f"serving {self.engine.identity.name} {self.engine.identity.version}; {state}"
@@ -325,6 +328,8 @@ class Daemon:
             self.publisher.poke()
             self.outbox.wait_changed(0.1)
         left = len(self.outbox)
+        if self._telemetry_thread is not None:
+            self._telemetry_thread.join(5)
         self.publisher.stop()
         self.transport.stop()
         self.outbox.close()

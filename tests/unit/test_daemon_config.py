@@ -120,3 +120,9 @@ def test_bad_toml_and_missing_file(tmp_path):
         load_config(write(tmp_path, "device_id = \n"), environ={})
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_run_check_validates_the_example(edge_runtime_cli):
+    done = edge_runtime_cli("run", "--config", EXAMPLE, "--check")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(": ok")

@@ -107,3 +107,29 @@ def test_preprocessing_overlaps_invoke():
     engine = FakeEngine()
     run(engine, [job(i) for i in range(20)], queue_size=32)
     assert engine.prepared_during_invoke > 0
+
+
+def test_watchdog_pings_stop_while_invoke_hangs():
+    gate = threading.Event()
+    beats = []
+    pipe = Pipeline(
+        FakeEngine(gate),
+        queue_size=4,
+        max_pixels=100,
+        top_k=1,
+        answer=lambda *a: None,
+        tally=Tally(10),
+        heartbeat=lambda: beats.append(time.monotonic()),
+    )
+    pipe.start()
+    time.sleep(0.6)
+    assert beats, "an idle inference loop still pings"
+    assert pipe.submit(job(1))
+    time.sleep(0.3)
+    hung_from = len(beats)
+    time.sleep(1.2)  # invoke() is stuck: no progress, so no pings
+    assert len(beats) == hung_from
+    gate.set()
+    time.sleep(0.3)
+    assert len(beats) > hung_from  # progress again
+    assert pipe.stop(5)
