@@ -29,6 +29,8 @@ from edge_runtime.daemon.topics import Topics
 from edge_runtime.daemon.watch import WatchFolder
 from edge_runtime.errors import ConfigError, EdgeError
 from edge_runtime.telemetry.collect import Collector, utc_now
+from edge_runtime.telemetry.homeassistant import discovery_messages
+from edge_runtime.telemetry.prometheus import MetricsServer, render
 from edge_runtime.telemetry.stats import Tally
 from edge_runtime.transport.mqtt import Message, MqttOptions, MqttTransport
 
@@ -101,6 +103,19 @@ class Daemon:
         self._hup = threading.Event()
         self._telemetry_wake = threading.Event()
         self._telemetry_thread: threading.Thread | None = None
+        self._latest_telemetry: dict[str, Any] = {}
+        self.metrics: MetricsServer | None = None
+        if config.prometheus.enabled:
+            try:
+                self.metrics = MetricsServer(
+                    config.prometheus.port,
+                    lambda: render(self._latest_telemetry, self.config.device_id),
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"prometheus.port: cannot listen on 127.0.0.1:{config.prometheus.port}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._answered_lock = threading.Lock()
 
@@ -136,6 +151,15 @@ class Daemon:
 
     def _on_connection(self, up: bool) -> None:
         self.publisher.on_connection(up)
+        if up and self.config.home_assistant.enabled:
+            for topic, payload in discovery_messages(
+                discovery_prefix=self.config.home_assistant.discovery_prefix,
+                device_id=self.config.device_id,
+                telemetry_topic=self.topics.telemetry,
+                status_topic=self.topics.status,
+                model=self.engine.identity.name,
+            ):
+                self.transport.publish(topic, payload, qos=1, retain=True)
         self.notifier.status(
             "connected to the broker" if up else "broker unreachable; answers go to the outbox"
         )
@@ -245,6 +269,7 @@ class Daemon:
                     "bytes": self.outbox.size_bytes,
                     "dropped_telemetry": self.outbox.dropped_telemetry,
                 }
+                self._latest_telemetry = doc
                 self.outbox.add(
                     TELEMETRY, self.topics.telemetry, _dumps(doc), qos=self.config.telemetry.qos
                 )
@@ -295,6 +320,8 @@ class Daemon:
         self.transport.start()
         if self.watch is not None:
             self.watch.start()
+        if self.metrics is not None:
+            self.metrics.start()
         self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
         self._telemetry_thread = threading.Thread(
             target=self._telemetry_loop, name="telemetry", daemon=True
@@ -321,6 +348,8 @@ class Daemon:
         deadline = time.monotonic() + self.config.shutdown_timeout
         if self.watch is not None:
             self.watch.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self._telemetry_wake.set()
         # give the publisher the rest of the bound to flush the outbox

@@ -350,9 +350,6 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         ),
     )
     root.finish()
-    for name, section in (("prometheus", prometheus), ("home_assistant", home_assistant)):
-        if section.enabled:
-            problems.append(f"{name}.enabled: not available in this version; set it to false")
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
     return Config(

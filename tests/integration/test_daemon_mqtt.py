@@ -354,3 +354,49 @@ def test_watched_folder(tmp_path, broker):
         assert [m.json()["id"] for m in client.on(f"{T}/predictions")] == ["file:digit.png"]
         client.close()
         assert daemon.terminate() == 0
+
+
+def test_prometheus_endpoint_and_home_assistant_discovery(tmp_path, broker):
+    import urllib.request
+
+    from support.mosquitto import free_port
+
+    port = free_port()
+    config = daemon_config(
+        tmp_path,
+        broker.port,
+        telemetry=0.5,
+        prometheus={"enabled": True, "port": port},
+        home_assistant={"enabled": True},
+    )
+    with DaemonProcess(config) as daemon:
+        client = TestClient(broker.port)
+        client.subscribe("homeassistant/#")
+        client.subscribe(f"{T}/predictions")
+        wait_ready(daemon)
+        got = client.wait_for(lambda r: len(r) >= 9, 10)
+        configs = {
+            m.topic: json.loads(m.payload) for m in got if m.topic.startswith("homeassistant/")
+        }
+        assert f"homeassistant/sensor/{DEV}/cpu/config" in configs, daemon.log()
+        late = TestClient(broker.port)  # retained for Home Assistant starting later
+        late.subscribe("homeassistant/#")
+        retained = late.wait_for(lambda r: len(r) >= len(configs), 5)
+        assert len(retained) == len(configs) and all(m.retain for m in retained)
+        late.close()
+        img, _ = digits(1)[0]
+        client.publish(f"{T}/infer", img)
+        client.wait_for(lambda r: any(m.topic.endswith("predictions") for m in r), 10)
+        deadline = time.monotonic() + 10
+        text = ""
+        while (
+            time.monotonic() < deadline
+            and f'edge_runtime_inference_total{{device="{DEV}"}} 1' not in text
+        ):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                assert resp.status == 200
+                text = resp.read().decode()
+            time.sleep(0.2)
+        assert f'edge_runtime_inference_total{{device="{DEV}"}} 1' in text, text
+        client.close()
+        assert daemon.terminate() == 0

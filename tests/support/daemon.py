@@ -52,7 +52,10 @@ def daemon_config(
     requests: dict[str, object] | None = None,
     **top: object,
 ) -> Path:
-    """A config for the daemon under test; ``mqtt``/``requests`` entries override defaults."""
+    """A config for the daemon under test; ``mqtt``/``requests`` entries override defaults;
+    other keyword arguments are top-level keys, or whole sections when given a dict."""
+    sections = {k: v for k, v in top.items() if isinstance(v, dict)}
+    top = {k: v for k, v in top.items() if not isinstance(v, dict)}
     return write_config(
         folder / "config.toml",
         {
@@ -67,6 +70,7 @@ def daemon_config(
             },
             "requests": {"queue_size": 64, **(requests or {})},
             "telemetry": {"interval": telemetry},
+            **sections,
         },
         {
             "device_id": device_id,

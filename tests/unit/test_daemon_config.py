@@ -77,9 +77,12 @@ def test_tls_cert_needs_key_and_ca():
     assert any(line.startswith("mqtt.tls_ca") for line in lines)
 
 
-def test_unavailable_optional_features_are_refused_not_ignored():
-    lines = problems({**MINIMAL, "prometheus": {"enabled": True}})
-    assert lines == ["prometheus.enabled: not available in this version; set it to false"]
+def test_optional_features_are_off_unless_asked():
+    config = parse_config({**MINIMAL, "prometheus": {"enabled": True, "port": 9200}})
+    assert config.prometheus.enabled and config.prometheus.port == 9200
+    assert not config.home_assistant.enabled
+    lines = problems({**MINIMAL, "home_assistant": {"enabled": "yes"}})
+    assert lines == ["home_assistant.enabled: expected true or false, found 'yes'"]
 
 
 def test_sections_must_be_tables():

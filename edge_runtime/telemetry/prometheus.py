@@ -1,0 +1,135 @@
+"""Optional Prometheus metrics on localhost: the latest telemetry in the text format.
+
+``render`` is pure (a telemetry message in, exposition text out); ``MetricsServer``
+serves it on 127.0.0.1 only, from its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(doc: dict[str, Any], device_id: str) -> str:
+    """The Prometheus text exposition of one telemetry message (unknown values left out)."""
+    dev = f'device="{_escape(device_id)}"'
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, value: Any, labels: str = "") -> None:
+        if value is None:
+            return
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.append(f"{name}{{{dev}{labels}}} {float(value):g}")
+
+    inf = doc.get("inference", {})
+    metric(
+        "edge_runtime_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+        doc.get("uptime_s"),
+    )
+    metric(
+        "edge_runtime_cpu_percent", "gauge", "Process CPU use in percent.", doc.get("cpu_percent")
+    )
+    mem = doc.get("memory", {})
+    metric(
+        "edge_runtime_memory_rss_bytes", "gauge", "Process resident memory.", mem.get("rss_bytes")
+    )
+    metric(
+        "edge_runtime_memory_system_percent",
+        "gauge",
+        "System memory in use.",
+        mem.get("system_percent"),
+    )
+    metric(
+        "edge_runtime_temperature_celsius", "gauge", "SoC temperature.", doc.get("temperature_c")
+    )
+    metric(
+        "edge_runtime_disk_free_bytes",
+        "gauge",
+        "Free space in the state folder.",
+        doc.get("disk_free_bytes"),
+    )
+    metric("edge_runtime_inference_total", "counter", "Predictions made.", inf.get("count"))
+    metric(
+        "edge_runtime_inference_errors_total",
+        "counter",
+        "Requests answered with an error.",
+        inf.get("errors"),
+    )
+    metric("edge_runtime_inference_fps", "gauge", "Predictions per second.", inf.get("fps"))
+    latency = inf.get("latency_ms", {})
+    values = [(q, latency.get(f"p{q}")) for q in (50, 90, 99)]
+    if any(v is not None for _, v in values):
+        lines.append("# HELP edge_runtime_latency_ms Request latency over the recent window.")
+        lines.append("# TYPE edge_runtime_latency_ms summary")
+        for q, v in values:
+            if v is not None:
+                lines.append(
+                    f'edge_runtime_latency_ms{{{dev},quantile="{q / 100:g}"}} {float(v):g}'
+                )
+    queue = doc.get("queue", {})
+    metric(
+        "edge_runtime_queue_depth", "gauge", "Requests waiting or in progress.", queue.get("depth")
+    )
+    metric(
+        "edge_runtime_queue_dropped_total",
+        "counter",
+        "Requests refused (queue full).",
+        queue.get("dropped"),
+    )
+    model = doc.get("model", {})
+    info = (
+        "".join(
+            f',{key}="{_escape(model.get(key) or "")}"' for key in ("name", "version", "sha256")
+        )
+        + f',delegate="{_escape(doc.get("delegate", ""))}"'
+    )
+    metric("edge_runtime_model_info", "gauge", "The active model and delegate.", 1, info)
+    return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """``GET /metrics`` on 127.0.0.1:port."""
+
+    def __init__(self, port: int, text: Callable[[], str], host: str = "127.0.0.1") -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                body = text().encode("utf-8")
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("metrics: " + fmt, *args)
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)

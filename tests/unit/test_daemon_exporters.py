@@ -1,0 +1,57 @@
+"""Prometheus text rendering and Home Assistant discovery messages (pure)."""
+
+from __future__ import annotations
+
+import json
+
+from edge_runtime.telemetry.homeassistant import SENSORS, discovery_messages
+from edge_runtime.telemetry.prometheus import render
+
+DOC = {
+    "uptime_s": 12.5,
+    "cpu_percent": 3.0,
+    "memory": {"rss_bytes": 1000, "system_percent": 40.0},
+    "temperature_c": None,
+    "disk_free_bytes": 5,
+    "inference": {
+        "count": 7,
+        "errors": 1,
+        "fps": 2.5,
+        "latency_ms": {"p50": 1.5, "p90": 2.0, "p99": None},
+    },
+    "queue": {"depth": 0, "dropped": 1},
+    "model": {"name": "digits", "version": None, "sha256": "ab"},
+    "delegate": "cpu",
+}
+
+
+def test_render_prometheus_text():
+    text = render(DOC, 'pi-"01"')
+    assert 'edge_runtime_inference_total{device="pi-\\"01\\""} 7' in text
+    assert "edge_runtime_temperature_celsius" not in text  # unknown values are left out
+    assert 'edge_runtime_latency_ms{device="pi-\\"01\\"",quantile="0.5"} 1.5' in text
+    assert 'quantile="0.99"' not in text
+    assert 'name="digits",version="",sha256="ab",delegate="cpu"} 1' in text
+    assert "# TYPE edge_runtime_queue_dropped_total counter" in text
+    assert text.endswith("\n")
+    assert render({}, "d").startswith("# HELP edge_runtime_model_info")
+
+
+def test_home_assistant_discovery():
+    msgs = discovery_messages(
+        discovery_prefix="homeassistant",
+        device_id="pi-01",
+        telemetry_topic="edge/pi-01/telemetry",
+        status_topic="edge/pi-01/status",
+        model="digits",
+    )
+    assert len(msgs) == len(SENSORS)
+    topics = [t for t, _ in msgs]
+    assert "homeassistant/sensor/pi-01/temperature/config" in topics
+    configs = [json.loads(p) for _, p in msgs]
+    assert len({c["unique_id"] for c in configs}) == len(configs)
+    temp = configs[topics.index("homeassistant/sensor/pi-01/temperature/config")]
+    assert temp["state_topic"] == "edge/pi-01/telemetry"
+    assert temp["value_template"] == "{{ value_json.temperature_c }}"
+    assert temp["availability_topic"] == "edge/pi-01/status"
+    assert temp["device"]["identifiers"] == ["edge-runtime-pi-01"]
