@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -28,19 +28,24 @@ from edge_runtime.inference.backend import get_backend
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("bench", help="measure invoke latency, throughput and peak RSS")
     add_model_arguments(p, preprocessing=False, threads=False)
-    p.add_argument("--threads", type=_thread_list, default=None, help="N, or a list like 1,2,4 to compare")
+    p.add_argument(
+        "--threads", type=_thread_list, default=None, help="N, or a list like 1,2,4 to compare"
+    )
     p.add_argument("--runs", type=positive_int, default=100)
     p.add_argument("--warmup", type=positive_int, default=10)
     p.add_argument("--image", type=Path, default=None, help="also time preprocessing of this image")
     p.add_argument(
-        "--compare-python", action="append", default=[], metavar="PYTHON",
+        "--compare-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
         help="also run under this Python (another venv's interpreter, e.g. with tflite-runtime)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run)
 
 
-def _thread_list(text: str) -> List[int]:
+def _thread_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
@@ -50,11 +55,11 @@ def _thread_list(text: str) -> List[int]:
     return values
 
 
-def measure(args: argparse.Namespace, threads: Optional[int]) -> Dict[str, Any]:
+def measure(args: argparse.Namespace, threads: int | None) -> dict[str, Any]:
     args.threads = threads
     engine = load_engine(args)
     tensors = [_sample_tensor(spec.shape, spec.dtype) for spec in engine.inputs]
-    pre_ms: List[float] = []
+    pre_ms: list[float] = []
     if args.image is not None:
         data = read_image_file(args.image)
         for _ in range(max(5, args.runs // 5)):
@@ -70,7 +75,7 @@ def measure(args: argparse.Namespace, threads: Optional[int]) -> Dict[str, Any]:
         latencies.append((time.perf_counter() - t0) * 1000)
     elapsed = time.perf_counter() - start
     p50, p90, p99 = (float(v) for v in np.percentile(latencies, [50, 90, 99]))
-    row: Dict[str, Any] = {
+    row: dict[str, Any] = {
         "model": engine.identity.name,
         "backend": f"{engine.backend} {get_backend(engine.backend).version}",
         "delegate": engine.delegate,
@@ -93,9 +98,22 @@ def _sample_tensor(shape: tuple, dtype: str) -> np.ndarray:  # type: ignore[type
     return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
 
 
-def _child(python: str, args: argparse.Namespace, threads: Optional[int]) -> Dict[str, Any]:
-    cmd = [python, "-m", "edge_runtime.cli.main", "bench", "--model", str(args.model),
-           "--runs", str(args.runs), "--warmup", str(args.warmup), "--delegate", args.delegate, "--json"]
+def _child(python: str, args: argparse.Namespace, threads: int | None) -> dict[str, Any]:
+    cmd = [
+        python,
+        "-m",
+        "edge_runtime.cli.main",
+        "bench",
+        "--model",
+        str(args.model),
+        "--runs",
+        str(args.runs),
+        "--warmup",
+        str(args.warmup),
+        "--delegate",
+        args.delegate,
+        "--json",
+    ]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     if args.image is not None:
@@ -106,13 +124,13 @@ def _child(python: str, args: argparse.Namespace, threads: Optional[int]) -> Dic
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise EdgeError(f"bench under {python} failed: {reason}")
-    row: Dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     row["python"] = python
     return row
 
 
 def run(args: argparse.Namespace) -> int:
-    thread_counts: List[Optional[int]] = list(args.threads) if args.threads else [None]
+    thread_counts: list[int | None] = list(args.threads) if args.threads else [None]
     pythons = [sys.executable] + list(args.compare_python)
     if len(thread_counts) == 1 and len(pythons) == 1:
         rows = [measure(args, thread_counts[0])]
@@ -123,12 +141,18 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(row))
         return 0
     best = max(r["throughput_per_s"] for r in rows)
-    print(f"{'backend':22s} {'threads':>7s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} {'per s':>8s} {'vs best':>7s} {'peak RSS':>9s}")
+    heads = ("p50 ms", "p90 ms", "p99 ms", "per s")
+    print(
+        f"{'backend':22s} {'threads':>7s} "
+        + " ".join(f"{h:>8s}" for h in heads)
+        + f" {'vs best':>7s} {'peak RSS':>9s}"
+    )
     for r in rows:
         lat = r["latency_ms"]
         print(
-            f"{r['backend']:22s} {str(r['threads'] or 'default'):>7s} {lat['p50']:8.2f} {lat['p90']:8.2f} "
-            f"{lat['p99']:8.2f} {r['throughput_per_s']:8.1f} {r['throughput_per_s'] / best:7.2f} "
+            f"{r['backend']:22s} {str(r['threads'] or 'default'):>7s} "
+            f"{lat['p50']:8.2f} {lat['p90']:8.2f} {lat['p99']:8.2f} "
+            f"{r['throughput_per_s']:8.1f} {r['throughput_per_s'] / best:7.2f} "
             f"{r['peak_rss_bytes'] / 2**20:7.1f}MB"
         )
         if "preprocess_ms_p50" in r:

@@ -35,15 +35,21 @@ def add_model_arguments(
 ) -> None:
     parser.add_argument("--model", required=True, type=Path, help=".tflite file or .edgebundle")
     if threads:
-        parser.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")
+        parser.add_argument(
+            "--threads", type=positive_int, default=None, help="interpreter threads"
+        )
     parser.add_argument(
-        "--delegate", choices=DELEGATE_MODES, default="auto",
+        "--delegate",
+        choices=DELEGATE_MODES,
+        default="auto",
         help="auto: Edge TPU when the model is compiled for it and present; cpu; edgetpu",
     )
     parser.add_argument("--device", default=None, help="Edge TPU device: usb, usb:N, pci, pci:N")
     if preprocessing:
         parser.add_argument("--labels", type=Path, default=None, help="labels file, one per line")
-        parser.add_argument("--mean", type=finite_float, default=None, help="value = (pixel - mean) / std")
+        parser.add_argument(
+            "--mean", type=finite_float, default=None, help="value = (pixel - mean) / std"
+        )
         parser.add_argument("--std", type=finite_float, default=None)
         parser.add_argument("--resize", choices=RESIZE_MODES, default=None)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 from edge_runtime.inference.source import load_source
 from edge_runtime.inference.types import TensorSpec
@@ -14,12 +14,14 @@ from edge_runtime.inference.types import TensorSpec
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("inspect", help="show tensors, ops, labels and manifest of a model")
     p.add_argument("model", type=Path, metavar="MODEL", help=".tflite file or .edgebundle")
-    p.add_argument("--labels", type=Path, default=None, help="labels file to check against the model")
+    p.add_argument(
+        "--labels", type=Path, default=None, help="labels file to check against the model"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run)
 
 
-def _tensor(t: TensorSpec) -> Dict[str, Any]:
+def _tensor(t: TensorSpec) -> dict[str, Any]:
     return {
         "name": t.name,
         "index": t.index,
@@ -31,7 +33,7 @@ def _tensor(t: TensorSpec) -> Dict[str, Any]:
     }
 
 
-def describe(path: Path, labels: Path | None = None) -> Dict[str, Any]:
+def describe(path: Path, labels: Path | None = None) -> dict[str, Any]:
     source = load_source(path, labels_path=labels)
     model = source.model_file
     return {
@@ -64,13 +66,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     m = info["model"]
-    print(f"{info['path']}: {m['name']} {m['version'] or ''} ({m['bytes']} bytes, sha256 {m['sha256'][:16]}...)")
+    print(
+        f"{info['path']}: {m['name']} {m['version'] or ''} "
+        f"({m['bytes']} bytes, sha256 {m['sha256'][:16]}...)"
+    )
     print(f"  Edge TPU compiled: {'yes' if info['edgetpu_compiled'] else 'no'}")
     for role in ("inputs", "outputs"):
         print(f"  {role}:")
         for t in info[role]:
             q = f" scale={t['scale']:.6g} zero_point={t['zero_point']}" if t["scale"] else ""
-            print(f"    [{t['index']}] {t['name']}: {t['dtype']}{t['shape']}{q}{' (dynamic)' if t['dynamic'] else ''}")
+            dynamic = " (dynamic)" if t["dynamic"] else ""
+            print(f"    [{t['index']}] {t['name']}: {t['dtype']}{t['shape']}{q}{dynamic}")
     ops = ", ".join(f"{name} x{count}" for name, count in sorted(info["ops"].items()))
     print(f"  ops: {ops}")
     labels = info["labels"]

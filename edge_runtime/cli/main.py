@@ -12,7 +12,8 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Callable, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 from edge_runtime import __version__
 from edge_runtime.errors import EdgeError
@@ -21,7 +22,9 @@ from edge_runtime.errors import EdgeError
 COMMANDS = ("predict", "inspect", "bench", "run", "verify")
 
 
-def build_parser(prog: str, description: str, commands: Sequence[str], package: str) -> argparse.ArgumentParser:
+def build_parser(
+    prog: str, description: str, commands: Sequence[str], package: str
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -32,7 +35,7 @@ def build_parser(prog: str, description: str, commands: Sequence[str], package: 
     return parser
 
 
-def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse, run the handler, and turn project errors into one clear line."""
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -53,7 +56,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> i
         return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(
         "edge-runtime",
         "Run int8 TFLite models on this device: predict, inspect, bench, the daemon, verify.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from edge_runtime.cli.common import add_model_arguments, finite_float, load_engine, positive_int
@@ -47,11 +46,16 @@ def run(args: argparse.Namespace) -> int:
     for path in args.images:
         try:
             prediction = engine.predict(
-                read_image_file(path), max_pixels=args.max_pixels, top_k=args.top_k, threshold=args.threshold
+                read_image_file(path),
+                max_pixels=args.max_pixels,
+                top_k=args.top_k,
+                threshold=args.threshold,
             )
         except InputError as exc:
             message = str(exc)
-            raise InputError(message if message.startswith(str(path)) else f"{path}: {message}") from exc
+            raise InputError(
+                message if message.startswith(str(path)) else f"{path}: {message}"
+            ) from exc
         if args.json:
             print(json.dumps(prediction_to_dict(prediction, image=str(path))), flush=True)
         else:

@@ -12,13 +12,14 @@ import importlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 from edge_runtime.errors import BackendError, DelegateError, ModelError
 
-BACKENDS: Tuple[Tuple[str, str, str], ...] = (
+BACKENDS: tuple[tuple[str, str, str], ...] = (
     # name, module, extra that installs it
     ("litert", "ai_edge_litert.interpreter", "litert"),
     ("tflite", "tflite_runtime.interpreter", "tflite"),
@@ -38,10 +39,10 @@ class Backend:
         return str(getattr(package, "__version__", "unknown"))
 
 
-_cache: Dict[str, Backend] = {}
+_cache: dict[str, Backend] = {}
 
 
-def get_backend(name: Optional[str] = None) -> Backend:
+def get_backend(name: str | None = None) -> Backend:
     """The interpreter library to use: ``name``, ``$EDGE_RUNTIME_BACKEND``, or the first
     one installed.
 
@@ -51,7 +52,9 @@ def get_backend(name: Optional[str] = None) -> Backend:
     wanted = name or os.environ.get("EDGE_RUNTIME_BACKEND") or None
     known = {b[0] for b in BACKENDS}
     if wanted is not None and wanted not in known:
-        raise BackendError(f"unknown backend {wanted!r}; expected one of {', '.join(sorted(known))}")
+        raise BackendError(
+            f"unknown backend {wanted!r}; expected one of {', '.join(sorted(known))}"
+        )
     key = wanted or "*"
     if key in _cache:
         return _cache[key]
@@ -62,7 +65,9 @@ def get_backend(name: Optional[str] = None) -> Backend:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            failures.append(f"{module_name} ({exc}); install with pip install 'edge-runtime[{extra}]'")
+            failures.append(
+                f"{module_name} ({exc}); install with pip install 'edge-runtime[{extra}]'"
+            )
             continue
         _cache[key] = Backend(backend_name, module)
         return _cache[key]
@@ -77,9 +82,9 @@ def get_backend(name: Optional[str] = None) -> Backend:
 def make_interpreter(
     model_content: bytes,
     *,
-    num_threads: Optional[int] = None,
+    num_threads: int | None = None,
     delegates: Sequence[Any] = (),
-    backend: Optional[Backend] = None,
+    backend: Backend | None = None,
 ) -> Interpreter:
     """Create an interpreter for ``model_content`` and allocate its tensors.
 
@@ -97,15 +102,23 @@ def make_interpreter(
             )
             interpreter.allocate_tensors()
     except ValueError as exc:
-        raise ModelError(f"the {backend.name} interpreter cannot load this model: {_first_line(exc)}") from exc
+        raise ModelError(
+            f"the {backend.name} interpreter cannot load this model: {_first_line(exc)}"
+        ) from exc
     except RuntimeError as exc:
-        raise ModelError(f"the {backend.name} interpreter failed to prepare the model: {_first_line(exc)}") from exc
+        raise ModelError(
+            f"the {backend.name} interpreter failed to prepare the model: {_first_line(exc)}"
+        ) from exc
     except (ImportError, AttributeError, TypeError) as exc:
-        raise BackendError(f"the {backend.name} interpreter library is broken here: {_first_line(exc)}") from exc
+        raise BackendError(
+            f"the {backend.name} interpreter library is broken here: {_first_line(exc)}"
+        ) from exc
     return interpreter
 
 
-def load_delegate(library: str, options: Optional[Dict[str, str]] = None, *, backend: Optional[Backend] = None) -> Any:
+def load_delegate(
+    library: str, options: dict[str, str] | None = None, *, backend: Backend | None = None
+) -> Any:
     """Load an external delegate (the Edge TPU's ``libedgetpu.so.1``).
 
     Raises:
@@ -157,7 +170,11 @@ def _native_stderr_filtered() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
-            kept = [line for line in capture.read().splitlines(keepends=True) if line.strip() not in _NOISE]
+            kept = [
+                line
+                for line in capture.read().splitlines(keepends=True)
+                if line.strip() not in _NOISE
+            ]
             if kept:
                 os.write(2, b"".join(kept))
 

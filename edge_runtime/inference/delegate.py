@@ -17,7 +17,7 @@ import logging
 import platform
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable
 
 from edge_runtime.errors import ConfigError, DelegateError
 
@@ -27,7 +27,7 @@ DELEGATE_MODES = ("auto", "cpu", "edgetpu")
 _DEVICE = re.compile(r"^(usb|pci)(:\d+)?$")
 _LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
-Loader = Callable[[str, Dict[str, str]], Any]
+Loader = Callable[[str, dict[str, str]], Any]
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,14 @@ class DelegateChoice:
     interpreter."""
 
     name: str
-    delegates: Tuple[Any, ...] = ()
+    delegates: tuple[Any, ...] = ()
 
 
 def edgetpu_library() -> str:
     return _LIBRARIES.get(platform.system(), "libedgetpu.so.1")
 
 
-def check_device(device: Optional[str]) -> Optional[str]:
+def check_device(device: str | None) -> str | None:
     """``usb``, ``usb:N``, ``pci``, ``pci:N`` or ``None`` (the first Edge TPU found)."""
     if device is None or device == "":
         return None
@@ -57,8 +57,8 @@ def choose(
     *,
     model_is_edgetpu: bool,
     cpu_model_available: bool = False,
-    device: Optional[str] = None,
-    loader: Optional[Loader] = None,
+    device: str | None = None,
+    loader: Loader | None = None,
 ) -> DelegateChoice:
     """Pick what runs the model for ``mode`` (auto|cpu|edgetpu).
 
@@ -97,12 +97,16 @@ def choose(
             f"the Edge TPU is required but {library} could not be loaded"
             f"{' for device ' + device if device else ''} ({exc}). Install libedgetpu1-std, "
             "plug in the Coral accelerator and check it is visible (lsusb, /dev/apex_0)"
-            + ("" if has_cpu_model else "; this model is compiled for the Edge TPU and cannot run on the CPU")
+            + (
+                ""
+                if has_cpu_model
+                else "; this model is compiled for the Edge TPU and cannot run on the CPU"
+            )
         ) from exc
     return DelegateChoice("edgetpu", (delegate,))
 
 
-_warned: set = set()
+_warned: set[str] = set()
 
 
 def _warn_once(message: str) -> None:
@@ -118,7 +122,7 @@ _EDGETPU_MODEL_ON_CPU = (
 )
 
 
-def _default_loader(library: str, options: Dict[str, str]) -> Any:
+def _default_loader(library: str, options: dict[str, str]) -> Any:
     from edge_runtime.inference import backend  # deferred: keeps this module library-free
 
     return backend.load_delegate(library, options)

@@ -8,7 +8,7 @@ the buffer so that a corrupt file raises ``FlatBufferError`` instead of reading 
 from __future__ import annotations
 
 import struct
-from typing import Iterator, List, Optional
+from collections.abc import Iterator
 
 
 class FlatBufferError(ValueError):
@@ -33,7 +33,7 @@ class Table:
         self._vtable_len = _unpack("<H", buf, self._vtable)
 
     @classmethod
-    def root(cls, buf: bytes) -> "Table":
+    def root(cls, buf: bytes) -> Table:
         return cls(buf, _unpack("<I", buf, 0))
 
     def _offset(self, slot: int) -> int:
@@ -49,18 +49,18 @@ class Table:
         off = self._offset(slot)
         return default if off == 0 else _unpack("<" + fmt, self.buf, self.pos + off)
 
-    def _indirect(self, slot: int) -> Optional[int]:
+    def _indirect(self, slot: int) -> int | None:
         off = self._offset(slot)
         if off == 0:
             return None
         at = self.pos + off
         return at + _unpack("<I", self.buf, at)
 
-    def table(self, slot: int) -> Optional["Table"]:
+    def table(self, slot: int) -> Table | None:
         at = self._indirect(slot)
         return None if at is None else Table(self.buf, at)
 
-    def string(self, slot: int) -> Optional[str]:
+    def string(self, slot: int) -> str | None:
         at = self._indirect(slot)
         if at is None:
             return None
@@ -75,23 +75,23 @@ class Table:
             raise FlatBufferError(f"vector of {length} elements in a {len(self.buf)}-byte buffer")
         return at + 4, length
 
-    def scalars(self, slot: int, fmt: str) -> List[int]:
+    def scalars(self, slot: int, fmt: str) -> list[int]:
         start, length = self._vector(slot)
         size = struct.calcsize(fmt)
         if start + size * length > len(self.buf):
             raise FlatBufferError("vector runs past the end of the buffer")
         return list(struct.unpack_from(f"<{length}{fmt}", self.buf, start)) if length else []
 
-    def floats(self, slot: int) -> List[float]:
+    def floats(self, slot: int) -> list[float]:
         return [float(v) for v in self.scalars(slot, "f")]
 
-    def tables(self, slot: int) -> Iterator["Table"]:
+    def tables(self, slot: int) -> Iterator[Table]:
         start, length = self._vector(slot)
         for i in range(length):
             at = start + 4 * i
             yield Table(self.buf, at + _unpack("<I", self.buf, at))
 
-    def strings(self, slot: int) -> List[str]:
+    def strings(self, slot: int) -> list[str]:
         start, length = self._vector(slot)
         out = []
         for i in range(length):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Tuple
 
 from edge_runtime.errors import LabelsError
 from edge_runtime.inference.modelfile import ModelFile
 
-Labels = Tuple[str, ...]
+Labels = tuple[str, ...]
 
 
 def parse_labels(text: str) -> Labels:
@@ -17,7 +17,7 @@ def parse_labels(text: str) -> Labels:
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
-    indexed = {}
+    indexed: dict[int, str] = {}
     for line in lines:
         head, _, rest = line.strip().replace(":", " ", 1).partition(" ")
         if not (head.isdigit() and rest.strip()):
@@ -41,7 +41,7 @@ def read_labels_file(path: Path) -> Labels:
     return labels
 
 
-def embedded_labels(model: ModelFile, files: Mapping[str, bytes]) -> Optional[Labels]:
+def embedded_labels(model: ModelFile, files: Mapping[str, bytes]) -> Labels | None:
     """Labels from the model's associated files: the file its metadata names as the
     output's axis labels, else a lone ``*.txt`` whose name mentions labels."""
     candidates = [name for name in model.metadata.label_files if name in files]

@@ -12,7 +12,6 @@ import io
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
 
 from edge_runtime.errors import ModelError
 from edge_runtime.inference.builtin_ops import BUILTIN_OPS, TENSOR_TYPES
@@ -32,25 +31,27 @@ _MAX_EMBEDDED_FILE = 16 * 1024 * 1024
 class ModelMetadata:
     """The parts of TFLite metadata the runtime uses."""
 
-    name: Optional[str] = None
-    version: Optional[str] = None
-    mean: Tuple[float, ...] = ()
-    std: Tuple[float, ...] = ()
-    label_files: Tuple[str, ...] = ()  # TENSOR_AXIS_LABELS files of the first output
+    name: str | None = None
+    version: str | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    label_files: tuple[str, ...] = ()  # TENSOR_AXIS_LABELS files of the first output
 
 
 @dataclass(frozen=True)
 class ModelFile:
     schema_version: int
-    op_counts: Dict[str, int] = field(default_factory=dict)
-    detection_outputs: Optional[Tuple[int, ...]] = None  # tensor indices: boxes, classes, scores, count
+    op_counts: dict[str, int] = field(default_factory=dict)
+    detection_outputs: tuple[int, ...] | None = (
+        None  # tensor indices: boxes, classes, scores, count
+    )
     metadata: ModelMetadata = ModelMetadata()
-    description: Optional[str] = None
-    inputs: Tuple[TensorSpec, ...] = ()
-    outputs: Tuple[TensorSpec, ...] = ()
+    description: str | None = None
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
 
     @property
-    def ops(self) -> Tuple[str, ...]:
+    def ops(self) -> tuple[str, ...]:
         return tuple(sorted(self.op_counts))
 
     @property
@@ -78,9 +79,9 @@ def read_model(data: bytes) -> ModelFile:
         model = Table.root(data)
         codes = [_op_name(code) for code in model.tables(1)]
         counts: Counter[str] = Counter()
-        detection: Optional[Tuple[int, ...]] = None
-        inputs: Tuple[TensorSpec, ...] = ()
-        outputs: Tuple[TensorSpec, ...] = ()
+        detection: tuple[int, ...] | None = None
+        inputs: tuple[TensorSpec, ...] = ()
+        outputs: tuple[TensorSpec, ...] = ()
         for subgraph_no, subgraph in enumerate(model.tables(2)):
             if subgraph_no == 0:
                 tensors = list(subgraph.tables(0))
@@ -148,9 +149,9 @@ def _buffer_bytes(data: bytes, buffer: Table) -> bytes:
 def _read_metadata(blob: bytes) -> ModelMetadata:
     try:
         root = Table.root(blob)
-        mean: Tuple[float, ...] = ()
-        std: Tuple[float, ...] = ()
-        label_files: Tuple[str, ...] = ()
+        mean: tuple[float, ...] = ()
+        std: tuple[float, ...] = ()
+        label_files: tuple[str, ...] = ()
         for subgraph in root.tables(3):
             for tensor in subgraph.tables(2):  # input_tensor_metadata
                 for unit in tensor.tables(4):  # process_units
@@ -171,7 +172,7 @@ def _read_metadata(blob: bytes) -> ModelMetadata:
         return ModelMetadata()  # metadata is advisory: a broken block is ignored
 
 
-def embedded_files(data: bytes) -> Dict[str, bytes]:
+def embedded_files(data: bytes) -> dict[str, bytes]:
     """Files zipped after the flatbuffer (TFLite metadata associated files), by name."""
     if b"PK\x05\x06" not in data[-65_557:]:
         return {}

@@ -7,8 +7,9 @@ export gives them; else one score vector is a classifier, and anything else is r
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 from edge_runtime.errors import ModelError
 from edge_runtime.inference.types import OutputKind, TensorSpec
@@ -25,7 +26,7 @@ _NAME_HINTS = {
 @dataclass(frozen=True)
 class OutputLayout:
     kind: OutputKind
-    tensors: Tuple[TensorSpec, ...]
+    tensors: tuple[TensorSpec, ...]
     roles: Mapping[str, int]  # detection role -> position in ``tensors``
 
     def tensor(self, role: str) -> TensorSpec:
@@ -35,8 +36,8 @@ class OutputLayout:
 def resolve_layout(
     tensors: Sequence[TensorSpec],
     *,
-    manifest_outputs: Optional[Mapping[str, Any]] = None,
-    detection_op_outputs: Optional[Sequence[int]] = None,
+    manifest_outputs: Mapping[str, Any] | None = None,
+    detection_op_outputs: Sequence[int] | None = None,
 ) -> OutputLayout:
     """Decide the output kind and, for detection, which tensor plays which role.
 
@@ -52,21 +53,21 @@ def resolve_layout(
             roles = {role: by_index[i] for role, i in zip(DETECTION_ROLES, detection_op_outputs)}
             return OutputLayout("detection", specs, roles)
     if len(specs) == 4:
-        roles = _roles_from_names(specs)
-        if roles is not None:
-            return OutputLayout("detection", specs, roles)
+        named = _roles_from_names(specs)
+        if named is not None:
+            return OutputLayout("detection", specs, named)
     if len(specs) == 1 and _is_score_vector(specs[0].shape):
         return OutputLayout("classification", specs, {})
     return OutputLayout("raw", specs, {})
 
 
-def _is_score_vector(shape: Tuple[int, ...]) -> bool:
+def _is_score_vector(shape: tuple[int, ...]) -> bool:
     dims = [d for d in shape if d != 1]
     return len(dims) == 1 and dims[0] >= 2
 
 
-def _roles_from_names(specs: Sequence[TensorSpec]) -> Optional[Dict[str, int]]:
-    roles: Dict[str, int] = {}
+def _roles_from_names(specs: Sequence[TensorSpec]) -> dict[str, int] | None:
+    roles: dict[str, int] = {}
     for role, hints in _NAME_HINTS.items():
         matches = [pos for pos, t in enumerate(specs) if any(h in t.name.lower() for h in hints)]
         if len(matches) != 1:
@@ -75,10 +76,12 @@ def _roles_from_names(specs: Sequence[TensorSpec]) -> Optional[Dict[str, int]]:
     return roles if len(set(roles.values())) == 4 else None
 
 
-def _from_manifest(specs: Tuple[TensorSpec, ...], outputs: Mapping[str, Any]) -> OutputLayout:
+def _from_manifest(specs: tuple[TensorSpec, ...], outputs: Mapping[str, Any]) -> OutputLayout:
     kind = outputs.get("kind", "raw")
     if kind not in ("classification", "detection", "raw"):
-        raise ModelError(f"manifest outputs.kind is {kind!r}; expected classification, detection or raw")
+        raise ModelError(
+            f"manifest outputs.kind is {kind!r}; expected classification, detection or raw"
+        )
     described = list(outputs.get("tensors") or [])
     if described and len(described) != len(specs):
         raise ModelError(
@@ -87,7 +90,7 @@ def _from_manifest(specs: Tuple[TensorSpec, ...], outputs: Mapping[str, Any]) ->
     if kind != "detection":
         return OutputLayout(kind, specs, {})
     by_name = {t.name: pos for pos, t in enumerate(specs)}
-    roles: Dict[str, int] = {}
+    roles: dict[str, int] = {}
     for pos, entry in enumerate(described):
         role = entry.get("role")
         if role in DETECTION_ROLES:

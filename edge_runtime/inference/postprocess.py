@@ -6,7 +6,7 @@ The quantization maths widens the integer type before subtracting the zero point
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -21,21 +21,21 @@ def dequantize(values: np.ndarray, quant: Quantization) -> np.ndarray:
     return (quant.scale * (values.astype(np.int32) - quant.zero_point)).astype(np.float32)
 
 
-def _label(labels: Optional[Sequence[str]], index: int, offset: int) -> Optional[str]:
+def _label(labels: Sequence[str] | None, index: int, offset: int) -> str | None:
     if labels is None:
         return None
     position = index + offset
     return labels[position] if 0 <= position < len(labels) else None
 
 
-def label_offset(labels: Optional[Sequence[str]], classes: int) -> int:
+def label_offset(labels: Sequence[str] | None, classes: int) -> int:
     """1 when the labels carry a leading background entry the model does not output."""
     return 1 if labels is not None and len(labels) == classes + 1 else 0
 
 
 def top_k(
-    scores: np.ndarray, k: int, labels: Optional[Sequence[str]] = None
-) -> Tuple[Classification, ...]:
+    scores: np.ndarray, k: int, labels: Sequence[str] | None = None
+) -> tuple[Classification, ...]:
     """The ``k`` highest scores, best first; ties go to the lower index."""
     flat = np.asarray(scores, dtype=np.float32).reshape(-1)
     k = max(0, min(k, flat.size))
@@ -54,10 +54,10 @@ def detections(
     scores: np.ndarray,
     count: np.ndarray,
     *,
-    labels: Optional[Sequence[str]] = None,
+    labels: Sequence[str] | None = None,
     threshold: float = 0.3,
     placement: Placement = IDENTITY,
-) -> Tuple[Detection, ...]:
+) -> tuple[Detection, ...]:
     """SSD post-processing outputs (already dequantised) to detections on the image.
 
     ``boxes`` are ``[ymin, xmin, ymax, xmax]`` in model-input coordinates (0..1); they

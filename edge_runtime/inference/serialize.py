@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 from edge_runtime.inference.types import Prediction
 
@@ -14,8 +14,8 @@ def _ms(value: float) -> float:
     return round(value, 3)
 
 
-def prediction_to_dict(prediction: Prediction, *, image: Optional[str] = None) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+def prediction_to_dict(prediction: Prediction, *, image: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if image is not None:
         out["image"] = image
     model = prediction.model

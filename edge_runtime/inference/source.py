@@ -8,13 +8,19 @@ precedence, the manifest's input and output descriptions, and the model's identi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from edge_runtime.errors import BundleError, ModelError
 from edge_runtime.inference.labels import Labels, embedded_labels, parse_labels, read_labels_file
-from edge_runtime.inference.modelfile import ModelFile, embedded_files, looks_like_tflite, read_model
+from edge_runtime.inference.modelfile import (
+    ModelFile,
+    embedded_files,
+    looks_like_tflite,
+    read_model,
+)
 from edge_runtime.inference.types import ModelIdentity
 
 #: Largest model file read into memory (the biggest Edge TPU models are ~40 MB).
@@ -28,11 +34,11 @@ class ModelSource:
     content: bytes
     model_file: ModelFile
     identity: ModelIdentity
-    labels: Optional[Labels] = None
-    labels_source: Optional[str] = None
-    cpu_content: Optional[bytes] = None  # uncompiled form, when ``content`` is for the Edge TPU
-    manifest: Optional[Mapping[str, Any]] = None  # the bundle's manifest, as a dict
-    golden: Optional[bytes] = None  # golden.npz from the bundle
+    labels: Labels | None = None
+    labels_source: str | None = None
+    cpu_content: bytes | None = None  # uncompiled form, when ``content`` is for the Edge TPU
+    manifest: Mapping[str, Any] | None = None  # the bundle's manifest, as a dict
+    golden: bytes | None = None  # golden.npz from the bundle
 
 
 def sha256_hex(data: bytes) -> str:
@@ -56,7 +62,7 @@ def _read_file(path: Path) -> bytes:
         raise ModelError(f"cannot read model file {path}: {exc}") from exc
 
 
-def load_source(path: Path, *, labels_path: Optional[Path] = None) -> ModelSource:
+def load_source(path: Path, *, labels_path: Path | None = None) -> ModelSource:
     """Resolve ``path`` (``.tflite`` or bundle) and its labels.
 
     Labels come from ``labels_path``, else the bundle, else the model's embedded files.
@@ -69,12 +75,16 @@ def load_source(path: Path, *, labels_path: Optional[Path] = None) -> ModelSourc
     path = Path(path)
     data = _read_file(path)
     if looks_like_tflite(data):
-        source = _from_tflite(path, data)
+        try:
+            source = _from_tflite(path, data)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from exc
     elif _looks_like_tar(data):
         source = _from_bundle(path)
     else:
         raise ModelError(
-            f"{path} is neither a TFLite model (no 'TFL3' identifier) nor an .edgebundle (not a tar)"
+            f"{path} is neither a TFLite model (no 'TFL3' identifier) "
+            "nor an .edgebundle (not a tar)"
         )
     if labels_path is not None:
         source = _with_labels(source, read_labels_file(labels_path), f"labels file {labels_path}")

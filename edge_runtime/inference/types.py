@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Tuple
+from typing import Literal
 
 ResizeMode = Literal["stretch", "crop", "letterbox"]
 ColorOrder = Literal["RGB", "BGR", "L"]
 OutputKind = Literal["classification", "detection", "raw"]
 
-RESIZE_MODES: Tuple[str, ...] = ("stretch", "crop", "letterbox")
-COLOR_ORDERS: Tuple[str, ...] = ("RGB", "BGR", "L")
+RESIZE_MODES: tuple[str, ...] = ("stretch", "crop", "letterbox")
+COLOR_ORDERS: tuple[str, ...] = ("RGB", "BGR", "L")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class TensorSpec:
 
     name: str
     index: int
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
     dtype: str  # numpy dtype name: "float32", "int8", "uint8", ...
     quantization: Quantization = Quantization()
     dynamic: bool = False  # True when shape_signature holds -1
@@ -61,7 +61,7 @@ class InputSpec:
     channels: int
     dtype: str
     quantization: Quantization = Quantization()
-    normalization: Optional[Normalization] = None
+    normalization: Normalization | None = None
     resize: ResizeMode = "stretch"
     color: ColorOrder = "RGB"
 
@@ -69,16 +69,16 @@ class InputSpec:
 @dataclass(frozen=True)
 class Classification:
     index: int
-    label: Optional[str]
+    label: str | None
     score: float
 
 
 @dataclass(frozen=True)
 class Detection:
     index: int
-    label: Optional[str]
+    label: str | None
     score: float
-    box: Tuple[float, float, float, float]  # ymin, xmin, ymax, xmax, normalised 0..1
+    box: tuple[float, float, float, float]  # ymin, xmin, ymax, xmax, normalised 0..1
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Timings:
 @dataclass(frozen=True)
 class ModelIdentity:
     name: str
-    version: Optional[str]
+    version: str | None
     sha256: str
 
 
@@ -101,7 +101,7 @@ class Prediction:
 
     model: ModelIdentity
     kind: OutputKind
-    top: Tuple[Classification, ...] = ()
-    detections: Tuple[Detection, ...] = ()
-    raw: Tuple[Tuple[str, Tuple[int, ...], Tuple[float, ...]], ...] = ()
+    top: tuple[Classification, ...] = ()
+    detections: tuple[Detection, ...] = ()
+    raw: tuple[tuple[str, tuple[int, ...], tuple[float, ...]], ...] = ()
     timings: Timings = field(default_factory=Timings)
