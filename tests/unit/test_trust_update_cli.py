@@ -8,38 +8,12 @@ one byte for byte unchanged.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import MODELS
-
-BIN = Path(sys.executable).parent
-
-
-def run(tool: str, *args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / tool), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        check=False,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def refused(done: subprocess.CompletedProcess[str], fragment: str) -> None:
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 1 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert fragment in lines[0], lines[0]
+from tests.unit.test_fleet_cli import ok, run
+from tests.unit.test_fleet_cli import one_line_error as refused
 
 
 def test_device_follows_a_key_rotation(tmp_path: Path) -> None:
