@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# The whole story on one machine, in a few minutes:
+#   a broker on 127.0.0.1, signing keys and a trust file, a float model converted to a
+#   signed int8 bundle, the daemon serving it, requests and their predictions over MQTT,
+#   telemetry, and a signed update published to the device.
+# Everything lives in a temporary folder (kept with --keep) and is stopped on exit.
+#   ./deploy_scripts/demo.sh [--keep] [--no-setup]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+KEEP=0
+SETUP=1
+for arg in "$@"; do
+    case "$arg" in
+        --keep) KEEP=1 ;;
+        --no-setup) SETUP=0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) echo "demo.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '\n== %s\n' "$*"; }
+
+if [ "$SETUP" -eq 1 ]; then
+    step "Setting up (system packages, .venv)"
+    bash tools/setup.sh
+fi
+BIN=$ROOT/.venv/bin
+PY=$BIN/python
+for tool in mosquitto mosquitto_pub mosquitto_sub; do
+    command -v "$tool" >/dev/null || { echo "demo.sh: $tool is missing; run tools/setup.sh" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/edge-demo.XXXXXX)
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "$KEEP" -eq 1 ]; then echo "demo files kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+DEVICE=demo-pi
+PREFIX=edge
+
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+step "Broker: mosquitto on 127.0.0.1:$PORT"
+cat > "$WORK/mosquitto.conf" <<EOF
+listener $PORT 127.0.0.1
+allow_anonymous true
+persistence false
+EOF
+mosquitto -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 50); do
+    "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break
+    sleep 0.1
+done
+sub() { mosquitto_sub -h 127.0.0.1 -p "$PORT" "$@"; }
+pub() { mosquitto_pub -h 127.0.0.1 -p "$PORT" "$@"; }
+
+step "Keys: an Ed25519 signing key and the trust file devices hold"
+"$BIN/edge-fleet" keygen --out "$WORK/keys"
+"$BIN/edge-fleet" trust init --key "$WORK/keys/signing.pub" --out "$WORK/trust.json"
+
+step "Data: calibration images from scikit-learn's digits"
+"$PY" - "$WORK/calibration" "$WORK/requests" <<'EOF'
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+
+digits = load_digits()
+calibration, requests = Path(sys.argv[1]), Path(sys.argv[2])
+calibration.mkdir()
+requests.mkdir()
+pixels = (digits.images * (255 / 16)).round().astype(np.uint8)
+for i in range(150):  # the first 150 for calibration
+    Image.fromarray(pixels[i], mode="L").save(calibration / f"{i:04d}.png")
+for n, i in enumerate(range(1700, 1710)):  # ten others as requests, named after their digit
+    Image.fromarray(pixels[i], mode="L").save(requests / f"{n}-digit-{digits.target[i]}.png")
+print(f"{len(list(calibration.iterdir()))} calibration images, 10 request images")
+EOF
+
+FLOAT=$ROOT/tests/fixtures/models/digits_float.tflite
+convert() {  # convert VERSION OUT [extra edge-convert flags]
+    local version=$1 out=$2
+    shift 2
+    "$BIN/edge-convert" "$FLOAT" --calibration "$WORK/calibration" \
+        --validation "$ROOT/tests/fixtures/models/digits_test.npz" \
+        --labels "$ROOT/tests/fixtures/models/digits_labels.txt" \
+        --name digits --version "$version" --mean 0 --std 255 \
+        --sign-key "$WORK/keys/signing.key" --out "$out" "$@"
+}
+step "Convert: float digits CNN -> full-integer int8, accuracy gate 1 point, signed bundle v1.0.0"
+convert 1.0.0 "$WORK/digits-1.0.0.edgebundle"
+
+step "Verify the bundle as a device would"
+"$BIN/edge-runtime" verify "$WORK/digits-1.0.0.edgebundle" --trust "$WORK/trust.json"
+
+step "Daemon: edge-runtime run (device $DEVICE)"
+cat > "$WORK/config.toml" <<EOF
+device_id = "$DEVICE"
+state_dir = "$WORK/state"
+groups = ["demo"]
+
+[model]
+path = "$WORK/digits-1.0.0.edgebundle"
+delegate = "auto"
+threads = 1
+
+[mqtt]
+host = "127.0.0.1"
+port = $PORT
+prefix = "$PREFIX"
+
+[telemetry]
+interval = 2
+
+[update]
+trust = "$WORK/trust.json"
+EOF
+"$BIN/edge-runtime" run --config "$WORK/config.toml" --check
+"$BIN/edge-runtime" run --config "$WORK/config.toml" > "$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+PIDS+=("$DAEMON")
+status=$(sub -t "$PREFIX/$DEVICE/status" -C 1 -W 30 || true)
+echo "status: ${status:-no answer}"
+[ "$status" = online ] || { echo "demo.sh: the daemon did not come online; its log:" >&2; cat "$WORK/daemon.log" >&2; exit 1; }
+
+show_predictions() {  # show_predictions FILE: prediction JSON, one per line
+    "$PY" - "$1" <<'EOF'
+import json
+import sys
+
+for line in open(sys.argv[1], encoding="utf-8"):
+    p = json.loads(line)
+    best, model, lat = p["top"][0], p["model"], p["latency_ms"]
+    print(f"  {p['id']:>16s} -> {best['label']:<6s} {best['score']:.3f}  "
+          f"model {model['name']} {model['version']}  invoke {lat['invoke']:.2f} ms")
+EOF
+}
+send_requests() {  # send_requests TAG: publishes the ten digits as JSON requests, prints answers
+    local tag=$1 answers=$WORK/answers-$1.jsonl
+    sub -t "$PREFIX/$DEVICE/predictions" -C 10 -W 30 > "$answers" &
+    local listener=$!
+    sleep 0.5
+    for image in "$WORK"/requests/*.png; do
+        local name
+        name=$(basename "$image" .png)
+        printf '{"id": "%s-%s", "image_b64": "%s"}' "$tag" "$name" "$(base64 -w0 "$image")" \
+            | pub -t "$PREFIX/$DEVICE/infer" -q 1 -s
+    done
+    wait "$listener" || true
+    show_predictions "$answers"
+    echo "  $(wc -l < "$answers") of 10 answered"
+}
+
+step "Requests: ten digit images published to $PREFIX/$DEVICE/infer"
+send_requests v1
+
+step "A bad request gets an error, and the daemon keeps serving"
+sub -t "$PREFIX/$DEVICE/errors" -C 1 -W 10 &
+listener=$!
+sleep 0.3
+printf 'this is not an image' | pub -t "$PREFIX/$DEVICE/infer" -q 1 -s
+wait "$listener" || true
+
+step "Telemetry from $PREFIX/$DEVICE/telemetry"
+sub -t "$PREFIX/$DEVICE/telemetry" -C 1 -W 10 > "$WORK/telemetry.json"
+"$PY" - "$WORK/telemetry.json" <<'EOF'
+import json
+import sys
+
+t = json.load(open(sys.argv[1], encoding="utf-8"))
+inf, lat = t["inference"], t["inference"]["latency_ms"]
+print(f"  cpu {t['cpu_percent']}%  rss {t['memory']['rss_bytes'] / 2**20:.0f} MiB  "
+      f"temperature {t['temperature_c']}  throttled {t['throttled']}  "
+      f"disk free {t['disk_free_bytes'] / 2**30:.1f} GiB")
+print(f"  inferences {inf['count']}  errors {inf['errors']}  p50 {lat['p50']} ms  "
+      f"p99 {lat['p99']} ms  model {t['model']['name']} {t['model']['version']}  "
+      f"delegate {t['delegate']}")
+EOF
+
+step "Update: convert and sign v1.1.0 (uint8 input), publish it to group demo"
+convert 1.1.0 "$WORK/digits-1.1.0.edgebundle" --input-type uint8 > "$WORK/convert-1.1.0.log"
+tail -n 3 "$WORK/convert-1.1.0.log"
+if "$BIN/edge-fleet" publish --help >/dev/null 2>&1; then
+    sub -t "$PREFIX/$DEVICE/model/events" -v -W 60 > "$WORK/events.log" &
+    events=$!
+    "$BIN/edge-fleet" publish "$WORK/digits-1.1.0.edgebundle" --host 127.0.0.1 --port "$PORT" \
+        --group demo --wait 60
+    kill "$events" 2>/dev/null || true
+    wait "$events" 2>/dev/null || true
+    sed 's/^/  /' "$WORK/events.log"
+    step "Requests after the swap"
+    send_requests v1.1
+    step "Fleet status"
+    "$BIN/edge-fleet" status --host 127.0.0.1 --port "$PORT"
+else
+    echo "  this build has no edge-fleet publish: model updates over MQTT are not available;"
+    echo "  the new bundle is at $WORK/digits-1.1.0.edgebundle"
+fi
+
+step "Stop: SIGTERM drains in-flight requests; the broker keeps the retained status"
+kill -TERM "$DAEMON"
+wait "$DAEMON" && echo "  daemon exited 0"
+echo "  status now: $(sub -t "$PREFIX/$DEVICE/status" -C 1 -W 5 || true)"
+step "Done"

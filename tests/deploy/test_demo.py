@@ -1,0 +1,36 @@
+"""The README's first command, end to end: ``deploy_scripts/demo.sh`` (set-up skipped: the
+test already runs inside the venv that set-up makes)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_runs_the_whole_story() -> None:
+    done = subprocess.run(
+        ["bash", str(ROOT / "deploy_scripts" / "demo.sh"), "--no-setup"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=ROOT,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "passed every check" in out and "status: online" in out
+    # Each request image is named after its true digit; the answer must name it too.
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    answers = re.findall(r"v1-\d-digit-(\d) -> (\w+)", out)
+    assert len(answers) == 10
+    assert sum(words[int(truth)] == label for truth, label in answers) >= 9
+    assert "10 of 10 answered" in out
+    assert '"error":"not_an_image"' in out
+    assert re.search(r"inferences 10 +errors 1 ", out)
+    assert "daemon exited 0" in out and "status now: offline" in out
