@@ -1,0 +1,68 @@
+"""The script people write by hand, as the baseline: a paho callback that decodes the
+image with Pillow, resizes it, quantizes, invokes and publishes, one request at a time.
+
+    python benchmarks/baseline.py --port P --model model.tflite --topic edge/base/infer
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import signal
+import threading
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from PIL import Image
+
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:
+    from tflite_runtime.interpreter import Interpreter
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    interpreter = Interpreter(model_path=args.model, num_threads=args.threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    _, height, width, _ = inp["shape"]
+    scale, zero = inp["quantization"]
+    reply = args.topic.rsplit("/", 1)[0] + "/predictions"
+
+    def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
+        request = json.loads(msg.payload)
+        image = Image.open(io.BytesIO(base64.b64decode(request["image_b64"]))).convert("RGB")
+        image = image.resize((width, height))
+        pixels = np.asarray(image, dtype=np.float32)
+        values = (pixels - 127.5) / 127.5
+        q = np.clip(np.round(values / scale + zero), -128, 127).astype(inp["dtype"])
+        interpreter.set_tensor(inp["index"], q[np.newaxis])
+        interpreter.invoke()
+        scores = interpreter.get_tensor(out["index"])[0]
+        best = int(np.argmax(scores))
+        client.publish(reply, json.dumps({"id": request["id"], "top": best}), qos=1)
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(args.topic, qos=1)
+    client.connect("127.0.0.1", args.port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    client.loop_start()
+    print("ready", flush=True)
+    stop.wait()
+    client.loop_stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Benchmark inputs, made here and cached: a MobileNetV2-sized int8 classifier at 224x224
+with random weights (converted by ``edge-convert``) and camera-sized JPEG photos made
+from the sample photos scikit-image ships."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("EDGE_BENCH_CACHE", Path.home() / ".cache" / "edge-runtime-bench"))
+HOST_PYTHON = ROOT / ".venv" / "bin" / "python"
+SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
+
+_BUILD = """
+import sys
+import tensorflow as tf
+from PIL import Image
+from skimage import data
+tf.keras.utils.set_random_seed(0)
+out = sys.argv[1]
+tf.keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3)).save(out + "/mnv2.keras")
+import os
+os.makedirs(out + "/calibration", exist_ok=True)
+for name in ("chelsea", "coffee", "astronaut", "rocket", "cat", "hubble_deep_field"):
+    Image.fromarray(getattr(data, name)()).convert("RGB").save(f"{out}/calibration/{name}.jpg")
+"""
+
+
+def mobilenet_bundle() -> Path:
+    """The int8 MobileNetV2 bundle; converted once (needs the host venv's TensorFlow)."""
+    bundle = CACHE / "mobilenet_v2_int8.edgebundle"
+    if bundle.exists():
+        return bundle
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"building {bundle} (once; about half a minute)", file=sys.stderr)
+    subprocess.run([str(HOST_PYTHON), "-c", _BUILD, str(CACHE)], check=True, timeout=900)
+    subprocess.run(
+        [
+            str(HOST_PYTHON),
+            "-m",
+            "converter.cli",
+            str(CACHE / "mnv2.keras"),
+            "--calibration",
+            str(CACHE / "calibration"),
+            "--name",
+            "mobilenet-v2",
+            "--version",
+            "1.0.0",
+            "--resize",
+            "crop",
+            "--out",
+            str(bundle),
+        ],
+        check=True,
+        timeout=900,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    return bundle
+
+
+def bundle_model(bundle: Path) -> Path:
+    """``model.tflite`` out of the bundle, for the scripts that take a bare model."""
+    out = bundle.with_suffix(".tflite")
+    if not out.exists():
+        with tarfile.open(bundle) as tar:
+            member = tar.extractfile("model.tflite")
+            assert member is not None
+            out.write_bytes(member.read())
+    return out
+
+
+def photo_jpeg(size: str) -> bytes:
+    """scikit-image's astronaut photo scaled to a camera size, as a quality-90 JPEG."""
+    from PIL import Image
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut()).convert("RGB").resize(SIZES[size], Image.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()

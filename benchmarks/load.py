@@ -1,0 +1,92 @@
+"""Drive requests over MQTT and time their answers: saturation throughput and latency
+percentiles at a given rate. Requests are JSON ``{"id", "image_b64"}`` so that every
+answer can be matched to its request; both the daemon and the baseline read that form."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+_runs = itertools.count()
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    sent: int
+    answered: int
+    seconds: float
+    throughput: float
+    latency_ms: dict[str, float]
+
+
+class LoadDriver:
+    """One MQTT client that publishes requests and collects the answers' arrival times."""
+
+    def __init__(self, port: int, request_topic: str, answer_topic: str) -> None:
+        self.request_topic = request_topic
+        self._answers: dict[str, float] = {}
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe(answer_topic, qos=1)
+        if not subscribed.wait(10):
+            raise TimeoutError("no SUBACK from the broker")
+
+    def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        try:
+            key = str(json.loads(msg.payload)["id"])
+        except (ValueError, KeyError):
+            return
+        with self._cond:
+            self._answers.setdefault(key, now)
+            self._cond.notify_all()
+
+    def run(self, image: bytes, count: int, rate: float | None, timeout: float) -> LoadResult:
+        """Send ``count`` requests, all at once (``rate`` None) or ``rate`` per second."""
+        tag = f"r{next(_runs)}"
+        b64 = base64.b64encode(image).decode()
+        sent: dict[str, float] = {}
+        start = time.monotonic()
+        for i in range(count):
+            if rate is not None:
+                time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            key = f"{tag}-{i}"
+            sent[key] = time.monotonic()
+            self.client.publish(
+                self.request_topic, json.dumps({"id": key, "image_b64": b64}), qos=1
+            )
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while sum(k in self._answers for k in sent) < count and time.monotonic() < deadline:
+                self._cond.wait(0.2)
+            got = {k: self._answers[k] for k in sent if k in self._answers}
+        last = max(got.values(), default=start)
+        seconds = last - start
+        lat = np.array([(got[k] - sent[k]) * 1000 for k in got]) if got else np.zeros(1)
+        return LoadResult(
+            sent=count,
+            answered=len(got),
+            seconds=round(seconds, 3),
+            throughput=round(len(got) / seconds, 2) if seconds > 0 else 0.0,
+            latency_ms={
+                p: round(float(np.percentile(lat, q)), 2)
+                for p, q in (("p50", 50), ("p90", 90), ("p99", 99))
+            },
+        )
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
