@@ -1,0 +1,72 @@
+"""The benchmark suite's verdicts: each target passes or fails on the figures it is given."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from benchmarks.run import report, targets
+
+BEST = {
+    "threads": 2,
+    "throughput_per_s": 400.0,
+    "peak_rss_bytes": 70 * 2**20,
+    "latency_ms": {"p50": 2.5, "p90": 3.0, "p99": 4.0},
+}
+
+
+def _load(throughput: float, p99: float, answered: int = 100) -> dict[str, Any]:
+    return {
+        "sent": 100,
+        "answered": answered,
+        "seconds": 1.0,
+        "throughput": throughput,
+        "latency_ms": {"p50": p99 / 2, "p90": p99 * 0.9, "p99": p99},
+    }
+
+
+GOOD: dict[str, Any] = {
+    "machine": {"cpu": "test", "cores": 2, "python": "3.11"},
+    "model": "test",
+    "raw_invoke": [BEST],
+    "preprocess_ms": {"640x480": 2.0, "1920x1080": 5.0},
+    "invoke_ms_p50": 2.5,
+    "ready_seconds": 0.3,
+    "daemon": {
+        "saturation": _load(180.0, 300.0),
+        "half_load": _load(90.0, 12.0),
+        "peak_rss_bytes": 100 * 2**20,
+    },
+    "baseline": {"saturation": _load(30.0, 2000.0)},
+    "telemetry_cpu_percent": {"every_5s": 0.3, "hourly": 0.2, "telemetry_only": 0.1},
+    "swap": "not measured",
+}
+BOUND = 200.0  # min(400 invoke/s, 1000 / 5 ms preprocessing)
+
+
+def test_all_targets_pass_on_good_figures(capsys) -> None:  # type: ignore[no-untyped-def]
+    verdicts = targets(GOOD, BOUND, BEST)
+    assert all(v["pass"] for v in verdicts.values()), verdicts
+    report({**GOOD, "targets": verdicts}, BOUND, BEST)
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and out.count("PASS") == len(verdicts)
+
+
+def test_each_target_fails_on_its_own_bad_figure() -> None:
+    cases = {
+        "throughput >= 85% of pipelined bound": ("daemon", "saturation", _load(160.0, 300.0)),
+        "throughput >= 3x hand-written baseline": ("baseline", "saturation", _load(70.0, 900.0)),
+        "p99 at half load <= 2x (preprocess + invoke)": ("daemon", "half_load", _load(90.0, 16.0)),
+        "no request lost under load": ("daemon", "saturation", _load(180.0, 300.0, answered=99)),
+    }
+    for name, (side, key, value) in cases.items():
+        bad = copy.deepcopy(GOOD)
+        bad[side][key] = value
+        verdicts = targets(bad, BOUND, BEST)
+        assert [n for n, v in verdicts.items() if not v["pass"]] == [name]
+    heavy = copy.deepcopy(GOOD)
+    heavy["daemon"]["peak_rss_bytes"] = 70 * 2**20 + 41_000_000
+    assert not targets(heavy, BOUND, BEST)["peak RSS <= interpreter alone + 40 MB"]["pass"]
+    busy = copy.deepcopy(GOOD)
+    busy["telemetry_cpu_percent"]["telemetry_only"] = 1.5
+    assert not targets(busy, BOUND, BEST)["telemetry at 5 s < 1% of a core"]["pass"]
