@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ class LoadDriver:
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.connect("127.0.0.1", port)
+        # A load generator must not add Nagle's delay to the requests it times.
+        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.loop_start()
         self.client.subscribe(answer_topic, qos=1)
         if not subscribed.wait(10):

@@ -235,7 +235,7 @@ def targets(r: dict[str, Any], bound: float, best: dict[str, Any]) -> dict[str, 
             1.0,
         ),
         "telemetry at 5 s < 1% of a core": (
-            1.0 / max(r["telemetry_cpu_percent"]["telemetry_only"], 1e-9),
+            min(100.0, 1.0 / max(r["telemetry_cpu_percent"]["telemetry_only"], 1e-9)),
             1.0,
         ),
     }

@@ -50,6 +50,7 @@ cat > "$WORK/mosquitto.conf" <<EOF
 listener $PORT 127.0.0.1
 allow_anonymous true
 persistence false
+set_tcp_nodelay true
 EOF
 mosquitto -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
 PIDS+=("$!")

@@ -154,6 +154,7 @@ class Mosquitto:
             f"persistence_location {self.workdir}/",
             "autosave_interval 1",
             "max_queued_messages 100000",
+            "set_tcp_nodelay true",
             f"listener {self.port} 127.0.0.1",
         ]
         if users:
