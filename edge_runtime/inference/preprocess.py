@@ -106,8 +106,7 @@ def decode_image(
         if target_size is not None and img.format in ("JPEG", "MPO"):
             img.draft(mode, _draft_request(img, target_size))
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_mode(img, mode)
+        return _to_mode(ImageOps.exif_transpose(img), mode)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(f"corrupt or truncated {img.format} image: {exc}") from exc
 

@@ -1,0 +1,1 @@
+"""Model updates on the device: the version store and validation in a child process."""

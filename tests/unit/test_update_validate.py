@@ -1,0 +1,78 @@
+"""Validation of a candidate bundle in a child process: golden vectors replayed by the
+real interpreter; a crash, a mismatch or a slow model is refused with a reason."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_runtime.bundle.reader import read_bundle
+from edge_runtime.bundle.writer import write_bundle
+from edge_runtime.errors import ValidationError
+from edge_runtime.update.validate import CRASH_HOOK, validate_in_child
+from tests.conftest import MODELS
+
+pytestmark = pytest.mark.backend
+BUNDLE = MODELS / "digits_v1.edgebundle"
+
+
+def _rewrite(tmp_path: Path, change_golden) -> Path:  # type: ignore[no-untyped-def]
+    """The committed bundle with its golden vectors changed (unsigned, as staged)."""
+    with tarfile.open(BUNDLE) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    manifest = __import__("json").loads(files.pop("manifest.json"))
+    files.pop("signatures.json")
+    manifest.pop("files")
+    golden = dict(np.load(io.BytesIO(files["golden.npz"])))
+    change_golden(golden)
+    out = io.BytesIO()
+    np.savez_compressed(out, **golden)
+    files["golden.npz"] = out.getvalue()
+    path = write_bundle(tmp_path / "changed.edgebundle", manifest, files)
+    read_bundle(path)  # still a well-formed bundle
+    return path
+
+
+def test_committed_bundle_passes() -> None:
+    report = validate_in_child(BUNDLE)
+    assert report.golden >= 1 and report.max_diff == [0] and report.invoke_ms_p50 > 0
+
+
+def test_outputs_that_differ_from_the_host_are_refused(tmp_path: Path) -> None:
+    def shift(golden: dict) -> None:  # type: ignore[type-arg]
+        golden["output_0"] = np.clip(golden["output_0"].astype(np.int16) + 5, -128, 127).astype(
+            golden["output_0"].dtype
+        )
+
+    with pytest.raises(ValidationError, match="differ from the host") as info:
+        validate_in_child(_rewrite(tmp_path, shift))
+    assert info.value.reason == "validation"
+
+
+def test_a_crash_in_the_child_is_reported_and_the_caller_lives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(CRASH_HOOK, "1")
+    with pytest.raises(ValidationError, match="crashed the interpreter.*SIGABRT"):
+        validate_in_child(BUNDLE)
+
+
+def test_a_slow_model_is_refused() -> None:
+    with pytest.raises(ValidationError, match="over the 1e-06 ms bound"):
+        validate_in_child(BUNDLE, max_invoke_ms=1e-6)
+
+
+def test_a_model_that_does_not_load_is_refused(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.edgebundle"
+    broken.write_bytes(b"not a bundle at all" * 50)
+    with pytest.raises(ValidationError, match="validation failed: .*broken.edgebundle"):
+        validate_in_child(broken)
+
+
+def test_a_hanging_child_times_out() -> None:
+    with pytest.raises(ValidationError, match="did not finish within"):
+        validate_in_child(BUNDLE, timeout=0.01)
