@@ -33,6 +33,8 @@ from edge_runtime.telemetry.homeassistant import discovery_messages
 from edge_runtime.telemetry.prometheus import MetricsServer, render
 from edge_runtime.telemetry.stats import Tally
 from edge_runtime.transport.mqtt import Message, MqttOptions, MqttTransport
+from edge_runtime.update.service import Identity, UpdateService
+from edge_runtime.update.store import CURRENT
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,12 @@ class Daemon:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_bytes=config.outbox.max_bytes)
         self.publisher = Publisher(self.outbox, self._publish)
+        self.update_topics = {self.topics.model_update} | {
+            self.topics.group_update(g) for g in config.groups
+        }
         self.transport = MqttTransport(
             self._mqtt_options(config),
-            subscriptions=[(self.topics.infer, 1)],
+            subscriptions=[(self.topics.infer, 1)] + [(t, 1) for t in sorted(self.update_topics)],
             on_message=self._on_message,
             on_connection=self._on_connection,
             on_published=self.publisher.on_published,
@@ -90,6 +95,20 @@ class Daemon:
                 "sha256": engine.identity.sha256,
             },
             delegate=str(engine.delegate),
+        )
+        u = config.update
+        self.updates = UpdateService(
+            state_dir=config.state_dir,
+            trust=u.trust,
+            device_class=u.device_class,
+            active=Identity(engine.identity.name, engine.identity.version, engine.identity.sha256),
+            swap=self._swap_model,
+            publish=self._publish_update,
+            max_bundle_bytes=u.max_bundle_bytes,
+            download_timeout=u.download_timeout,
+            validation_timeout=u.validation_timeout,
+            max_invoke_ms=u.max_invoke_ms,
+            keep=u.keep,
         )
         self.watch: WatchFolder | None = None
         if config.requests.watch_dir is not None:
@@ -151,6 +170,8 @@ class Daemon:
 
     def _on_connection(self, up: bool) -> None:
         self.publisher.on_connection(up)
+        if up:
+            self.updates.publish_state()
         if up and self.config.home_assistant.enabled:
             for topic, payload in discovery_messages(
                 discovery_prefix=self.config.home_assistant.discovery_prefix,
@@ -165,6 +186,10 @@ class Daemon:
         )
 
     def _on_message(self, msg: Message) -> None:
+        if msg.topic in self.update_topics:
+            self.transport.ack(msg)  # notices are retained: a lost one comes back
+            self.updates.submit(msg.payload)
+            return
         if msg.topic != self.topics.infer:
             self.transport.ack(msg)
             return
@@ -212,6 +237,43 @@ class Daemon:
             refusal.response_topic = msg.response_topic  # type: ignore[attr-defined]
             refusal.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
             self._store_answer(Job(None, refusal, job.done), None, refusal)
+
+    # -- model updates ------------------------------------------------------------------
+    def _publish_update(self, leaf: str, doc: dict[str, Any], retain: bool) -> None:
+        topic = self.topics._t(leaf)
+        if retain:  # the state: sent now, and again at every connect
+            self.transport.publish(topic, _dumps(doc), qos=1, retain=True)
+        else:  # events: through the outbox, in order, kept while offline
+            self.outbox.add(ANSWER, topic, _dumps(doc), qos=1)
+            self.publisher.poke()
+
+    def _swap_model(self, path: Path) -> Identity:
+        """Load ``path`` (warmed up by its first invoke) and hand it to the pipeline."""
+        from edge_runtime.inference.engine import Engine
+
+        started = time.perf_counter()
+        engine = Engine.load(
+            path,
+            delegate=self.config.model.delegate,
+            threads=self.config.model.threads,
+            labels=self.config.model.labels,
+        )
+        engine.input_spec  # noqa: B018 - an image model, like the one it replaces
+        self.pipeline.swap(engine)
+        self.engine = engine
+        identity = engine.identity
+        self.collector.model = {
+            "name": identity.name,
+            "version": identity.version,
+            "sha256": identity.sha256,
+        }
+        log.warning(
+            "model %s %s active (loaded in %.0f ms)",
+            identity.name,
+            identity.version,
+            (time.perf_counter() - started) * 1000,
+        )
+        return Identity(identity.name, identity.version, identity.sha256)
 
     # -- answers ------------------------------------------------------------------------
     def _answer(self, job: Job, result: dict[str, Any] | None, error: RequestError | None) -> None:
@@ -323,6 +385,7 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.start()
         self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
+        self.updates.start()
         self._telemetry_thread = threading.Thread(
             target=self._telemetry_loop, name="telemetry", daemon=True
         )
@@ -350,6 +413,7 @@ class Daemon:
             self.watch.stop()
         if self.metrics is not None:
             self.metrics.stop()
+        self.updates.stop()
         drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self._telemetry_wake.set()
         # give the publisher the rest of the bound to flush the outbox
@@ -383,8 +447,12 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
     notifier = Notifier()
     notifier.status("loading the model")
+    stored = config.state_dir / "models" / CURRENT
+    path = stored if stored.exists() else config.model.path
+    if path != config.model.path:
+        log.warning("serving the model installed by an update: %s", path.resolve())
     engine = Engine.load(
-        config.model.path,
+        path,
         delegate=config.model.delegate,
         threads=config.model.threads,
         labels=config.model.labels,

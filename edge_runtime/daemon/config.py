@@ -84,7 +84,13 @@ class OutboxConfig:
 
 @dataclass(frozen=True)
 class UpdateConfig:
-    trust: Path | None = None
+    trust: Path | None = None  # updates are refused without a trust file
+    device_class: str | None = None  # checked against a bundle's "compatible"
+    max_bundle_bytes: int = 256 * 1024 * 1024
+    download_timeout: float = 60.0  # seconds without progress before a download fails
+    validation_timeout: float = 120.0
+    max_invoke_ms: float | None = None  # latency bound a candidate must meet in validation
+    keep: int = 2  # versions kept besides the active one
 
 
 @dataclass(frozen=True)
@@ -307,6 +313,22 @@ def _telemetry(t: _Table) -> TelemetryConfig:
     )
 
 
+def _update(t: _Table) -> UpdateConfig:
+    d = UpdateConfig()
+    max_invoke = t.number("max_invoke_ms", 0.0, 0.0, 600_000, integer=False)
+    return UpdateConfig(
+        trust=t.path("trust"),
+        device_class=t.text("device_class", None, pattern=DEVICE_ID, hint=" ([A-Za-z0-9_.-])"),
+        max_bundle_bytes=t.number("max_bundle_bytes", d.max_bundle_bytes, 1024, 16 * 1024**3),
+        download_timeout=t.number("download_timeout", d.download_timeout, 1, 3600, integer=False),
+        validation_timeout=t.number(
+            "validation_timeout", d.validation_timeout, 5, 3600, integer=False
+        ),
+        max_invoke_ms=max_invoke or None,
+        keep=t.number("keep", d.keep, 1, 100),
+    )
+
+
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document.
 
@@ -333,7 +355,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
             max_bytes=t.number("max_bytes", OutboxConfig().max_bytes, 64 * 1024, 64 * 1024**3)
         ),
     )
-    update = _section(root, "update", lambda t: UpdateConfig(trust=t.path("trust")))
+    update = _section(root, "update", _update)
     prometheus = _section(
         root,
         "prometheus",

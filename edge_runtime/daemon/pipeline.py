@@ -86,6 +86,11 @@ class Pipeline:
             self._busy += 1
         return True
 
+    def swap(self, engine: Any) -> None:
+        """Serve new requests with ``engine``. Requests already prepared finish on the
+        engine they were prepared for; the old engine is freed after its last one."""
+        self.engine = engine
+
     def depth(self) -> int:
         with self._lock:
             return self._busy
@@ -113,11 +118,12 @@ class Pipeline:
                 self._ready.put(_STOP)
                 return
             job: Job = item  # type: ignore[assignment]
+            engine = self.engine  # the input is prepared for this engine and runs on it
             prepared: Any = None
             error = job.error
             if error is None and job.request is not None:
                 try:
-                    prepared = self.engine.prepare(job.request.image, max_pixels=self.max_pixels)
+                    prepared = engine.prepare(job.request.image, max_pixels=self.max_pixels)
                 except InputError as exc:
                     error = RequestError(_input_code(str(exc)), str(exc), job.request.id)
                 except Exception as exc:  # noqa: BLE001 - a request must never stop the daemon
@@ -125,7 +131,7 @@ class Pipeline:
                     error = RequestError(
                         "bad_image", f"cannot read the image: {exc}", job.request.id
                     )
-            self._ready.put((job, prepared, error))
+            self._ready.put((job, prepared, error, engine))
 
     def _infer_loop(self) -> None:
         while True:
@@ -136,11 +142,11 @@ class Pipeline:
                 continue
             if item is _STOP:
                 return
-            job, prepared, error = item
+            job, prepared, error, engine = item
             result: dict[str, Any] | None = None
             if error is None:
                 try:
-                    prediction = self.engine.infer(prepared, top_k=self.top_k)
+                    prediction = engine.infer(prepared, top_k=self.top_k)
                     from edge_runtime.inference.serialize import prediction_to_dict
 
                     result = prediction_to_dict(prediction)

@@ -52,3 +52,18 @@ class Topics:
     @property
     def errors(self) -> str:
         return self._t("errors")
+
+    @property
+    def model_update(self) -> str:
+        return self._t("model/update")
+
+    @property
+    def model_events(self) -> str:
+        return self._t("model/events")
+
+    @property
+    def model_state(self) -> str:
+        return self._t("model/state")
+
+    def group_update(self, group: str) -> str:
+        return f"{self.prefix}/groups/{group}/model/update"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -45,9 +46,9 @@ class InputOverrides:
     """Command-line preprocessing flags; they win over the manifest and metadata.
     A ``mean`` without a ``std`` uses ``std = 1``, a ``std`` alone uses ``mean = 0``."""
 
-    mean: Optional[float] = None
-    std: Optional[float] = None
-    resize: Optional[str] = None
+    mean: float | None = None
+    std: float | None = None
+    resize: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ class Engine:
         interpreter: Any,
         delegate: str,
         backend: str,
-        input_spec: Optional[InputSpec],
-        inputs: Tuple[TensorSpec, ...],
+        input_spec: InputSpec | None,
+        inputs: tuple[TensorSpec, ...],
         layout: OutputLayout,
-        labels: Optional[Labels],
+        labels: Labels | None,
     ) -> None:
         self.source = source
         self.identity: ModelIdentity = source.identity
@@ -107,13 +108,13 @@ class Engine:
         path: Path,
         *,
         delegate: str = "auto",
-        device: Optional[str] = None,
-        threads: Optional[int] = None,
-        labels: Optional[Path] = None,
+        device: str | None = None,
+        threads: int | None = None,
+        labels: Path | None = None,
         overrides: InputOverrides = InputOverrides(),
-        backend: Optional[str] = None,
-        delegate_loader: Optional[delegates.Loader] = None,
-    ) -> "Engine":
+        backend: str | None = None,
+        delegate_loader: delegates.Loader | None = None,
+    ) -> Engine:
         """Load a ``.tflite`` or a bundle and make its interpreter.
 
         Raises:
@@ -136,12 +137,12 @@ class Engine:
         source: ModelSource,
         *,
         delegate: str = "auto",
-        device: Optional[str] = None,
-        threads: Optional[int] = None,
+        device: str | None = None,
+        threads: int | None = None,
         overrides: InputOverrides = InputOverrides(),
-        backend: Optional[str] = None,
-        delegate_loader: Optional[delegates.Loader] = None,
-    ) -> "Engine":
+        backend: str | None = None,
+        delegate_loader: delegates.Loader | None = None,
+    ) -> Engine:
         if threads is not None and not 1 <= threads <= 64:
             raise ModelError(f"threads must be between 1 and 64, got {threads}")
         lib = backends.get_backend(backend)
@@ -150,7 +151,8 @@ class Engine:
             model_is_edgetpu=source.model_file.is_edgetpu,
             cpu_model_available=source.cpu_content is not None,
             device=device,
-            loader=delegate_loader or (lambda name, opts: backends.load_delegate(name, opts, backend=lib)),
+            loader=delegate_loader
+            or (lambda name, opts: backends.load_delegate(name, opts, backend=lib)),
         )
         content = source.content
         if choice.name == "cpu" and source.model_file.is_edgetpu and source.cpu_content is not None:
@@ -186,7 +188,9 @@ class Engine:
     def input_spec(self) -> InputSpec:
         if self._input_spec is None:
             shapes = ", ".join(str(list(t.shape)) for t in self.inputs)
-            raise InputError(f"this model's input {shapes} is not a single image tensor [1, H, W, 1 or 3]")
+            raise InputError(
+                f"this model's input {shapes} is not a single image tensor [1, H, W, 1 or 3]"
+            )
         return self._input_spec
 
     def prepare(self, data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
@@ -200,7 +204,7 @@ class Engine:
         tensor, placement = preprocess(data, spec, max_pixels=max_pixels)
         return Prepared(tensor, placement, spec, (time.perf_counter() - start) * 1000)
 
-    def run(self, tensors: Sequence[np.ndarray]) -> List[np.ndarray]:
+    def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Invoke on raw input tensors (one per model input); returns copies of the outputs.
 
         Raises:
@@ -255,15 +259,17 @@ class Engine:
         top_k: int = DEFAULT_TOP_K,
         threshold: float = DEFAULT_SCORE_THRESHOLD,
     ) -> Prediction:
-        return self.infer(self.prepare(data, max_pixels=max_pixels), top_k=top_k, threshold=threshold)
+        return self.infer(
+            self.prepare(data, max_pixels=max_pixels), top_k=top_k, threshold=threshold
+        )
 
     def close(self) -> None:
         with self._lock:
             self._interpreter = None
 
     def _postprocess(
-        self, raw: List[np.ndarray], placement: Placement, k: int, threshold: float
-    ) -> Tuple[tuple, tuple, tuple]:  # type: ignore[type-arg]
+        self, raw: list[np.ndarray], placement: Placement, k: int, threshold: float
+    ) -> tuple[tuple, tuple, tuple]:  # type: ignore[type-arg]
         layout = self.layout
         values = [dequantize(a, t.quantization) for a, t in zip(raw, layout.tensors)]
         if layout.kind == "classification":
@@ -271,8 +277,13 @@ class Engine:
         if layout.kind == "detection":
             part = {role: values[pos] for role, pos in layout.roles.items()}
             found = detections(
-                part["boxes"], part["classes"], part["scores"], part["count"],
-                labels=self.labels, threshold=threshold, placement=placement,
+                part["boxes"],
+                part["classes"],
+                part["scores"],
+                part["count"],
+                labels=self.labels,
+                threshold=threshold,
+                placement=placement,
             )
             return (), found, ()
         raw_out = tuple(
@@ -283,11 +294,11 @@ class Engine:
 
 
 def _input_spec(
-    inputs: Tuple[TensorSpec, ...],
+    inputs: tuple[TensorSpec, ...],
     source: ModelSource,
-    manifest_input: Optional[Mapping[str, Any]],
+    manifest_input: Mapping[str, Any] | None,
     overrides: InputOverrides,
-) -> Optional[InputSpec]:
+) -> InputSpec | None:
     """The image input spec, or ``None`` when the model's input is not an image."""
     if len(inputs) != 1:
         return None
@@ -316,7 +327,7 @@ def _input_spec(
 
 def _normalization(
     source: ModelSource, manifest_input: Mapping[str, Any], overrides: InputOverrides
-) -> Optional[Normalization]:
+) -> Normalization | None:
     if overrides.mean is not None or overrides.std is not None:
         return _checked(overrides.mean or 0.0, 1.0 if overrides.std is None else overrides.std)
     if manifest_input.get("mean") is not None and manifest_input.get("std") is not None:
@@ -331,5 +342,7 @@ def _normalization(
 
 def _checked(mean: float, std: float) -> Normalization:
     if not np.isfinite(mean) or not np.isfinite(std) or std == 0:
-        raise ModelError(f"normalisation needs a finite mean and a non-zero std, got mean={mean}, std={std}")
+        raise ModelError(
+            f"normalisation needs a finite mean and a non-zero std, got mean={mean}, std={std}"
+        )
     return Normalization(float(mean), float(std))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -46,8 +45,8 @@ class Placement:
     x_offset: float = 0.0
 
     def box_to_image(
-        self, box: Tuple[float, float, float, float]
-    ) -> Tuple[float, float, float, float]:
+        self, box: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
         ymin, xmin, ymax, xmax = box
         mapped = (
             self.y_scale * ymin + self.y_offset,
@@ -66,7 +65,7 @@ def decode_image(
     *,
     channels: int = 3,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    target_size: Optional[Tuple[int, int]] = None,
+    target_size: tuple[int, int] | None = None,
 ) -> Image.Image:
     """Decode image bytes to an RGB (``channels=3``) or grayscale (``channels=1``) image.
 
@@ -111,7 +110,7 @@ def decode_image(
         raise InputError(f"corrupt or truncated {img.format} image: {exc}") from exc
 
 
-def _draft_request(img: Image.Image, target_size: Tuple[int, int]) -> Tuple[int, int]:
+def _draft_request(img: Image.Image, target_size: tuple[int, int]) -> tuple[int, int]:
     """The draft size to request, in stored (pre-EXIF-rotation) orientation."""
     tw, th = target_size
     try:
@@ -135,7 +134,9 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img.convert(mode)
 
 
-def resize(img: Image.Image, width: int, height: int, mode: str = "stretch") -> Tuple[Image.Image, Placement]:
+def resize(
+    img: Image.Image, width: int, height: int, mode: str = "stretch"
+) -> tuple[Image.Image, Placement]:
     """Resize to ``width`` x ``height``.
 
     ``stretch`` ignores the aspect ratio; ``crop`` scales to cover and cuts the centre;
@@ -165,7 +166,7 @@ def resize(img: Image.Image, width: int, height: int, mode: str = "stretch") -> 
     raise InputError(f"unknown resize mode {mode!r}; expected stretch, crop or letterbox")
 
 
-def effective_normalization(spec: InputSpec) -> Optional[Normalization]:
+def effective_normalization(spec: InputSpec) -> Normalization | None:
     """The mean/std in force: the spec's own, or the float default (127.5, 127.5).
 
     ``None`` for quantized inputs without one: those take raw pixels (uint8) or
@@ -179,9 +180,7 @@ def effective_normalization(spec: InputSpec) -> Optional[Normalization]:
 
 
 @lru_cache(maxsize=64)
-def _lookup_table(
-    dtype: str, quant: Quantization, norm: Optional[Normalization]
-) -> np.ndarray:
+def _lookup_table(dtype: str, quant: Quantization, norm: Normalization | None) -> np.ndarray:
     pixels = np.arange(256, dtype=np.float64)
     if norm is None:
         if dtype == "uint8":
@@ -222,7 +221,7 @@ def image_to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
 
 def preprocess(
     data: bytes, spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> Tuple[np.ndarray, Placement]:
+) -> tuple[np.ndarray, Placement]:
     """Image bytes to the input tensor, plus the placement for mapping boxes back.
 
     Raises:

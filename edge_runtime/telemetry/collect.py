@@ -68,7 +68,7 @@ class Collector:
         state_dir: Path,
         tally: Callable[[], Snapshot],
         queue: Callable[[], dict[str, int]],
-        model: dict[str, str],
+        model: dict[str, str | None],
         delegate: str,
     ) -> None:
         self.state_dir = state_dir
