@@ -186,25 +186,32 @@ print(f"  inferences {inf['count']}  errors {inf['errors']}  p50 {lat['p50']} ms
       f"delegate {t['delegate']}")
 EOF
 
-step "Update: convert and sign v1.1.0 (uint8 input), publish it to group demo"
+step "Update: convert and sign v1.1.0 (uint8 input), publish it to group demo while requests stream"
 convert 1.1.0 "$WORK/digits-1.1.0.edgebundle" --input-type uint8 > "$WORK/convert-1.1.0.log"
 tail -n 3 "$WORK/convert-1.1.0.log"
-if "$BIN/edge-fleet" publish --help >/dev/null 2>&1; then
-    sub -t "$PREFIX/$DEVICE/model/events" -v -W 60 > "$WORK/events.log" &
-    events=$!
-    "$BIN/edge-fleet" publish "$WORK/digits-1.1.0.edgebundle" --host 127.0.0.1 --port "$PORT" \
-        --group demo --wait 60
-    kill "$events" 2>/dev/null || true
-    wait "$events" 2>/dev/null || true
-    sed 's/^/  /' "$WORK/events.log"
-    step "Requests after the swap"
-    send_requests v1.1
-    step "Fleet status"
-    "$BIN/edge-fleet" status --host 127.0.0.1 --port "$PORT"
-else
-    echo "  this build has no edge-fleet publish: model updates over MQTT are not available;"
-    echo "  the new bundle is at $WORK/digits-1.1.0.edgebundle"
-fi
+sub -t "$PREFIX/$DEVICE/predictions" -C 40 -W 60 > "$WORK/during-swap.jsonl" &
+stream=$!
+(  # a stream of requests runs across the swap
+    for n in $(seq 40); do
+        printf '{"id": "swap-%02d", "image_b64": "%s"}' "$n" "$(base64 -w0 "$WORK/requests/0-"*.png)" \
+            | pub -t "$PREFIX/$DEVICE/infer" -q 1 -s
+        sleep 0.05
+    done
+) &
+sender=$!
+"$BIN/edge-fleet" publish "$WORK/digits-1.1.0.edgebundle" --host 127.0.0.1 --port "$PORT" \
+    --group demo --trust "$WORK/trust.json" --wait 60
+wait "$sender"
+wait "$stream" || true
+echo "  requests sent during the swap: 40, answered: $(wc -l < "$WORK/during-swap.jsonl")," \
+    "by version: $(grep -o '"version":"[0-9.]*"' "$WORK/during-swap.jsonl" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
+echo "  retained state: $(sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5)"
+
+step "Requests after the swap"
+send_requests v1.1
+
+step "Fleet status"
+"$BIN/edge-fleet" status --host 127.0.0.1 --port "$PORT" --wait 2.5
 
 step "Stop: SIGTERM drains in-flight requests; the broker keeps the retained status"
 kill -TERM "$DAEMON"

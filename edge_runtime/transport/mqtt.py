@@ -150,7 +150,8 @@ class MqttTransport:
         was = self._connected.is_set()
         self._connected.clear()
         if was:
-            log.warning("MQTT disconnected: %s", reason)
+            level = logging.INFO if self._stop.is_set() else logging.WARNING  # asked to stop
+            log.log(level, "MQTT disconnected: %s", reason)
             self._on_connection(False)
 
     def _handle_message(self, client: Any, userdata: Any, msg: Any) -> None:

@@ -33,4 +33,11 @@ def test_demo_runs_the_whole_story() -> None:
     assert "10 of 10 answered" in out
     assert '"error":"not_an_image"' in out
     assert re.search(r"inferences 10 +errors 1 ", out)
+    # the update: every stage, no request lost across the swap, the new version answers
+    for stage in ("downloading", "verifying", "validating", "activating", "applied"):
+        assert f"demo-pi: {stage}" in out
+    assert "requests sent during the swap: 40, answered: 40" in out
+    assert len(re.findall(r"v1\.1-\d-digit-\d -> \w+ .* model digits 1\.1\.0", out)) == 10
+    assert re.search(r"demo-pi +online +digits 1\.1\.0 .* 1\.1\.0 applied", out)
+    assert "WARNING" not in out
     assert "daemon exited 0" in out and "status now: offline" in out

@@ -1,0 +1,91 @@
+"""``edge-fleet status --host H [--json]``: every device the broker knows, from the
+retained ``status`` and ``model/state`` topics and the telemetry heard meanwhile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from converter.fleet.broker import Session, add_broker_arguments
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("status", help="devices: online, model, temperature, fps, last update")
+    add_broker_arguments(p)
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to listen (default 2)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run)
+
+
+def collect(heard: list[tuple[str, bytes]], prefix: str) -> dict[str, dict[str, Any]]:
+    """Fold messages into one record per device (pure; later messages win)."""
+    devices: dict[str, dict[str, Any]] = {}
+    for topic, payload in heard:
+        parts = topic.split("/")
+        if len(parts) < 3 or parts[0] != prefix or parts[1] == "groups" or not payload:
+            continue
+        record = devices.setdefault(
+            parts[1],
+            {
+                "device": parts[1],
+                "status": None,
+                "model": None,
+                "last_update": None,
+                "temperature_c": None,
+                "fps": None,
+            },
+        )
+        leaf = "/".join(parts[2:])
+        try:
+            if leaf == "status":
+                record["status"] = payload.decode("utf-8", "replace")
+            elif leaf == "model/state":
+                state = json.loads(payload)
+                record["model"] = state.get("active")
+                record["last_update"] = state.get("last_update")
+            elif leaf == "telemetry":
+                t = json.loads(payload)
+                record["temperature_c"] = t.get("temperature_c")
+                record["fps"] = (t.get("inference") or {}).get("fps")
+                record["model"] = record["model"] or t.get("model")
+        except (ValueError, AttributeError):
+            continue
+    return dict(sorted(devices.items()))
+
+
+def table(devices: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [f"{'device':20s} {'status':8s} {'model':24s} {'temp':>6s} {'fps':>7s}  last update"]
+    for d in devices.values():
+        model = d["model"] or {}
+        name = f"{model.get('name', '?')} {model.get('version') or ''}".strip() if model else "?"
+        temp = "-" if d["temperature_c"] is None else f"{d['temperature_c']:.1f}"
+        fps = "-" if d["fps"] is None else f"{d['fps']:.1f}"
+        upd = d["last_update"] or {}
+        last = (
+            f"{upd.get('version')} {upd.get('result')}"
+            + (f" ({upd['reason']})" if upd.get("reason") else "")
+            + f" {upd.get('ts', '')}"
+            if upd
+            else "-"
+        )
+        lines.append(
+            f"{d['device']:20s} {d['status'] or '?':8s} {name:24s} {temp:>6s} {fps:>7s}  {last}"
+        )
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    p = args.prefix
+    session = Session(args, [f"{p}/+/status", f"{p}/+/model/state", f"{p}/+/telemetry"])
+    try:
+        time.sleep(max(0.2, args.wait))
+        devices = collect(list(session.heard), p)
+    finally:
+        session.close()
+    if args.json:
+        print(json.dumps(list(devices.values())))
+    else:
+        print("\n".join(table(devices)) if devices else "no devices heard")
+    return 0
