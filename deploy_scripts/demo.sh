@@ -148,7 +148,7 @@ send_requests() {  # send_requests TAG: publishes the ten digits as JSON request
     local tag=$1 answers=$WORK/answers-$1.jsonl
     sub -t "$PREFIX/$DEVICE/predictions" -C 10 -W 30 > "$answers" &
     local listener=$!
-    sleep 0.5
+    sleep 1  # let mosquitto_sub subscribe first
     for image in "$WORK"/requests/*.png; do
         local name
         name=$(basename "$image" .png)
@@ -166,7 +166,7 @@ send_requests v1
 step "A bad request gets an error, and the daemon keeps serving"
 sub -t "$PREFIX/$DEVICE/errors" -C 1 -W 10 &
 listener=$!
-sleep 0.3
+sleep 1
 printf 'this is not an image' | pub -t "$PREFIX/$DEVICE/infer" -q 1 -s
 wait "$listener" || true
 
@@ -191,6 +191,7 @@ convert 1.1.0 "$WORK/digits-1.1.0.edgebundle" --input-type uint8 > "$WORK/conver
 tail -n 3 "$WORK/convert-1.1.0.log"
 sub -t "$PREFIX/$DEVICE/predictions" -C 40 -W 60 > "$WORK/during-swap.jsonl" &
 stream=$!
+sleep 1
 (  # a stream of requests runs across the swap
     for n in $(seq 40); do
         printf '{"id": "swap-%02d", "image_b64": "%s"}' "$n" "$(base64 -w0 "$WORK/requests/0-"*.png)" \
