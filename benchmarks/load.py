@@ -25,6 +25,8 @@ class LoadResult:
     seconds: float
     throughput: float
     latency_ms: dict[str, float]
+    max_gap_ms: float  # longest wait between two consecutive answers
+    versions: tuple[str, ...]  # model versions that answered
 
 
 class LoadDriver:
@@ -33,6 +35,7 @@ class LoadDriver:
     def __init__(self, port: int, request_topic: str, answer_topic: str) -> None:
         self.request_topic = request_topic
         self._answers: dict[str, float] = {}
+        self._versions: dict[str, str] = {}
         self._cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(1000)
@@ -50,11 +53,13 @@ class LoadDriver:
     def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         now = time.monotonic()
         try:
-            key = str(json.loads(msg.payload)["id"])
+            doc = json.loads(msg.payload)
+            key = str(doc["id"])
         except (ValueError, KeyError):
             return
         with self._cond:
             self._answers.setdefault(key, now)
+            self._versions[key] = str((doc.get("model") or {}).get("version"))
             self._cond.notify_all()
 
     def run(self, image: bytes, count: int, rate: float | None, timeout: float) -> LoadResult:
@@ -76,6 +81,9 @@ class LoadDriver:
             while sum(k in self._answers for k in sent) < count and time.monotonic() < deadline:
                 self._cond.wait(0.2)
             got = {k: self._answers[k] for k in sent if k in self._answers}
+            versions = tuple(sorted({self._versions.get(k, "None") for k in got}))
+        arrivals = sorted(got.values())
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
         last = max(got.values(), default=start)
         seconds = last - start
         lat = np.array([(got[k] - sent[k]) * 1000 for k in got]) if got else np.zeros(1)
@@ -88,6 +96,8 @@ class LoadDriver:
                 p: round(float(np.percentile(lat, q)), 2)
                 for p, q in (("p50", 50), ("p90", 90), ("p99", 99))
             },
+            max_gap_ms=round(max(gaps, default=0.0) * 1000, 2),
+            versions=versions,
         )
 
     def close(self) -> None:

@@ -39,7 +39,14 @@ GOOD: dict[str, Any] = {
     },
     "baseline": {"saturation": _load(30.0, 2000.0)},
     "telemetry_cpu_percent": {"every_5s": 0.3, "hourly": 0.2, "telemetry_only": 0.1},
-    "swap": "not measured",
+    "swap": {
+        "sent": 100,
+        "answered": 100,
+        "dropped": 0,
+        "versions": ["1.0.0", "2.0.0"],
+        "pause_ms": 4.0,
+        "pause_in_invokes": 1.6,
+    },
 }
 BOUND = 200.0  # min(400 invoke/s, 1000 / 5 ms preprocessing)
 
@@ -67,6 +74,11 @@ def test_each_target_fails_on_its_own_bad_figure() -> None:
     heavy = copy.deepcopy(GOOD)
     heavy["daemon"]["peak_rss_bytes"] = 70 * 2**20 + 41_000_000
     assert not targets(heavy, BOUND, BEST)["peak RSS <= interpreter alone + 40 MB"]["pass"]
+    for change in ({"dropped": 1}, {"pause_in_invokes": 2.5}, {"versions": ["1.0.0"]}):
+        swapped = copy.deepcopy(GOOD)
+        swapped["swap"].update(change)
+        failed = [n for n, v in targets(swapped, BOUND, BEST).items() if not v["pass"]]
+        assert failed == ["model swap: 0 dropped, pause <= 2 invokes"], change
     busy = copy.deepcopy(GOOD)
     busy["telemetry_cpu_percent"]["telemetry_only"] = 1.5
     assert not targets(busy, BOUND, BEST)["telemetry at 5 s < 1% of a core"]["pass"]
