@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from edge_runtime.cli.main import build_parser, run_cli
 
-COMMANDS = ("keygen", "trust", "sign", "verify", "publish", "status")
+COMMANDS = ("keygen", "trust", "sign", "verify", "publish", "status", "rollback")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

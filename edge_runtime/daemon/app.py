@@ -71,7 +71,8 @@ class Daemon:
         }
         self.transport = MqttTransport(
             self._mqtt_options(config),
-            subscriptions=[(self.topics.infer, 1)] + [(t, 1) for t in sorted(self.update_topics)],
+            subscriptions=[(self.topics.infer, 1), (self.topics.model_rollback, 1)]
+            + [(t, 1) for t in sorted(self.update_topics)],
             on_message=self._on_message,
             on_connection=self._on_connection,
             on_published=self.publisher.on_published,
@@ -102,6 +103,7 @@ class Daemon:
             trust=u.trust,
             device_class=u.device_class,
             active=Identity(engine.identity.name, engine.identity.version, engine.identity.sha256),
+            active_path=Path(engine.source.path),
             swap=self._swap_model,
             publish=self._publish_update,
             max_bundle_bytes=u.max_bundle_bytes,
@@ -186,6 +188,10 @@ class Daemon:
         )
 
     def _on_message(self, msg: Message) -> None:
+        if msg.topic == self.topics.model_rollback:
+            self.transport.ack(msg)
+            self.updates.request_rollback()
+            return
         if msg.topic in self.update_topics:
             self.transport.ack(msg)  # notices are retained: a lost one comes back
             self.updates.submit(msg.payload)

@@ -62,6 +62,10 @@ class Topics:
         return self._t("model/events")
 
     @property
+    def model_rollback(self) -> str:
+        return self._t("model/rollback")
+
+    @property
     def model_state(self) -> str:
         return self._t("model/state")
 

@@ -40,6 +40,8 @@ from edge_runtime.update.validate import validate_in_child
 
 log = logging.getLogger(__name__)
 
+#: The queue item that asks for a rollback.
+ROLLBACK = object()
 #: Largest notice accepted (a manifest with its signatures is a few KB).
 MAX_NOTICE_BYTES = 256 * 1024
 
@@ -99,6 +101,7 @@ class UpdateService:
         trust: Path | None,
         device_class: str | None,
         active: Identity,
+        active_path: Path | None = None,
         swap: Callable[[Path], Identity],
         publish: Callable[[str, dict[str, Any], bool], None],
         max_bundle_bytes: int,
@@ -111,6 +114,7 @@ class UpdateService:
         self.trust = trust
         self.device_class = device_class
         self.active = active
+        self.active_path = active_path
         self.previous: Identity | None = None
         self.last_update: dict[str, Any] | None = None
         self._swap = swap
@@ -121,7 +125,7 @@ class UpdateService:
         self.max_invoke_ms = max_invoke_ms
         self.store = ModelStore(state_dir, keep=keep)
         self.work = state_dir / "update"
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
         self._handled: set[str] = set()
 
@@ -135,7 +139,16 @@ class UpdateService:
         self._thread.join(5)
 
     def submit(self, payload: bytes) -> None:
-        """Called from the MQTT thread: queue the notice, never block."""
+        """Called from the MQTT thread: queue the notice, never block. An empty payload
+        (a withdrawn retained notice) is no notice."""
+        if payload:
+            self._put(payload)
+
+    def request_rollback(self) -> None:
+        """An operator's ``model/rollback``: back to the previous version, in turn."""
+        self._put(ROLLBACK)
+
+    def _put(self, payload: object) -> None:
         try:
             self._queue.put_nowait(payload)
         except queue.Full:
@@ -148,7 +161,10 @@ class UpdateService:
             if payload is None:
                 return
             try:
-                self.handle(payload)
+                if payload is ROLLBACK:
+                    self.rollback("operator")
+                elif isinstance(payload, bytes):
+                    self.handle(payload)
             except Exception:  # noqa: BLE001 - an update must never stop the daemon
                 log.exception("update failed unexpectedly")
 
@@ -217,6 +233,7 @@ class UpdateService:
         )
         self._event(notice.version, "activating", None)
         manifest = result.bundle.manifest
+        self._adopt_running_bundle()
         stored = self.store.add(incoming, manifest.name, str(manifest.version))
         before = self.store.versions()
         self.store.activate(stored)
@@ -229,6 +246,27 @@ class UpdateService:
         record_seen(self.state_dir, manifest.name, str(manifest.version))
         self.previous, self.active = self.active, identity
         self._finish(notice.version, "applied", None, None)
+
+    def _adopt_running_bundle(self) -> None:
+        """Before the first update, store the bundle the config named, so that there is a
+        version to roll back to. (A bare ``.tflite`` carries no version and is not kept.)"""
+        path = self.active_path
+        if self.store.versions().active is not None or path is None or self.active.version is None:
+            return
+        if path.suffix == ".edgebundle" and path.is_file():
+            self.store.activate(self.store.add(path, self.active.name, self.active.version))
+
+    def rollback(self, reason: str) -> None:
+        """Make the previous stored version active again and report ``rolled_back``."""
+        failed = self.active.version
+        try:
+            self.store.rollback()
+            identity = self._swap(self.store.current)
+        except EdgeError as exc:
+            self._reject(failed, exc, reason="rollback_failed")
+            return
+        self.previous, self.active = self.active, identity
+        self._finish(failed, "rolled_back", reason, f"now serving {identity.version}")
 
     # -- reporting ---------------------------------------------------------------------
     def _event(

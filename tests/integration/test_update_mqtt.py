@@ -9,6 +9,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -32,6 +34,22 @@ from tests.unit.bundle_factory import real_clock_times
 
 pytestmark = pytest.mark.integration
 DIGIT = (IMAGES / "digit_3.png").read_bytes()
+
+
+def fleet_tool(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "edge-fleet"),
+            args[0],
+            "--host",
+            "127.0.0.1",
+            *map(str, args[1:]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def make_bundle(folder: Path, version: str, key: SigningKey | None, **changes: Any) -> Path:
@@ -200,6 +218,23 @@ def test_group_update_applies_on_two_devices_while_requests_stream(fleet: dict[s
             stages = [e["stage"] for e in events(client, d) if e["version"] == "2.0.0"]
             for stage in ("downloading", "verifying", "validating", "activating", "applied"):
                 assert stage in stages
+        # the fleet's view: both devices on 2.0.0
+        status = fleet_tool("status", "--port", fleet["broker"].port, "--json", "--wait", "1")
+        assert status.returncode == 0, status.stderr
+        seen = {d["device"]: d for d in json.loads(status.stdout)}
+        for d in devices:
+            assert seen[d]["status"] == "online" and seen[d]["model"]["version"] == "2.0.0"
+            assert seen[d]["last_update"]["result"] == "applied"
+        # the operator takes device b back to 1.0.0
+        back = fleet_tool("rollback", "--port", fleet["broker"].port, "--device", devices[1])
+        assert back.returncode == 0 and "rolled_back" in back.stdout, back.stdout + back.stderr
+        assert ask(client, devices[1], "rolled-back")["model"]["version"] == "1.0.0"
+        state = json.loads(client.on(f"edge/{devices[1]}/model/state")[-1].payload)
+        assert state["active"]["version"] == "1.0.0" and state["previous"]["version"] == "2.0.0"
+        assert (state["last_update"]["result"], state["last_update"]["reason"]) == (
+            "rolled_back",
+            "operator",
+        )
         # a restart keeps serving the installed version
         daemons[0].terminate()
         daemons[0] = DaemonProcess(daemons[0].config)
@@ -368,6 +403,9 @@ def test_a_model_that_crashes_in_validation_is_rejected_without_a_restart(
         assert "crashed" in result["detail"] and "SIGABRT" in result["detail"]
         assert daemon.alive() and daemon.proc.pid == pid
         assert ask(client, device, "still-v1")["model"]["version"] == "1.0.0"
+        nothing = fleet_tool("rollback", "--port", fleet["broker"].port, "--device", device)
+        assert nothing.returncode == 1 and "no previous" in nothing.stdout, nothing.stdout
+        assert ask(client, device, "still-v1-again")["model"]["version"] == "1.0.0"
         assert os.path.exists(folder / "state")
     finally:
         client.close()
