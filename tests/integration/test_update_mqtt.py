@@ -410,3 +410,88 @@ def test_a_model_that_crashes_in_validation_is_rejected_without_a_restart(
     finally:
         client.close()
         daemon.kill()
+
+
+class _SlowServer:
+    """Serves files a kilobyte at a time, so a download lasts a few seconds."""
+
+    def __init__(self, root: Path) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                data = (root / self.path.strip("/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for at in range(0, len(data), 1024):
+                        self.wfile.write(data[at : at + 1024])
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    pass  # the daemon was killed mid-download
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+@pytest.mark.parametrize("stage", ["downloading", "validating", "activating"])
+def test_sigkill_at_each_stage_leaves_a_consistent_model(fleet: dict[str, Any], stage: str) -> None:
+    device = f"killed-{stage}"
+    folder = fleet["root"] / device
+    folder.mkdir()
+    config = daemon_config(
+        folder,
+        fleet["broker"].port,
+        device_id=device,
+        model=fleet["v1"],
+        update={"trust": str(fleet["trust"]), "download_timeout": 5.0},
+    )
+    server = _SlowServer(fleet["root"])
+    client = TestClient(fleet["broker"].port)
+    daemon = DaemonProcess(config)
+    try:
+        assert daemon.wait_log("daemon ready", 30), daemon.log()
+        client.subscribe(f"edge/{device}/#")
+        v2 = make_bundle(fleet["root"], "5.0.0", fleet["key"])
+        notice = {**build_notice(v2, ""), "url": f"http://127.0.0.1:{server.port}/{v2.name}"}
+        client.client.publish(f"edge/{device}/model/update", json.dumps(notice), qos=1, retain=True)
+        client.wait_for(lambda _: any(e["stage"] == stage for e in events(client, device)), 30)
+        assert any(e["stage"] == stage for e in events(client, device)), events(client, device)
+        daemon.kill()  # SIGKILL, at that stage (or just after it)
+        models = folder / "state" / "models"
+        current = models / "current"
+        if current.is_symlink():  # whatever is active is a whole, stored bundle
+            assert current.resolve().is_file()
+        restarted = DaemonProcess(config)
+        try:
+            assert restarted.wait_log("daemon ready", 30), restarted.log()
+            version = ask(client, device, f"after-kill-{stage}")["model"]["version"]
+            assert version in ("1.0.0", "5.0.0")
+            # the retained notice comes back, and the update completes
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if ask(client, device, f"v-{time.monotonic_ns()}")["model"]["version"] == "5.0.0":
+                    break
+                time.sleep(0.5)
+            assert ask(client, device, "final")["model"]["version"] == "5.0.0"
+            leftovers = [
+                p.name
+                for p in models.iterdir()
+                if p.name.startswith(".") or p.name.endswith(".part")
+            ]
+            assert leftovers == []
+            assert not (folder / "state" / "update").exists()
+        finally:
+            restarted.kill()
+    finally:
+        client.client.publish(f"edge/{device}/model/update", b"", qos=1, retain=True)
+        client.close()
+        server.close()
+        daemon.kill()
