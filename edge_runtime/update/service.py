@@ -242,6 +242,8 @@ class UpdateService:
         except EdgeError:
             if before.active is not None:
                 self.store.rollback()
+            else:  # nothing stored before: after a restart, the config's model again
+                self.store.deactivate()
             raise
         record_seen(self.state_dir, manifest.name, str(manifest.version))
         self.previous, self.active = self.active, identity

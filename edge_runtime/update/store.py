@@ -96,6 +96,11 @@ class ModelStore:
             self._point(PREVIOUS, before.active)
         return self.versions()
 
+    def deactivate(self) -> None:
+        """Remove ``current`` (the daemon then starts from its configured model)."""
+        self.current.unlink(missing_ok=True)
+        fsync_dir(self.folder)
+
     # -- internals ---------------------------------------------------------------------
     def _target(self, link: str) -> str | None:
         path = self.folder / link

@@ -76,3 +76,11 @@ def test_interrupted_switch_leaves_the_old_version_active(tmp_path: Path) -> Non
         "digits-1.0.0.edgebundle",
         "digits-2.0.0.edgebundle",
     ]
+
+
+def test_deactivate_leaves_no_active_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "state")
+    store.activate(store.add(_bundle(tmp_path, "one"), "digits", "1.0.0"))
+    store.deactivate()
+    assert store.versions().active is None and not store.current.exists()
+    store.deactivate()  # twice is fine
