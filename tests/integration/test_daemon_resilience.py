@@ -30,8 +30,9 @@ def request(i: int, img: bytes) -> bytes:
     return json.dumps({"id": f"r{i:04d}", "image_b64": base64.b64encode(img).decode()}).encode()
 
 
-def check_exactly_answered(observer: TestClient, expected: set[str]) -> None:
-    """Every request answered; any duplicate (QoS 1) carries the same id and the same answer."""
+def check_exactly_answered(observer: TestClient, expected: set[str], log: str = "") -> None:
+    """Every request answered; any duplicate (QoS 1) carries the same id and the same answer.
+    ``log`` (the daemon's) is shown when the check fails."""
     by_id: dict[str, list[dict]] = defaultdict(list)
     for m in observer.on(f"{T}/predictions") + observer.on(f"{T}/errors"):
         doc = m.json()
@@ -41,7 +42,7 @@ def check_exactly_answered(observer: TestClient, expected: set[str]) -> None:
     )
     for docs in by_id.values():
         assert len({json.dumps(d.get("top")) for d in docs}) == 1
-        assert all("error" not in d for d in docs), docs
+        assert all("error" not in d for d in docs), (docs, log[-6000:])
     dups = sum(len(v) - 1 for v in by_id.values())
     print(f"{len(expected)} requests, {dups} duplicate answers")
     assert dups <= len(expected) // 5, f"{dups} duplicates"
@@ -81,7 +82,7 @@ def test_broker_restarted_twice_during_1000_requests(tmp_path):
                     time.sleep(1.5)
                     broker.start()
             wait_all(observer, expected, 120)
-            check_exactly_answered(observer, expected)
+            check_exactly_answered(observer, expected, daemon.log())
             assert "MQTT disconnected" in daemon.log()
             sender.close()
             observer.close()
@@ -92,7 +93,9 @@ def test_broker_restarted_twice_during_1000_requests(tmp_path):
 def test_daemon_restarted_during_a_stream(tmp_path, how):
     images = [img for img, _ in digits(50)]
     with Mosquitto(tmp_path) as broker:
-        config = daemon_config(tmp_path, broker.port, requests={"queue_size": 64})
+        # the queue holds what a broker resending a session's messages after the restart
+        # may push at once; the test is about nothing being lost, not about refusals
+        config = daemon_config(tmp_path, broker.port, requests={"queue_size": 256})
         observer = TestClient(broker.port, client_id="observer", persistent=True)
         observer.subscribe(f"{T}/predictions")
         observer.subscribe(f"{T}/errors")
@@ -113,7 +116,7 @@ def test_daemon_restarted_during_a_stream(tmp_path, how):
             assert len(answered_first) < len(expected), "the stream ended before the restart"
             daemon = DaemonProcess(config)  # same state dir, same session
             wait_all(observer, expected, 90)
-            check_exactly_answered(observer, expected)
+            check_exactly_answered(observer, expected, first_log + "\n-- restarted --\n" + daemon.log())
             assert daemon.terminate(30) == 0, first_log + daemon.log()
         finally:
             daemon.kill()
