@@ -3,12 +3,13 @@
 
 Deterministic (fixed seeds, fixed held-out split): trains a small CNN on scikit-learn's
 digits and writes float, int8 and uint8 forms, a copy with embedded labels, a small
-detection-shaped int8 model, the held-out digits, the labels, a digits bundle and
+detection-shaped int8 model, a digits-shaped model that is correct but slow (for the
+update health gate), the held-out digits, the labels, a digits bundle and
 ``models.json`` (normalisation used and held-out top-1 accuracy measured with the
 interpreter on this host). The int8/uint8 models and the bundle come from the
 project's own converter (``edge-convert``), so the fixtures are what users get.
 
-    .venv/bin/python tools/make_test_models.py [--out DIR] [--epochs N]
+    .venv/bin/python tools/make_test_models.py [--out DIR] [--epochs N] [--only slow]
 """
 
 from __future__ import annotations
@@ -100,6 +101,35 @@ def train_digits(epochs: int) -> Any:
     bare = tf.keras.models.clone_model(model)  # without optimizer state: a small file
     bare.set_weights(model.get_weights())
     return bare
+
+
+def make_slow_digits() -> bytes:
+    """An int8 model with the digits model's input and output (8x8 grayscale in, 10
+    scores out) that upsamples to 256x256 and convolves there: a few KB of weights and
+    some hundred times the digits model's compute. Random weights; what matters is
+    that it is valid, deterministic and slow."""
+    import tensorflow as tf
+
+    from converter.tf_backend import convert
+
+    tf.keras.utils.set_random_seed(SEED)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((8, 8, 1), name="image"),
+            tf.keras.layers.UpSampling2D(32),
+            tf.keras.layers.Conv2D(24, 3, padding="same", activation="relu"),
+            tf.keras.layers.Conv2D(24, 3, padding="same", activation="relu"),
+            tf.keras.layers.Conv2D(24, 3, padding="same", activation="relu"),
+            tf.keras.layers.GlobalAveragePooling2D(),
+            tf.keras.layers.Dense(10, activation="softmax", name="probabilities"),
+        ]
+    )
+    x_train, _, _, _ = digits_split()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "slow.keras"
+        model.save(path)
+        calib = float_inputs(x_train[:50])
+        return convert(path, lambda shape: [t[None] for t in calib], io_type="int8").int8_model
 
 
 def write_calibration_images(images: np.ndarray, folder: Path) -> None:
@@ -355,9 +385,13 @@ def main() -> int:
         action="store_true",
         help="convert with converter.tf_backend directly (no edge-convert, no bundle)",
     )
+    parser.add_argument("--only", choices=["slow"], help="regenerate this model alone")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.only == "slow":
+        _write_slow(out)
+        return 0
     x_train, _, x_test, y_test = digits_split()
     norm = Normalization(DIGITS_MEAN, DIGITS_STD)
     info: Dict[str, Any] = {"generator": "tools/make_test_models.py", "seed": SEED, "models": {}}
@@ -442,9 +476,23 @@ def main() -> int:
     }
     write_sample_images(args.images)
     (out / "models.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    _write_slow(out)
     for f in sorted(out.iterdir()):
         print(f"{f.name:28s} {f.stat().st_size:8d} bytes")
     return 0
+
+
+def _write_slow(out: Path) -> None:
+    """``slow_int8.tflite`` and its entry in ``models.json``."""
+    (out / "slow_int8.tflite").write_bytes(make_slow_digits())
+    info = json.loads((out / "models.json").read_text())
+    info["models"]["slow_int8"] = {
+        "file": "slow_int8.tflite",
+        "input": "8x8 grayscale, int8 (as digits_int8)",
+        "outputs": "10 scores (random weights, no meaning)",
+        "purpose": "valid but some 100x slower than digits_int8 (update health gate)",
+    }
+    (out / "models.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 def _convert(

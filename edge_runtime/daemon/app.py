@@ -33,7 +33,8 @@ from edge_runtime.telemetry.homeassistant import discovery_messages
 from edge_runtime.telemetry.prometheus import MetricsServer, render
 from edge_runtime.telemetry.stats import Tally
 from edge_runtime.transport.mqtt import Message, MqttOptions, MqttTransport
-from edge_runtime.update.service import Identity, UpdateService
+from edge_runtime.update.health import Probation, note_clean_stop
+from edge_runtime.update.service import Identity, UpdateService, recover_crash_loop
 from edge_runtime.update.store import CURRENT
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Daemon:
         *,
         config_path: Path | None = None,
         notifier: Notifier | None = None,
+        crash_loop: Probation | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -85,6 +87,7 @@ class Daemon:
             answer=self._answer,
             tally=self.tally,
             heartbeat=self.notifier.watchdog,
+            served=lambda version, ok, ms: self.updates.record(version, ok, ms),
         )
         self.collector = Collector(
             state_dir=config.state_dir,
@@ -111,6 +114,8 @@ class Daemon:
             validation_timeout=u.validation_timeout,
             max_invoke_ms=u.max_invoke_ms,
             keep=u.keep,
+            health=u.health_policy(),
+            crash_loop=crash_loop,
         )
         self.watch: WatchFolder | None = None
         if config.requests.watch_dir is not None:
@@ -434,6 +439,7 @@ class Daemon:
         self.outbox.close()
         self.engine.close()
         self.notifier.close()
+        note_clean_stop(self.config.state_dir)
         log.warning(
             "edge-runtime daemon stopped (%s; %d messages kept in the outbox)",
             "queue drained" if drained else "queue NOT drained",
@@ -453,6 +459,14 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
     notifier = Notifier()
     notifier.status("loading the model")
+    try:
+        crash_loop = recover_crash_loop(
+            config.state_dir, config.update.health_policy(), config.update.keep
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"
+        ) from exc
     stored = config.state_dir / "models" / CURRENT
     path = stored if stored.exists() else config.model.path
     if path != config.model.path:
@@ -466,7 +480,9 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
     try:
         engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
         try:
-            daemon = Daemon(config, engine, config_path=config_path, notifier=notifier)
+            daemon = Daemon(
+                config, engine, config_path=config_path, notifier=notifier, crash_loop=crash_loop
+            )
         except OSError as exc:
             raise ConfigError(
                 f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"

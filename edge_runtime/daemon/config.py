@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_runtime.errors import ConfigError
+from edge_runtime.update.health import HealthPolicy
 
 try:  # Python 3.11+
     import tomllib
@@ -91,6 +92,23 @@ class UpdateConfig:
     validation_timeout: float = 120.0
     max_invoke_ms: float | None = None  # latency bound a candidate must meet in validation
     keep: int = 2  # versions kept besides the active one
+    # probation of an applied model (see edge_runtime.update.health)
+    probation_requests: int = 50
+    probation_seconds: float = 600.0
+    health_max_error_rate: float = 0.1
+    health_max_latency_ms: float | None = None
+    health_latency_factor: float = 4.0
+    crash_loop_starts: int = 3
+
+    def health_policy(self) -> HealthPolicy:
+        return HealthPolicy(
+            requests=self.probation_requests,
+            seconds=self.probation_seconds,
+            max_error_rate=self.health_max_error_rate,
+            max_latency_ms=self.health_max_latency_ms,
+            latency_factor=self.health_latency_factor,
+            crash_starts=self.crash_loop_starts,
+        )
 
 
 @dataclass(frozen=True)
@@ -316,7 +334,7 @@ def _telemetry(t: _Table) -> TelemetryConfig:
 def _update(t: _Table) -> UpdateConfig:
     d = UpdateConfig()
     max_invoke = t.number("max_invoke_ms", 0.0, 0.0, 600_000, integer=False)
-    return UpdateConfig(
+    cfg = UpdateConfig(
         trust=t.path("trust"),
         device_class=t.text("device_class", None, pattern=DEVICE_ID, hint=" ([A-Za-z0-9_.-])"),
         max_bundle_bytes=t.number("max_bundle_bytes", d.max_bundle_bytes, 1024, 16 * 1024**3),
@@ -326,7 +344,26 @@ def _update(t: _Table) -> UpdateConfig:
         ),
         max_invoke_ms=max_invoke or None,
         keep=t.number("keep", d.keep, 1, 100),
+        probation_requests=t.number("probation_requests", d.probation_requests, 1, 1_000_000),
+        probation_seconds=t.number(
+            "probation_seconds", d.probation_seconds, 1, 7 * 86400, integer=False
+        ),
+        health_max_error_rate=t.number(
+            "health_max_error_rate", d.health_max_error_rate, 0, 1, integer=False
+        ),
+        health_max_latency_ms=t.number("health_max_latency_ms", 0.0, 0.0, 600_000, integer=False)
+        or None,
+        health_latency_factor=t.number(
+            "health_latency_factor", d.health_latency_factor, 0, 1000, integer=False
+        ),
+        crash_loop_starts=t.number("crash_loop_starts", d.crash_loop_starts, 1, 100),
     )
+    if 0 < cfg.health_latency_factor < 1:
+        t.problems.append(
+            f"{t.name}.health_latency_factor: {cfg.health_latency_factor:g} would require the new "
+            "model to be faster than the old; give 0 (off) or 1..1000"
+        )
+    return cfg
 
 
 def parse_config(data: Mapping[str, Any]) -> Config:

@@ -34,6 +34,8 @@ class Job:
 
 #: answer(job, prediction dict or None, error or None)
 Answer = Callable[[Job, Optional[dict[str, Any]], Optional[RequestError]], None]
+#: served(model version, ok, service ms or None): each request that reached the model
+Served = Callable[[Optional[str], bool, Optional[float]], None]
 _STOP = object()
 
 
@@ -48,6 +50,7 @@ class Pipeline:
         answer: Answer,
         tally: Tally,
         heartbeat: Callable[[], None] = lambda: None,
+        served: Served | None = None,
     ) -> None:
         self.engine = engine
         self.max_pixels = max_pixels
@@ -55,6 +58,7 @@ class Pipeline:
         self._answer = answer
         self._tally = tally
         self._heartbeat = heartbeat
+        self._served = served
         self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=queue_size)
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._closing = threading.Event()
@@ -157,6 +161,13 @@ class Pipeline:
                     log.exception("inference failed")
                     error = RequestError(
                         "inference_failed", f"{type(exc).__name__}: {exc}", job.request.id
+                    )
+                if self._served is not None:
+                    spent = result.get("latency_ms") if result else None
+                    self._served(
+                        engine.identity.version,
+                        result is not None,
+                        sum(spent.values()) if isinstance(spent, dict) else None,
                     )
             if error is not None:
                 self._tally.failed()

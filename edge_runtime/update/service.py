@@ -12,8 +12,12 @@ and previous versions and the last result. Verification is the trust module's (s
 threshold, hashes, expiry, compatibility, version above any seen). Validation runs the
 bundle's golden vectors in a child process. Activation stores the bundle beside the
 others, switches ``models/current`` atomically and hands the new engine to the pipeline.
+An applied model is then on probation (see ``health``): it is rolled back by itself
+(``rolled_back``, reason ``health`` or ``crash_loop``) when it fails, and reported
+``healthy`` when it passes.
 A notice for the version already active is ignored, so a retained notice that comes back
-at every reconnect does nothing.
+at every reconnect does nothing; so is a notice for a bundle refused for good or rolled
+back before (remembered across restarts in ``refused-updates.json``).
 """
 
 from __future__ import annotations
@@ -29,12 +33,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.bundle.atomic import atomic_writer
 from edge_runtime.bundle.canonical import canonical_bytes
 from edge_runtime.errors import BundleError, ConfigError, EdgeError, IntegrityError, UpdateError
 from edge_runtime.telemetry.collect import utc_now
 from edge_runtime.trust.check import check_bundle_file
 from edge_runtime.trust.state import record_seen
 from edge_runtime.update.fetch import fetch
+from edge_runtime.update.health import (
+    HealthGate,
+    HealthPolicy,
+    Probation,
+    clear_probation,
+    load_probation,
+    note_start,
+    save_probation,
+)
 from edge_runtime.update.store import ModelStore
 from edge_runtime.update.validate import validate_in_child
 
@@ -44,6 +58,14 @@ log = logging.getLogger(__name__)
 ROLLBACK = object()
 #: Largest notice accepted (a manifest with its signatures is a few KB).
 MAX_NOTICE_BYTES = 256 * 1024
+#: Reasons that will not change if the same bundle is tried again; such a bundle is not
+#: tried again when its retained notice comes back. (A download that timed out or was
+#: cut short is tried again at the next start.)
+FINAL_REASONS = frozenset(
+    {"signature", "expired", "rollback", "incompatible", "validation", "health", "crash_loop"}
+)
+#: How often the update thread looks at the health gate while a model is on probation.
+PROBATION_TICK = 0.5
 
 
 class BadNotice(UpdateError):
@@ -83,6 +105,33 @@ def parse_notice(payload: bytes) -> Notice:
     return Notice(str(manifest.get("name", "")), manifest["version"], manifest, url, size, sha256)
 
 
+class RefusedBundles:
+    """The sha256 of bundles refused for good or rolled back, kept across restarts (the
+    newest ``limit``), so that a retained notice for one of them is ignored quietly."""
+
+    def __init__(self, path: Path, limit: int = 32) -> None:
+        self.path = path
+        self.limit = limit
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            self._shas = [s for s in doc if isinstance(s, str)] if isinstance(doc, list) else []
+        except (OSError, ValueError):
+            self._shas = []
+
+    def __contains__(self, sha256: str) -> bool:
+        return sha256 in self._shas
+
+    def add(self, sha256: str) -> None:
+        if sha256 in self._shas:
+            return
+        self._shas = (self._shas + [sha256])[-self.limit :]
+        try:
+            with atomic_writer(self.path) as handle:
+                handle.write(json.dumps(self._shas).encode())
+        except OSError as exc:
+            log.warning("cannot record the refused bundle in %s: %s", self.path, exc)
+
+
 @dataclass(frozen=True)
 class Identity:
     name: str
@@ -109,7 +158,11 @@ class UpdateService:
         validation_timeout: float,
         max_invoke_ms: float | None,
         keep: int,
+        health: HealthPolicy | None = None,
+        crash_loop: Probation | None = None,
     ) -> None:
+        """``crash_loop``: the record of a model the start-up rolled back (see
+        ``recover_crash_loop``), reported once the service runs."""
         self.state_dir = state_dir
         self.trust = trust
         self.device_class = device_class
@@ -128,10 +181,25 @@ class UpdateService:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
         self._handled: set[str] = set()
+        self.gate = HealthGate(health or HealthPolicy())
+        self.refused = RefusedBundles(state_dir / "refused-updates.json")
+        self._crash_loop = crash_loop
+        if crash_loop is not None:  # before any notice is looked at
+            self.refused.add(crash_loop.sha256)
+        record = load_probation(state_dir)
+        if record is not None and record.version == active.version:
+            self.gate.begin(record.version)  # probation goes on after a restart
 
     def start(self) -> None:
+        if self._crash_loop is not None:
+            self._report_crash_loop(self._crash_loop)
+        else:
+            self.publish_state()
         self._thread.start()
-        self.publish_state()
+
+    def record(self, version: str | None, ok: bool, service_ms: float | None) -> None:
+        """The pipeline's report of one request the model served (or failed)."""
+        self.gate.record(version, ok, service_ms)
 
     def stop(self) -> None:
         with contextlib.suppress(queue.Full):
@@ -157,7 +225,10 @@ class UpdateService:
     # -- worker ------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            payload = self._queue.get()
+            try:
+                payload = self._queue.get(timeout=PROBATION_TICK if self.gate.active else None)
+            except queue.Empty:
+                payload = ()
             if payload is None:
                 return
             try:
@@ -165,8 +236,27 @@ class UpdateService:
                     self.rollback("operator")
                 elif isinstance(payload, bytes):
                     self.handle(payload)
+                self.check_health()
             except Exception:  # noqa: BLE001 - an update must never stop the daemon
                 log.exception("update failed unexpectedly")
+
+    def check_health(self) -> None:
+        """End probation when the gate has a verdict: ``healthy``, or roll back."""
+        verdict = self.gate.verdict()
+        if verdict is None:
+            return
+        self.gate.end()
+        version = self.active.version
+        if verdict.passed:
+            clear_probation(self.state_dir)
+            log.warning("model %s passed probation: %s", version, verdict.detail)
+            self._event(version, "healthy", 1.0, None, verdict.detail)
+            if self.last_update is not None and self.last_update.get("version") == version:
+                self.last_update["health"] = "passed"
+            self.publish_state()
+            return
+        log.error("model %s failed the health gate: %s", version, verdict.detail)
+        self.rollback("health", verdict.detail)
 
     def handle(self, payload: bytes) -> None:
         try:
@@ -179,10 +269,15 @@ class UpdateService:
         if notice.sha256 in self._handled:
             return
         self._handled.add(notice.sha256)
+        if notice.sha256 in self.refused:
+            log.info(
+                "update %s ignored: this bundle was refused or rolled back before", notice.version
+            )
+            return
         try:
             self._apply(notice)
         except UpdateError as exc:
-            self._reject(notice.version, exc)
+            self._reject(notice.version, exc, sha256=notice.sha256)
         except (BundleError, ConfigError) as exc:
             self._reject(
                 notice.version,
@@ -236,10 +331,17 @@ class UpdateService:
         self._adopt_running_bundle()
         stored = self.store.add(incoming, manifest.name, str(manifest.version))
         before = self.store.versions()
+        self.gate.end()  # a model still on probation is replaced: its probation ends
+        # written before the switch: a crash from here on counts against the new model
+        save_probation(
+            self.state_dir,
+            Probation(stored.name, manifest.name, str(manifest.version), notice.sha256, 0, True),
+        )
         self.store.activate(stored)
         try:
             identity = self._swap(self.store.current)
         except EdgeError:
+            clear_probation(self.state_dir)
             if before.active is not None:
                 self.store.rollback()
             else:  # nothing stored before: after a restart, the config's model again
@@ -247,7 +349,8 @@ class UpdateService:
             raise
         record_seen(self.state_dir, manifest.name, str(manifest.version))
         self.previous, self.active = self.active, identity
-        self._finish(notice.version, "applied", None, None)
+        self.gate.begin(identity.version)
+        self._finish(notice.version, "applied", None, None, health="probation")
 
     def _adopt_running_bundle(self) -> None:
         """Before the first update, store the bundle the config named, so that there is a
@@ -258,17 +361,35 @@ class UpdateService:
         if path.suffix == ".edgebundle" and path.is_file():
             self.store.activate(self.store.add(path, self.active.name, self.active.version))
 
-    def rollback(self, reason: str) -> None:
-        """Make the previous stored version active again and report ``rolled_back``."""
+    def rollback(self, reason: str, why: str | None = None) -> None:
+        """Make the previous stored version active again and report ``rolled_back``.
+        The bundle left is not taken again from its retained notice."""
         failed = self.active.version
+        record = load_probation(self.state_dir)
+        self.gate.end()
         try:
             self.store.rollback()
             identity = self._swap(self.store.current)
         except EdgeError as exc:
             self._reject(failed, exc, reason="rollback_failed")
             return
+        finally:
+            clear_probation(self.state_dir)
+        if record is not None and record.version == failed:
+            self.refused.add(record.sha256)
         self.previous, self.active = self.active, identity
-        self._finish(failed, "rolled_back", reason, f"now serving {identity.version}")
+        detail = f"now serving {identity.version}" + (f"; {why}" if why else "")
+        self._finish(failed, "rolled_back", reason, detail)
+
+    def _report_crash_loop(self, record: Probation) -> None:
+        self.previous = Identity(record.name, record.version, "")
+        self._finish(
+            record.version,
+            "rolled_back",
+            "crash_loop",
+            f"{record.crashes} starts on {record.version} ended without a clean stop; "
+            f"now serving {self.active.version}",
+        )
 
     # -- reporting ---------------------------------------------------------------------
     def _event(
@@ -289,16 +410,31 @@ class UpdateService:
             doc["detail"] = detail
         self._publish("model/events", doc, False)
 
-    def _reject(self, version: str | None, exc: EdgeError, reason: str | None = None) -> None:
+    def _reject(
+        self,
+        version: str | None,
+        exc: EdgeError,
+        reason: str | None = None,
+        sha256: str | None = None,
+    ) -> None:
         code = reason or getattr(exc, "reason", "update_failed")
         log.warning("update %s rejected (%s): %s", version or "?", code, exc)
+        if sha256 is not None and code in FINAL_REASONS:
+            self.refused.add(sha256)
         self._finish(version, "rejected", code, str(exc))
 
     def _finish(
-        self, version: str | None, result: str, reason: str | None, detail: str | None
+        self,
+        version: str | None,
+        result: str,
+        reason: str | None,
+        detail: str | None,
+        health: str | None = None,
     ) -> None:
         self._event(version, result, 1.0 if result == "applied" else None, reason, detail)
         self.last_update = {"version": version, "result": result, "reason": reason, "ts": utc_now()}
+        if health is not None:
+            self.last_update["health"] = health
         self.publish_state()
 
     def publish_state(self) -> None:
@@ -314,6 +450,30 @@ class UpdateService:
             },
             True,
         )
+
+
+def recover_crash_loop(state_dir: Path, policy: HealthPolicy, keep: int = 2) -> Probation | None:
+    """At process start, before the model is loaded: when the model on probation has
+    ended ``policy.crash_starts`` processes without a clean stop, make the previous
+    version active again. Returns the record of the model left (reported later), or None."""
+    store = ModelStore(state_dir, keep=keep)
+    record = note_start(state_dir, store.versions().active)
+    if record is None or record.crashes < policy.crash_starts:
+        return None
+    log.error(
+        "model %s %s: %d starts ended without a clean stop; rolling back",
+        record.name,
+        record.version,
+        record.crashes,
+    )
+    try:
+        store.rollback()
+    except UpdateError as exc:
+        log.error("cannot roll back: %s", exc)
+        return None
+    finally:
+        clear_probation(state_dir)
+    return record
 
 
 def build_notice(bundle: Path, url: str) -> dict[str, Any]:

@@ -116,7 +116,9 @@ def test_daemon_restarted_during_a_stream(tmp_path, how):
             assert len(answered_first) < len(expected), "the stream ended before the restart"
             daemon = DaemonProcess(config)  # same state dir, same session
             wait_all(observer, expected, 90)
-            check_exactly_answered(observer, expected, first_log + "\n-- restarted --\n" + daemon.log())
+            check_exactly_answered(
+                observer, expected, first_log + "\n-- restarted --\n" + daemon.log()
+            )
             assert daemon.terminate(30) == 0, first_log + daemon.log()
         finally:
             daemon.kill()

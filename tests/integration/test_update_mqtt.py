@@ -52,10 +52,18 @@ def fleet_tool(*args: object) -> subprocess.CompletedProcess[str]:
     )
 
 
-def make_bundle(folder: Path, version: str, key: SigningKey | None, **changes: Any) -> Path:
-    """The committed digits bundle as another version, signed by ``key``."""
+def make_bundle(
+    folder: Path,
+    version: str,
+    key: SigningKey | None,
+    _files: dict[str, bytes] | None = None,
+    **changes: Any,
+) -> Path:
+    """The committed digits bundle as another version, signed by ``key``; ``_files``
+    replace members, ``changes`` manifest fields."""
     with tarfile.open(MODELS / "digits_v1.edgebundle") as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    files.update(_files or {})
     manifest = json.loads(files.pop("manifest.json"))
     files.pop("signatures.json")
     manifest.pop("files")
