@@ -36,6 +36,8 @@ class Session:
         port = args.port or (8883 if args.tls_ca else 1883)
         self.heard: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
+        self._pending: set[int] = set()  # published, not yet acknowledged by the broker
+        self._early: set[int] = set()  # acknowledged before publish() returned
         self.transport = MqttTransport(
             MqttOptions(
                 host=args.host,
@@ -52,6 +54,7 @@ class Session:
             ),
             subscriptions=[(t, 1) for t in subscriptions],
             on_message=self._on_message,
+            on_published=self._on_published,
         )
         self.transport.start()
         if not self.transport.wait_connected(10):
@@ -65,9 +68,34 @@ class Session:
             self.heard.append((msg.topic, msg.payload))
             self._cond.notify_all()
 
+    def _on_published(self, mid: int) -> None:
+        with self._cond:
+            if mid in self._pending:
+                self._pending.discard(mid)
+            else:
+                self._early.add(mid)
+            self._cond.notify_all()
+
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        if self.transport.publish(topic, payload, qos=1, retain=retain) is None:
+        mid = self.transport.publish(topic, payload, qos=1, retain=retain)
+        if mid is None:
             raise TransportError(f"could not publish to {topic}: the broker connection dropped")
+        with self._cond:
+            if mid in self._early:
+                self._early.discard(mid)
+            else:
+                self._pending.add(mid)
+
+    def flush(self, timeout: float) -> None:
+        """Wait until the broker acknowledged everything published.
+
+        Raises:
+            TransportError: some messages are still unacknowledged after ``timeout``.
+        """
+        if not self.wait(lambda _: not self._pending, timeout):
+            raise TransportError(
+                f"the broker did not acknowledge {len(self._pending)} messages in {timeout:g} s"
+            )
 
     def wait(self, done: Callable[[list[tuple[str, bytes]]], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -80,5 +108,7 @@ class Session:
             return True
 
     def close(self) -> None:
-        time.sleep(0.2)  # let the last QoS 1 publish be acknowledged
-        self.transport.stop(2)
+        try:
+            self.flush(5.0)
+        finally:
+            self.transport.stop(2)

@@ -1,16 +1,20 @@
-"""``edge-fleet publish BUNDLE --host H (--device ID | --group G) [--url URL]``.
+"""``edge-fleet publish BUNDLE --host H (--device ID | --group G) [--url URL | --mqtt]``.
 
 Checks the bundle locally, then publishes its notice retained on the device's or the
 group's ``model/update`` topic, so devices that are offline get it when they come back.
-Devices download the bundle from ``--url`` (any HTTP(S) origin or object store); without
-``--url`` the notice names the bundle's ``file://`` path, for devices that share this
-machine's file system. ``--wait`` follows the device's events until it applies or
-refuses the update. ``--withdraw`` clears the retained notice.
+Devices download the bundle from ``--url`` (any HTTP(S) origin or object store). With
+``--mqtt`` the bundle itself goes through the broker, in retained chunks on
+``<prefix>/bundles/<key>/<i>`` (see ``edge_runtime.update.chunks``), for devices that
+reach nothing else. With neither, the notice names the bundle's ``file://`` path, for
+devices that share this machine's file system. ``--wait`` follows the device's events
+until it applies or refuses the update. ``--withdraw`` clears the retained notice (and,
+with ``--mqtt``, the chunks).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from converter.fleet.broker import Session, add_broker_arguments
 from edge_runtime.bundle.reader import scan_bundle
 from edge_runtime.errors import UpdateError
 from edge_runtime.trust.check import check_bundle_file
+from edge_runtime.update.chunks import DEFAULT_CHUNK_BYTES, ChunkPlan, chunk_topic, split
 from edge_runtime.update.service import build_notice
 
 
@@ -28,7 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--device", help="one device id")
     target.add_argument("--group", help="an update group (devices list it in config)")
-    p.add_argument("--url", default=None, help="where devices download the bundle")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--url", default=None, help="where devices download the bundle")
+    source.add_argument(
+        "--mqtt", action="store_true", help="send the bundle through the broker, in chunks"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK_BYTES,
+        help=f"bytes per chunk with --mqtt (default {DEFAULT_CHUNK_BYTES})",
+    )
     p.add_argument("--trust", type=Path, default=None, help="check signatures against this first")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to follow --device's events")
     p.add_argument("--withdraw", action="store_true", help="clear the retained notice")
@@ -42,27 +57,60 @@ def run(args: argparse.Namespace) -> int:
         else f"{args.prefix}/groups/{args.group}/model/update"
     )
     if args.withdraw:
-        session = Session(args)
-        session.publish(topic, b"", retain=True)
-        session.close()
-        print(f"withdrew the notice on {topic}")
-        return 0
+        return _withdraw(args, topic)
     meta = scan_bundle(args.bundle)  # integrity: hashes and sizes of every member
     if args.trust is not None:
         check_bundle_file(args.bundle, args.trust, None, None)
-    url = args.url or args.bundle.resolve().as_uri()
-    notice = build_notice(args.bundle, url)
     events = f"{args.prefix}/{args.device or '+'}/model/events"
     session = Session(args, [events] if args.wait > 0 else [])
     try:
+        if args.mqtt:
+            plan, pieces, folder = _chunks(args)
+            for i, piece in enumerate(pieces):  # the chunks first: the notice points at them
+                session.publish(f"{folder}/{i}", piece, retain=True)
+            session.flush(60.0 + len(pieces))
+            notice = build_notice(args.bundle, None, chunks=plan)
+            where = f"{len(pieces)} chunks on {folder}/+"
+        else:
+            url = args.url or args.bundle.resolve().as_uri()
+            notice = build_notice(args.bundle, url)
+            where = f"url {url}"
         session.publish(topic, json.dumps(notice).encode(), retain=True)
         version = meta.manifest.version
-        print(f"published {meta.manifest.name} {version} on {topic} (url {url})")
+        print(f"published {meta.manifest.name} {version} on {topic} ({where})")
         if args.wait > 0:
             return _follow(session, str(version), args.wait)
     finally:
         session.close()
     return 0
+
+
+def _withdraw(args: argparse.Namespace, topic: str) -> int:
+    """Clear the retained notice and, with ``--mqtt``, every retained chunk the broker
+    holds for the bundle (whatever chunk size it was sent with)."""
+    folder = None
+    if args.mqtt:
+        folder = chunk_topic(args.prefix, hashlib.sha256(args.bundle.read_bytes()).hexdigest())
+    session = Session(args, [folder + "/+"] if folder else [])
+    try:
+        session.publish(topic, b"", retain=True)
+        if folder is not None:
+            session.wait(lambda heard: False, 1.0)  # the broker sends what it retains at once
+            for chunk in sorted({t for t, payload in session.heard if payload}):
+                session.publish(chunk, b"", retain=True)
+    finally:
+        session.close()
+    print(f"withdrew the notice on {topic}" + (" and its chunks" if folder else ""))
+    return 0
+
+
+def _chunks(args: argparse.Namespace) -> tuple[ChunkPlan, list[bytes], str]:
+    data = args.bundle.read_bytes()
+    try:
+        plan, pieces = split(data, args.chunk_size)
+    except ValueError as exc:
+        raise UpdateError(f"--chunk-size: {exc}") from exc
+    return plan, pieces, chunk_topic(args.prefix, hashlib.sha256(data).hexdigest())
 
 
 FINAL = ("applied", "rejected", "rolled_back")

@@ -34,7 +34,7 @@ done
 # The id is a topic level and a certificate CN: no wildcards, no '/', and not a name the
 # ACL gives another meaning to.
 [[ $ID =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "device id '$ID' must be 1-64 of A-Z a-z 0-9 _ . -"
-case $ID in operator|groups) die "device id '$ID' is reserved" ;; esac
+case $ID in operator|groups|bundles) die "device id '$ID' is reserved" ;; esac
 for g in ${GROUPS_[@]+"${GROUPS_[@]}"}; do
     [[ $g =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "group '$g' must be 1-64 of A-Z a-z 0-9 _ . -"
 done

@@ -116,7 +116,12 @@ class Daemon:
             keep=u.keep,
             health=u.health_policy(),
             crash_loop=crash_loop,
+            prefix=config.mqtt.prefix,
+            subscribe=self.transport.subscribe,
+            unsubscribe=self.transport.unsubscribe,
+            connected=lambda: self.transport.connected,
         )
+        self._chunk_topics = f"{config.mqtt.prefix}/bundles/"
         self.watch: WatchFolder | None = None
         if config.requests.watch_dir is not None:
             self.watch = WatchFolder(
@@ -200,6 +205,10 @@ class Daemon:
         if msg.topic in self.update_topics:
             self.transport.ack(msg)  # notices are retained: a lost one comes back
             self.updates.submit(msg.payload)
+            return
+        if msg.topic.startswith(self._chunk_topics):
+            self.updates.chunk(msg.topic, msg.payload)
+            self.transport.ack(msg)  # chunks are retained too
             return
         if msg.topic != self.topics.infer:
             self.transport.ack(msg)

@@ -141,6 +141,8 @@ class Config:
 
 
 _MISSING = object()
+#: Device ids whose topics would overlap the fleet's own (group notices, bundle chunks).
+RESERVED_IDS = frozenset({"groups", "bundles"})
 
 
 class _Table:
@@ -377,6 +379,11 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     device_id = root.text(
         "device_id", "device", pattern=DEVICE_ID, required=True, hint=" (1-64 of [A-Za-z0-9_.-])"
     )
+    if device_id in RESERVED_IDS:
+        problems.append(
+            f"device_id: {device_id!r} is reserved (its topics are the fleet's "
+            f"<prefix>/{device_id}/...); choose another"
+        )
     state_dir = root.path("state_dir", Path("."), required=True)
     groups = root.strings("groups", DEVICE_ID)
     log_level = root.text("log_level", "info", choices=LOG_LEVELS)

@@ -81,6 +81,7 @@ class MqttTransport:
     ) -> None:
         self.options = options
         self._subscriptions = list(subscriptions)
+        self._subscriptions_lock = threading.Lock()
         self._on_message = on_message
         self._on_connection = on_connection
         self._on_published = on_published
@@ -138,8 +139,10 @@ class MqttTransport:
             self.options.port,
             getattr(flags, "session_present", None),
         )
-        if self._subscriptions:
-            client.subscribe([(t, q) for t, q in self._subscriptions])
+        with self._subscriptions_lock:
+            subscriptions = list(self._subscriptions)
+        if subscriptions:
+            client.subscribe(subscriptions)
         if self.options.will_topic:
             client.publish(self.options.will_topic, self.options.online_payload, qos=1, retain=True)
         self._on_connection(True)
@@ -219,6 +222,21 @@ class MqttTransport:
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             raise TransportError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
         return int(info.mid)
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Add a subscription, now if connected and at every later connect."""
+        with self._subscriptions_lock:
+            if (topic, qos) in self._subscriptions:
+                return
+            self._subscriptions.append((topic, qos))
+        if self.connected:
+            self._client.subscribe(topic, qos)
+
+    def unsubscribe(self, topic: str) -> None:
+        with self._subscriptions_lock:
+            self._subscriptions = [s for s in self._subscriptions if s[0] != topic]
+        if self.connected:
+            self._client.unsubscribe(topic)
 
     def ack(self, message: Message) -> None:
         """Acknowledge a QoS 1 message once its answer is stored; a message from an

@@ -1,21 +1,36 @@
 """Download a bundle named by an update notice: ``file://``, ``http://`` or ``https://``
 (TLS verified against the system's CAs), streamed to disk with a size cap and a timeout
 on every read, so a server that never answers or never stops cannot hold or fill the
-device."""
+device.
+
+A dropped connection is resumed where it stopped (an HTTP ``Range`` request; a server
+that ignores it sends the whole file again and the download starts over), as long as
+each attempt brings new bytes. What was received stays in ``dest`` when the download
+fails, so a later call (after a restart) resumes from there too.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import logging
+import re
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from edge_runtime.errors import IntegrityError, SizeLimitError, UpdateError
 
+log = logging.getLogger(__name__)
+
 CHUNK = 64 * 1024
+#: Attempts after a dropped connection (each must have brought new bytes).
+MAX_RESUMES = 20
 
 
 class DownloadError(UpdateError):
@@ -40,12 +55,14 @@ def fetch(
     timeout: float,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write the bundle at ``url`` to ``dest``; its size and sha256 must match the notice.
+    """Write the bundle at ``url`` to ``dest`` (resuming what ``dest`` holds already);
+    its size and sha256 must match the notice.
 
     Raises:
         SizeLimitError: the notice's size, or the bytes received, exceed ``max_bytes``.
         DownloadTimeout: no data for ``timeout`` seconds.
-        TruncatedDownload: the transfer ended before ``size`` bytes.
+        TruncatedDownload: the transfer ended before ``size`` bytes, and resuming it
+            brought nothing more.
         IntegrityError: more bytes than announced, or another sha256.
         DownloadError: the URL cannot be fetched (scheme, refused, HTTP error).
     """
@@ -55,30 +72,137 @@ def fetch(
     if scheme not in ("file", "http", "https"):
         raise DownloadError(f"unsupported URL scheme {scheme!r}; use https, http or file")
     digest = hashlib.sha256()
-    received = 0
+    received = _hash_existing(dest, digest, size)
+    if received:
+        log.info("resuming the download of %s at byte %d of %d", url, received, size)
+    attempts, best = 0, received  # best: the most bytes held so far
+    while received < size:
+        restarted = False
+        try:
+            received = _transfer(url, dest, received, size, digest, timeout, progress)
+            why = "the body ended early"
+        except _Restart:
+            log.info("%s does not resume downloads; starting over", url)
+            digest, received = hashlib.sha256(), 0
+            dest.unlink(missing_ok=True)
+            restarted, why = True, "the server does not resume"
+        except _Dropped as exc:
+            received, why = exc.received, exc.why
+        if received >= size:
+            break
+        if (received <= best and not restarted) or attempts >= MAX_RESUMES:
+            raise TruncatedDownload(
+                f"the download stopped after {max(received, best)} of {size} bytes ({why})"
+            )
+        best = max(best, received)
+        attempts += 1
+        if received:
+            log.warning(
+                "download of %s cut at %d of %d bytes (%s); resuming", url, received, size, why
+            )
+        time.sleep(min(2.0, 0.1 * attempts))
+    if digest.hexdigest() != sha256:
+        raise IntegrityError("the downloaded bundle's sha256 differs from the notice's")
+    return dest
+
+
+class _Restart(Exception):
+    """The server ignored the range: the body is the whole file."""
+
+
+class _Dropped(Exception):
+    def __init__(self, received: int, why: str) -> None:
+        super().__init__(why)
+        self.received = received
+        self.why = why
+
+
+def _hash_existing(dest: Path, digest: Any, size: int) -> int:
+    """Feed what ``dest`` holds to ``digest``; returns its length (0: start afresh)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as source, open(dest, "wb") as out:
-            while True:
-                block = source.read(CHUNK)
-                if not block:
-                    break
-                received += len(block)
-                if received > size:
-                    raise IntegrityError(f"the download is longer than the announced {size} bytes")
-                digest.update(block)
-                out.write(block)
-                if progress is not None:
-                    progress(received, size)
-    except (socket.timeout, TimeoutError) as exc:
-        raise DownloadTimeout(f"no data from {url} for {timeout:g} s") from exc
+        have = dest.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if have > size:
+        dest.unlink()
+        return 0
+    with open(dest, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return have
+
+
+def _open(url: str, start: int, timeout: float) -> tuple[Any, int]:
+    """The response and the offset its body starts at (0 when a range was ignored)."""
+    request = urllib.request.Request(url)
+    if start and not url.startswith("file:"):
+        request.add_header("Range", f"bytes={start}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"cannot fetch {url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, (socket.timeout, TimeoutError)):
             raise DownloadTimeout(f"no answer from {url} within {timeout:g} s") from exc
         raise DownloadError(f"cannot fetch {url}: {exc.reason}") from exc
+    except (socket.timeout, TimeoutError) as exc:
+        raise DownloadTimeout(f"no answer from {url} within {timeout:g} s") from exc
     except OSError as exc:
         raise DownloadError(f"cannot fetch {url}: {exc}") from exc
-    if received < size:
-        raise TruncatedDownload(f"the download stopped after {received} of {size} bytes")
-    if digest.hexdigest() != sha256:
-        raise IntegrityError("the downloaded bundle's sha256 differs from the notice's")
-    return dest
+    if start and getattr(response, "status", 200) == 206:
+        match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+        if match is None or int(match.group(1)) != start:
+            response.close()
+            raise DownloadError(f"{url} answered the range request with another range")
+        return response, start
+    if start and url.startswith("file:"):
+        response.seek(start)  # a local file: seek instead of a range
+        return response, start
+    return response, 0
+
+
+def _transfer(
+    url: str,
+    dest: Path,
+    start: int,
+    size: int,
+    digest: Any,
+    timeout: float,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """One attempt; returns the bytes now in ``dest``.
+
+    Raises:
+        _Dropped: the connection was cut after some bytes (resumable).
+        _Restart: the server sent the whole file instead of the range asked for.
+    """
+    source, offset = _open(url, start, timeout)
+    if offset != start:
+        source.close()
+        raise _Restart
+    received = start
+    try:
+        out = open(dest, "ab")  # noqa: SIM115 - closed by the ``with`` below, with the source
+    except OSError as exc:
+        source.close()
+        raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    with source, out:
+        while True:
+            try:
+                block = source.read(CHUNK)
+            except (socket.timeout, TimeoutError) as exc:
+                raise DownloadTimeout(f"no data from {url} for {timeout:g} s") from exc
+            except (http.client.HTTPException, OSError) as exc:
+                raise _Dropped(received, type(exc).__name__) from None
+            if not block:
+                return received
+            if received + len(block) > size:
+                raise IntegrityError(f"the download is longer than the announced {size} bytes")
+            try:
+                out.write(block)
+            except OSError as exc:
+                raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+            received += len(block)
+            digest.update(block)
+            if progress is not None:
+                progress(received, size)

@@ -35,11 +35,19 @@ from typing import Any
 
 from edge_runtime.bundle.atomic import atomic_writer
 from edge_runtime.bundle.canonical import canonical_bytes
-from edge_runtime.errors import BundleError, ConfigError, EdgeError, IntegrityError, UpdateError
+from edge_runtime.errors import (
+    BundleError,
+    ConfigError,
+    EdgeError,
+    IntegrityError,
+    SizeLimitError,
+    UpdateError,
+)
 from edge_runtime.telemetry.collect import utc_now
 from edge_runtime.trust.check import check_bundle_file
 from edge_runtime.trust.state import record_seen
-from edge_runtime.update.fetch import fetch
+from edge_runtime.update.chunks import ChunkAssembly, ChunkPlan, chunk_topic, parse_plan
+from edge_runtime.update.fetch import DownloadTimeout, fetch
 from edge_runtime.update.health import (
     HealthGate,
     HealthPolicy,
@@ -64,6 +72,9 @@ MAX_NOTICE_BYTES = 256 * 1024
 FINAL_REASONS = frozenset(
     {"signature", "expired", "rollback", "incompatible", "validation", "health", "crash_loop"}
 )
+#: Reasons worth another try when the notice comes again (a reconnect, a restart); what
+#: was received so far is kept and the transfer resumes.
+TRANSIENT_REASONS = frozenset({"timeout", "truncated", "download"})
 #: How often the update thread looks at the health gate while a model is on probation.
 PROBATION_TICK = 0.5
 
@@ -77,9 +88,10 @@ class Notice:
     name: str
     version: str
     manifest: dict[str, Any]
-    url: str
+    url: str | None  # None: the bundle comes in chunks over MQTT
     size: int
     sha256: str
+    chunks: ChunkPlan | None = None
 
 
 def parse_notice(payload: bytes) -> Notice:
@@ -100,9 +112,13 @@ def parse_notice(payload: bytes) -> Notice:
     size, sha256 = bundle.get("size"), bundle.get("sha256")
     if not isinstance(size, int) or size <= 0 or not isinstance(sha256, str) or len(sha256) != 64:
         raise BadNotice('notice "bundle" needs a positive "size" and a 64-hex "sha256"')
+    name, version = str(manifest.get("name", "")), manifest["version"]
+    if "chunks" in doc:
+        plan = parse_plan(doc["chunks"], size)
+        return Notice(name, version, manifest, None, size, sha256.lower(), plan)
     if not isinstance(url, str) or not url:
-        raise BadNotice('notice has no "url" (MQTT-only transfer is not supported here)')
-    return Notice(str(manifest.get("name", "")), manifest["version"], manifest, url, size, sha256)
+        raise BadNotice('notice has neither a "url" nor "chunks" (the bundle over MQTT)')
+    return Notice(name, version, manifest, url, size, sha256.lower())
 
 
 class RefusedBundles:
@@ -160,6 +176,10 @@ class UpdateService:
         keep: int,
         health: HealthPolicy | None = None,
         crash_loop: Probation | None = None,
+        prefix: str = "edge",
+        subscribe: Callable[[str], None] | None = None,
+        unsubscribe: Callable[[str], None] | None = None,
+        connected: Callable[[], bool] = lambda: True,
     ) -> None:
         """``crash_loop``: the record of a model the start-up rolled back (see
         ``recover_crash_loop``), reported once the service runs."""
@@ -178,6 +198,13 @@ class UpdateService:
         self.max_invoke_ms = max_invoke_ms
         self.store = ModelStore(state_dir, keep=keep)
         self.work = state_dir / "update"
+        self.downloads = state_dir / "downloads"
+        self.prefix = prefix
+        self._subscribe = subscribe
+        self._unsubscribe = unsubscribe
+        self._connected = connected
+        self._chunks: queue.Queue[tuple[int, bytes]] = queue.Queue(maxsize=8)
+        self._receiving: str | None = None  # chunk topic folder being received
         self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
         self._handled: set[str] = set()
@@ -196,6 +223,16 @@ class UpdateService:
         else:
             self.publish_state()
         self._thread.start()
+
+    def chunk(self, topic: str, payload: bytes) -> None:
+        """Called from the MQTT thread with a message on ``<prefix>/bundles/...``: hand
+        a chunk of the bundle being received to the update thread (waiting briefly for
+        room, which slows the broker down instead of dropping it)."""
+        folder, _, index = topic.rpartition("/")
+        if folder != self._receiving or not index.isdigit() or not payload:
+            return  # another bundle's chunk, or a cleared retained chunk
+        with contextlib.suppress(queue.Full):
+            self._chunks.put((int(index), payload), timeout=2.0)
 
     def record(self, version: str | None, ok: bool, service_ms: float | None) -> None:
         """The pipeline's report of one request the model served (or failed)."""
@@ -274,9 +311,13 @@ class UpdateService:
                 "update %s ignored: this bundle was refused or rolled back before", notice.version
             )
             return
+        keep = False
         try:
             self._apply(notice)
         except UpdateError as exc:
+            keep = exc.reason in TRANSIENT_REASONS
+            if keep:  # tried again when the notice comes again; the transfer resumes
+                self._handled.discard(notice.sha256)
             self._reject(notice.version, exc, sha256=notice.sha256)
         except (BundleError, ConfigError) as exc:
             self._reject(
@@ -288,12 +329,18 @@ class UpdateService:
             self._reject(notice.version, exc, reason="activation")
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
+            if not keep:
+                for leftover in self.downloads.glob(f"{notice.sha256}.*"):
+                    leftover.unlink(missing_ok=True)
 
     def _apply(self, notice: Notice) -> None:
         if self.trust is None:
             raise UpdateError("this device has no trust file ([update] trust); updates are refused")
         self.work.mkdir(parents=True, exist_ok=True)
-        incoming = self.work / "incoming.edgebundle"
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        for stale in self.downloads.iterdir():  # partial transfers of other bundles
+            if not stale.name.startswith(notice.sha256):
+                stale.unlink(missing_ok=True)
         self._event(notice.version, "downloading", 0.0)
         last = [0.0]
 
@@ -303,15 +350,19 @@ class UpdateService:
                 last[0] = share
                 self._event(notice.version, "downloading", round(share, 3))
 
-        fetch(
-            notice.url,
-            incoming,
-            size=notice.size,
-            sha256=notice.sha256,
-            max_bytes=self.max_bundle_bytes,
-            timeout=self.download_timeout,
-            progress=progress,
-        )
+        if notice.chunks is not None:
+            incoming = self._receive_chunks(notice, notice.chunks, progress)
+        else:
+            assert notice.url is not None
+            incoming = fetch(
+                notice.url,
+                self.downloads / f"{notice.sha256}.part",
+                size=notice.size,
+                sha256=notice.sha256,
+                max_bytes=self.max_bundle_bytes,
+                timeout=self.download_timeout,
+                progress=progress,
+            )
         self._event(notice.version, "verifying", None)
         result = check_bundle_file(
             incoming,
@@ -351,6 +402,62 @@ class UpdateService:
         self.previous, self.active = self.active, identity
         self.gate.begin(identity.version)
         self._finish(notice.version, "applied", None, None, health="probation")
+
+    def _receive_chunks(
+        self, notice: Notice, plan: ChunkPlan, progress: Callable[[int, int], None]
+    ) -> Path:
+        """Collect the bundle's retained chunks from the broker into the downloads folder.
+
+        Waiting stops after ``download_timeout`` seconds without a new chunk while
+        connected (time offline does not count); halfway through a silence the chunk
+        topics are subscribed again, so the broker sends the retained chunks again.
+        """
+        if notice.size > self.max_bundle_bytes:
+            raise SizeLimitError(
+                f"the bundle is {notice.size} bytes; this device takes at most "
+                f"{self.max_bundle_bytes}"
+            )
+        if self._subscribe is None or self._unsubscribe is None:
+            raise UpdateError("this daemon cannot receive bundles over MQTT")
+        assembly = ChunkAssembly(self.downloads, notice.sha256, notice.size, plan)
+        if assembly.kept:
+            log.info("resuming: %d of %d chunks kept from before", assembly.kept, plan.count)
+            progress(assembly.received_bytes, notice.size)
+        folder = chunk_topic(self.prefix, notice.sha256)
+        self._receiving = folder
+        while not self._chunks.empty():  # leftovers of an earlier transfer
+            self._chunks.get_nowait()
+        self._subscribe(folder + "/+")
+        try:
+            silent, resubscribed = 0.0, False
+            while not assembly.complete:
+                try:
+                    index, data = self._chunks.get(timeout=0.25)
+                except queue.Empty:
+                    assembly.flush()
+                    if not self._connected():
+                        silent = 0.0  # offline: the broker will send them again
+                        continue
+                    silent += 0.25
+                    if silent >= self.download_timeout / 2 and not resubscribed:
+                        resubscribed = True
+                        self._unsubscribe(folder + "/+")
+                        self._subscribe(folder + "/+")
+                    if silent >= self.download_timeout:
+                        assembly.flush()
+                        raise DownloadTimeout(
+                            f"no chunk of the bundle over MQTT for {self.download_timeout:g} s "
+                            f"({len(assembly.have)} of {plan.count} received, "
+                            f"{assembly.rejected} damaged)"
+                        ) from None
+                    continue
+                if assembly.add(index, data):
+                    silent, resubscribed = 0.0, False
+                    progress(assembly.received_bytes, notice.size)
+        finally:
+            self._receiving = None
+            self._unsubscribe(folder + "/+")
+        return assembly.finish()
 
     def _adopt_running_bundle(self) -> None:
         """Before the first update, store the bundle the config named, so that there is a
@@ -476,8 +583,10 @@ def recover_crash_loop(state_dir: Path, policy: HealthPolicy, keep: int = 2) -> 
     return record
 
 
-def build_notice(bundle: Path, url: str) -> dict[str, Any]:
-    """The notice that announces ``bundle`` (to be served at ``url``)."""
+def build_notice(
+    bundle: Path, url: str | None, *, chunks: ChunkPlan | None = None
+) -> dict[str, Any]:
+    """The notice that announces ``bundle``, served at ``url`` or sent in ``chunks``."""
     import hashlib
 
     from edge_runtime.bundle.reader import scan_bundle
@@ -489,5 +598,6 @@ def build_notice(bundle: Path, url: str) -> dict[str, Any]:
         "manifest": json.loads(meta.manifest_bytes),
         "signatures": signatures_json(meta.signatures),
         "bundle": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()},
-        "url": url,
+        **({"url": url} if url is not None else {}),
+        **({"chunks": chunks.to_json()} if chunks is not None else {}),
     }

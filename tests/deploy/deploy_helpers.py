@@ -183,6 +183,7 @@ class Client:
         timeout: float = 10.0,
         *,
         response_topic: str | None = None,
+        retain: bool = False,
     ) -> int:
         """QoS 1 publish; returns the PUBACK reason code (0 accepted, 135 not authorized)."""
         properties = None
@@ -190,7 +191,7 @@ class Client:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.ResponseTopic = response_topic
             properties.CorrelationData = b"deploy-test"
-        info = self.client.publish(topic, payload, qos=1, properties=properties)
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         self._wait(lambda: info.mid in self.acks, timeout, f"PUBACK for {topic}")
         return self.acks[info.mid]
 

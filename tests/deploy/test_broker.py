@@ -129,6 +129,20 @@ def test_device_cannot_send_model_updates(fleet) -> None:  # type: ignore[no-unt
         a.close()
 
 
+def test_bundle_chunks_are_written_by_the_operator_and_read_by_devices(fleet) -> None:  # type: ignore[no-untyped-def]
+    a, op = device(fleet, "pi-a"), operator(fleet)
+    chunk = "edge/bundles/0123456789abcdef/0"
+    try:
+        assert a.publish(chunk, b"forged chunk") == NOT_AUTHORIZED
+        assert op.publish(chunk, b"chunk", retain=True) in ACCEPTED
+        a.subscribe("edge/bundles/0123456789abcdef/+")
+        a.wait_for(chunk, b"chunk")
+        assert op.publish(chunk, b"", retain=True) in ACCEPTED
+    finally:
+        a.close()
+        op.close()
+
+
 def test_operator_publishes_updates_to_devices_and_their_groups_only(fleet) -> None:  # type: ignore[no-untyped-def]
     a, b, op = device(fleet, "pi-a"), device(fleet, "pi-b"), operator(fleet)
     try:

@@ -129,3 +129,27 @@ def test_run_check_validates_the_example(edge_runtime_cli):
     done = edge_runtime_cli("run", "--config", EXAMPLE, "--check")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(": ok")
+
+
+@pytest.mark.parametrize("reserved", ["groups", "bundles"])
+def test_device_ids_that_overlap_fleet_topics_are_refused(reserved):
+    lines = problems({**MINIMAL, "device_id": reserved})
+    assert lines == [
+        f"device_id: '{reserved}' is reserved (its topics are the fleet's "
+        f"<prefix>/{reserved}/...); choose another"
+    ]
+
+
+def test_update_probation_settings_and_their_bounds():
+    update = parse_config(
+        {**MINIMAL, "update": {"probation_requests": 5, "health_max_latency_ms": 40}}
+    ).update
+    policy = update.health_policy()
+    assert (policy.requests, policy.max_latency_ms, policy.latency_factor) == (5, 40.0, 4.0)
+    assert policy.crash_starts == 3 and policy.max_error_rate == 0.1
+    lines = problems(
+        {**MINIMAL, "update": {"health_latency_factor": 0.5, "health_max_error_rate": 2}}
+    )
+    by_key = {line.split(":", 1)[0]: line for line in lines}
+    assert "give 0 (off) or 1..1000" in by_key["update.health_latency_factor"]
+    assert "0 to 1" in by_key["update.health_max_error_rate"]
