@@ -120,6 +120,7 @@ class Daemon:
             subscribe=self.transport.subscribe,
             unsubscribe=self.transport.unsubscribe,
             connected=lambda: self.transport.connected,
+            download_ca=u.download_ca,
         )
         self._chunk_topics = f"{config.mqtt.prefix}/bundles/"
         self.watch: WatchFolder | None = None

@@ -89,6 +89,7 @@ class UpdateConfig:
     device_class: str | None = None  # checked against a bundle's "compatible"
     max_bundle_bytes: int = 256 * 1024 * 1024
     download_timeout: float = 60.0  # seconds without progress before a download fails
+    download_ca: Path | None = None  # CAs for https downloads (default: the system's)
     validation_timeout: float = 120.0
     max_invoke_ms: float | None = None  # latency bound a candidate must meet in validation
     keep: int = 2  # versions kept besides the active one
@@ -341,6 +342,7 @@ def _update(t: _Table) -> UpdateConfig:
         device_class=t.text("device_class", None, pattern=DEVICE_ID, hint=" ([A-Za-z0-9_.-])"),
         max_bundle_bytes=t.number("max_bundle_bytes", d.max_bundle_bytes, 1024, 16 * 1024**3),
         download_timeout=t.number("download_timeout", d.download_timeout, 1, 3600, integer=False),
+        download_ca=t.path("download_ca"),
         validation_timeout=t.number(
             "validation_timeout", d.validation_timeout, 5, 3600, integer=False
         ),

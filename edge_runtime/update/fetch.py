@@ -16,6 +16,7 @@ import http.client
 import logging
 import re
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -54,9 +55,11 @@ def fetch(
     max_bytes: int,
     timeout: float,
     progress: Callable[[int, int], None] | None = None,
+    ca_file: Path | None = None,
 ) -> Path:
     """Write the bundle at ``url`` to ``dest`` (resuming what ``dest`` holds already);
-    its size and sha256 must match the notice.
+    its size and sha256 must match the notice. ``https`` servers are verified against
+    ``ca_file`` when given, else against the system's CAs.
 
     Raises:
         SizeLimitError: the notice's size, or the bytes received, exceed ``max_bytes``.
@@ -71,6 +74,10 @@ def fetch(
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("file", "http", "https"):
         raise DownloadError(f"unsupported URL scheme {scheme!r}; use https, http or file")
+    try:
+        context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise DownloadError(f"cannot use the CA file {ca_file}: {exc}") from exc
     digest = hashlib.sha256()
     received = _hash_existing(dest, digest, size)
     if received:
@@ -79,7 +86,7 @@ def fetch(
     while received < size:
         restarted = False
         try:
-            received = _transfer(url, dest, received, size, digest, timeout, progress)
+            received = _transfer(url, dest, received, size, digest, timeout, progress, context)
             why = "the body ended early"
         except _Restart:
             log.info("%s does not resume downloads; starting over", url)
@@ -132,13 +139,13 @@ def _hash_existing(dest: Path, digest: Any, size: int) -> int:
     return have
 
 
-def _open(url: str, start: int, timeout: float) -> tuple[Any, int]:
+def _open(url: str, start: int, timeout: float, context: ssl.SSLContext) -> tuple[Any, int]:
     """The response and the offset its body starts at (0 when a range was ignored)."""
     request = urllib.request.Request(url)
     if start and not url.startswith("file:"):
         request.add_header("Range", f"bytes={start}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(request, timeout=timeout, context=context)
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"cannot fetch {url}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
@@ -169,6 +176,7 @@ def _transfer(
     digest: Any,
     timeout: float,
     progress: Callable[[int, int], None] | None,
+    context: ssl.SSLContext,
 ) -> int:
     """One attempt; returns the bytes now in ``dest``.
 
@@ -176,7 +184,7 @@ def _transfer(
         _Dropped: the connection was cut after some bytes (resumable).
         _Restart: the server sent the whole file instead of the range asked for.
     """
-    source, offset = _open(url, start, timeout)
+    source, offset = _open(url, start, timeout, context)
     if offset != start:
         source.close()
         raise _Restart

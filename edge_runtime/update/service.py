@@ -180,6 +180,7 @@ class UpdateService:
         subscribe: Callable[[str], None] | None = None,
         unsubscribe: Callable[[str], None] | None = None,
         connected: Callable[[], bool] = lambda: True,
+        download_ca: Path | None = None,
     ) -> None:
         """``crash_loop``: the record of a model the start-up rolled back (see
         ``recover_crash_loop``), reported once the service runs."""
@@ -199,6 +200,7 @@ class UpdateService:
         self.store = ModelStore(state_dir, keep=keep)
         self.work = state_dir / "update"
         self.downloads = state_dir / "downloads"
+        self.download_ca = download_ca
         self.prefix = prefix
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
@@ -362,6 +364,7 @@ class UpdateService:
                 max_bytes=self.max_bundle_bytes,
                 timeout=self.download_timeout,
                 progress=progress,
+                ca_file=self.download_ca,
             )
         self._event(notice.version, "verifying", None)
         result = check_bundle_file(

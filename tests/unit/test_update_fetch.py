@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.errors import IntegrityError
-from edge_runtime.update.fetch import DownloadTimeout, TruncatedDownload, fetch
+from edge_runtime.update.fetch import DownloadError, DownloadTimeout, TruncatedDownload, fetch
+from tests.support.mosquitto import TlsFiles, make_tls
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -26,7 +28,9 @@ class FlakyServer:
     ``cut_after`` body bytes and drop the connection; ``ranges`` says whether a
     ``Range: bytes=N-`` request gets a 206 from N or the whole file again."""
 
-    def __init__(self, *, cuts: int, cut_after: int, ranges: bool = True) -> None:
+    def __init__(
+        self, *, cuts: int, cut_after: int, ranges: bool = True, tls: TlsFiles | None = None
+    ) -> None:
         self.cuts, self.cut_after, self.ranges = cuts, cut_after, ranges
         self.requests: list[str | None] = []  # the Range header of each request
         outer = self
@@ -56,7 +60,13 @@ class FlakyServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/bundle"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.server_cert, tls.server_key)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/bundle"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -140,3 +150,14 @@ def test_a_server_that_never_answers_times_out(tmp_path) -> None:
             get(url, tmp_path / "b.part", timeout=0.5)
     finally:
         silent.close()
+
+
+def test_https_is_verified_against_the_configured_ca(server_factory, tmp_path) -> None:
+    tls = make_tls(tmp_path / "tls")
+    server = server_factory(cuts=1, cut_after=50_000, tls=tls)
+    with pytest.raises(DownloadError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(server.url, tmp_path / "b.part")  # the system's CAs do not know this server
+    assert get(server.url, tmp_path / "b.part", ca_file=tls.ca).read_bytes() == DATA
+    other = make_tls(tmp_path / "other")
+    with pytest.raises(DownloadError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(server.url, tmp_path / "c.part", ca_file=other.ca)
