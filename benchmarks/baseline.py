@@ -1,5 +1,7 @@
 """The script people write by hand, as the baseline: a paho callback that decodes the
 image with Pillow, resizes it, quantizes, invokes and publishes, one request at a time.
+Requests are raw JPEG bytes (the answer carries the MQTT 5 correlation data back) or
+JSON ``{"id", "image_b64"}``.
 
     python benchmarks/baseline.py --port P --model model.tflite --topic edge/base/infer
 """
@@ -15,6 +17,8 @@ import threading
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from PIL import Image
 
 try:
@@ -40,8 +44,13 @@ def main() -> None:
     reply = args.topic.rsplit("/", 1)[0] + "/predictions"
 
     def on_message(client, userdata, msg):  # type: ignore[no-untyped-def]
-        request = json.loads(msg.payload)
-        image = Image.open(io.BytesIO(base64.b64decode(request["image_b64"]))).convert("RGB")
+        correlation = getattr(msg.properties, "CorrelationData", None)
+        if correlation:  # raw JPEG bytes
+            request, data = {"id": ""}, msg.payload
+        else:
+            request = json.loads(msg.payload)
+            data = base64.b64decode(request["image_b64"])
+        image = Image.open(io.BytesIO(data)).convert("RGB")
         image = image.resize((width, height))
         pixels = np.asarray(image, dtype=np.float32)
         values = (pixels - 127.5) / 127.5
@@ -50,9 +59,15 @@ def main() -> None:
         interpreter.invoke()
         scores = interpreter.get_tensor(out["index"])[0]
         best = int(np.argmax(scores))
-        client.publish(reply, json.dumps({"id": request["id"], "top": best}), qos=1)
+        props = None
+        if correlation:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = correlation
+        client.publish(
+            reply, json.dumps({"id": request["id"], "top": best}), qos=1, properties=props
+        )
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe(args.topic, qos=1)
     client.connect("127.0.0.1", args.port)

@@ -1,6 +1,7 @@
 """Drive requests over MQTT and time their answers: saturation throughput and latency
-percentiles at a given rate. Requests are JSON ``{"id", "image_b64"}`` so that every
-answer can be matched to its request; both the daemon and the baseline read that form."""
+percentiles at a given rate. Requests are the raw JPEG bytes with an MQTT 5 correlation
+data that the answer carries back (what a camera client sends), or, with ``raw=False``,
+JSON ``{"id", "image_b64"}``; the daemon and the baseline read both forms."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 _runs = itertools.count()
 
@@ -32,8 +35,9 @@ class LoadResult:
 class LoadDriver:
     """One MQTT client that publishes requests and collects the answers' arrival times."""
 
-    def __init__(self, port: int, request_topic: str, answer_topic: str) -> None:
+    def __init__(self, port: int, request_topic: str, answer_topic: str, raw: bool = True) -> None:
         self.request_topic = request_topic
+        self.raw = raw
         self._answers: dict[str, float] = {}
         self._versions: dict[str, str] = {}
         self._cond = threading.Condition()
@@ -54,8 +58,9 @@ class LoadDriver:
         now = time.monotonic()
         try:
             doc = json.loads(msg.payload)
-            key = str(doc["id"])
-        except (ValueError, KeyError):
+            correlation = getattr(msg.properties, "CorrelationData", None)
+            key = bytes(correlation).decode() if self.raw and correlation else str(doc["id"])
+        except (ValueError, KeyError, UnicodeDecodeError):
             return
         with self._cond:
             self._answers.setdefault(key, now)
@@ -65,7 +70,7 @@ class LoadDriver:
     def run(self, image: bytes, count: int, rate: float | None, timeout: float) -> LoadResult:
         """Send ``count`` requests, all at once (``rate`` None) or ``rate`` per second."""
         tag = f"r{next(_runs)}"
-        b64 = base64.b64encode(image).decode()
+        b64 = "" if self.raw else base64.b64encode(image).decode()
         sent: dict[str, float] = {}
         start = time.monotonic()
         for i in range(count):
@@ -73,9 +78,14 @@ class LoadDriver:
                 time.sleep(max(0.0, start + i / rate - time.monotonic()))
             key = f"{tag}-{i}"
             sent[key] = time.monotonic()
-            self.client.publish(
-                self.request_topic, json.dumps({"id": key, "image_b64": b64}), qos=1
-            )
+            if self.raw:
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.CorrelationData = key.encode()
+                self.client.publish(self.request_topic, image, qos=1, properties=props)
+            else:
+                self.client.publish(
+                    self.request_topic, json.dumps({"id": key, "image_b64": b64}), qos=1
+                )
         deadline = time.monotonic() + timeout
         with self._cond:
             while sum(k in self._answers for k in sent) < count and time.monotonic() < deadline:

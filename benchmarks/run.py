@@ -89,6 +89,7 @@ def start_daemon(
     threads: int,
     interval: float,
     update: dict[str, object] | None = None,
+    requests: dict[str, object] | None = None,
 ) -> tuple[DaemonProcess, float]:
     """Start the daemon with a NOTIFY_SOCKET; returns it and the seconds to READY=1."""
     folder = Path(tempfile.mkdtemp(dir=tmp))
@@ -102,7 +103,7 @@ def start_daemon(
         device_id=DEVICE,
         model=model,
         telemetry=interval,
-        requests={"queue_size": 64, "max_payload_bytes": 16 * 2**20},
+        requests={"queue_size": 64, "max_payload_bytes": 16 * 2**20, **(requests or {})},
         **({"update": update} if update else {}),
     )
     text = (

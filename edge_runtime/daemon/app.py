@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: Settings SIGHUP can apply without a restart.
 LIVE_KEYS = ("log_level", "telemetry")
+#: Most unacknowledged requests the broker may push at once (MQTT 5 receive maximum):
+#: enough to keep the pipeline busy across a network round trip, few enough that a burst
+#: of large images does not inflate memory.
+RECEIVE_MAXIMUM = 8
 #: Ids of recently answered requests, to recognise QoS 1 redeliveries (DUP flag).
 RECENT_IDS = 10_000
 
@@ -88,6 +92,8 @@ class Daemon:
             tally=self.tally,
             heartbeat=self.notifier.watchdog,
             served=lambda version, ok, ms: self.updates.record(version, ok, ms),
+            workers=config.requests.workers(),
+            max_bytes=config.requests.queue_bytes,
         )
         self.collector = Collector(
             state_dir=config.state_dir,
@@ -172,7 +178,7 @@ class Daemon:
             # requests are acknowledged once answered, so this bounds what the broker
             # pushes at once; a quarter of the queue leaves room for the redeliveries of
             # requests taken before a reconnect (still queued here, answered twice)
-            receive_maximum=max(1, config.requests.queue_size // 4),
+            receive_maximum=max(1, min(RECEIVE_MAXIMUM, config.requests.queue_size // 4)),
         )
 
     # -- transport side -----------------------------------------------------------------
@@ -232,7 +238,8 @@ class Daemon:
             # a redelivery of a request whose answer is already in the outbox
             self.transport.ack(msg)
             return
-        job = Job(request, error, lambda ok, doc: self.transport.ack(msg))
+        receipt = replace(msg, payload=b"")  # what the ack needs; the payload can go
+        job = Job(request, error, lambda ok, doc: self.transport.ack(receipt))
         if self._stop.is_set():
             return  # not acknowledged: the broker redelivers it to the next run
         # a short bounded wait holds the network thread (TCP back-pressure on the broker)
@@ -376,7 +383,6 @@ class Daemon:
             for f in fields(Config)
             if f.name not in LIVE_KEYS and getattr(new, f.name) != getattr(self.config, f.name)
         ]
-        from dataclasses import replace
 
         self.config = replace(self.config, log_level=new.log_level, telemetry=new.telemetry)
         logging.getLogger().setLevel(new.log_level.upper())

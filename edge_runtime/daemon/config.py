@@ -69,6 +69,13 @@ class RequestsConfig:
     queue_wait: float = 2.0
     watch_dir: Path | None = None
     watch_interval: float = 1.0
+    preprocess_workers: int | None = None  # None: 2 on a multi-core machine, else 1
+    queue_bytes: int = 16 * 1024 * 1024  # image bytes waiting or in work, at most
+
+    def workers(self) -> int:
+        if self.preprocess_workers is not None:
+            return self.preprocess_workers
+        return min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -322,6 +329,8 @@ def _requests(t: _Table) -> RequestsConfig:
         queue_wait=t.number("queue_wait", d.queue_wait, 0, 30, integer=False),
         watch_dir=t.path("watch_dir"),
         watch_interval=t.number("watch_interval", d.watch_interval, 0.05, 3600, integer=False),
+        preprocess_workers=t.number("preprocess_workers", None, 1, 16),
+        queue_bytes=t.number("queue_bytes", d.queue_bytes, 1024 * 1024, 16 * 1024**3),
     )
 
 

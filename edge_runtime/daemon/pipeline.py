@@ -1,9 +1,11 @@
-"""The request pipeline: bounded queue -> preprocessing worker -> inference worker.
+"""The request pipeline: bounded queue -> preprocessing workers -> inference worker.
 
-The preprocessing worker decodes and resizes the next request while the inference
-worker runs ``invoke()`` on the current one (the interpreter releases the GIL), so two
-cores are used. A full queue refuses at once (the caller answers with an error); every
-accepted job ends in exactly one call of ``answer``.
+The preprocessing workers decode and resize the next requests while the inference
+worker runs ``invoke()`` on the current one (the interpreter and Pillow's decoder both
+release the GIL), so every core is used. With more than one preprocessing worker,
+answers may leave in a slightly different order than the requests came. The queue is
+bounded in jobs and in image bytes; a full one refuses (after the caller's wait) and the
+caller answers with an error; every accepted job ends in exactly one call of ``answer``.
 """
 
 from __future__ import annotations
@@ -51,7 +53,12 @@ class Pipeline:
         tally: Tally,
         heartbeat: Callable[[], None] = lambda: None,
         served: Served | None = None,
+        workers: int = 1,
+        max_bytes: int | None = None,
     ) -> None:
+        """``max_bytes`` bounds the image bytes of the jobs not yet answered (at least one
+        job is always taken): memory stays bounded even when a broker pushes more
+        messages than its receive maximum allows."""
         self.engine = engine
         self.max_pixels = max_pixels
         self.top_k = top_k
@@ -60,14 +67,18 @@ class Pipeline:
         self._heartbeat = heartbeat
         self._served = served
         self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=queue_size)
-        self._ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._workers = max(1, workers)
+        self._ready: queue.Queue[Any] = queue.Queue(maxsize=self._workers + 1)
         self._closing = threading.Event()
         self._threads = [
-            threading.Thread(target=self._prepare_loop, name="preprocess", daemon=True),
-            threading.Thread(target=self._infer_loop, name="inference", daemon=True),
-        ]
+            threading.Thread(target=self._prepare_loop, name=f"preprocess-{i}", daemon=True)
+            for i in range(self._workers)
+        ] + [threading.Thread(target=self._infer_loop, name="inference", daemon=True)]
         self._busy = 0
         self._lock = threading.Lock()
+        self.max_bytes = max_bytes
+        self._bytes = 0  # image bytes of the jobs taken and not yet answered
+        self._room = threading.Condition()
 
     def start(self) -> None:
         for t in self._threads:
@@ -78,17 +89,34 @@ class Pipeline:
         stayed full or the pipeline is stopping."""
         if self._closing.is_set():
             return False
+        deadline = time.monotonic() + max(wait, 0.0)
+        size = _size(job)
+        with self._room:
+            while (
+                self.max_bytes is not None and self._bytes and self._bytes + size > self.max_bytes
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closing.is_set():
+                    return False
+                self._room.wait(left)
+            self._bytes += size
         try:
             self._queue.put(
                 Job(job.request, job.error, job.done, time.perf_counter()),
-                timeout=max(wait, 0.0) or None,
+                timeout=max(deadline - time.monotonic(), 0.001) if wait > 0 else None,
                 block=wait > 0,
             )
         except queue.Full:
+            self._release(size)
             return False
         with self._lock:
             self._busy += 1
         return True
+
+    def _release(self, size: int) -> None:
+        with self._room:
+            self._bytes -= size
+            self._room.notify_all()
 
     def swap(self, engine: Any) -> None:
         """Serve new requests with ``engine``. Requests already prepared finish on the
@@ -103,10 +131,11 @@ class Pipeline:
         """Stop taking jobs, finish the queued ones; True if all finished in time."""
         self._closing.set()
         deadline = time.monotonic() + timeout
-        while True:
+        stops = 0
+        while stops < self._workers:  # one for each preprocessing worker, after the jobs
             try:
                 self._queue.put(_STOP, timeout=0.1)
-                break
+                stops += 1
             except queue.Full:
                 if time.monotonic() > deadline:
                     return False
@@ -138,6 +167,7 @@ class Pipeline:
             self._ready.put((job, prepared, error, engine))
 
     def _infer_loop(self) -> None:
+        running = self._workers
         while True:
             self._heartbeat()
             try:
@@ -145,7 +175,10 @@ class Pipeline:
             except queue.Empty:
                 continue
             if item is _STOP:
-                return
+                running -= 1
+                if running == 0:
+                    return
+                continue
             job, prepared, error, engine = item
             result: dict[str, Any] | None = None
             if error is None:
@@ -179,6 +212,11 @@ class Pipeline:
                 )
             with self._lock:
                 self._busy -= 1
+            self._release(_size(job))
+
+
+def _size(job: Job) -> int:
+    return len(job.request.image) if job.request is not None else 0
 
 
 def _input_code(message: str) -> str:

@@ -33,7 +33,7 @@ class FakeEngine:
         return prepared
 
 
-def run(engine, jobs, *, queue_size=16):
+def run(engine, jobs, *, queue_size=16, workers=1):
     answers = []
     import edge_runtime.inference.serialize as ser
 
@@ -49,6 +49,7 @@ def run(engine, jobs, *, queue_size=16):
                 (job.request.id if job.request else err.request_id, res, err)
             ),
             tally=Tally(10),
+            workers=workers,
         )
         pipe.start()
         accepted = [pipe.submit(j) for j in jobs]
@@ -133,3 +134,39 @@ def test_watchdog_pings_stop_while_invoke_hangs():
     time.sleep(0.3)
     assert len(beats) > hung_from  # progress again
     assert pipe.stop(5)
+
+
+def test_several_preprocessing_workers_answer_every_job_once_and_stop_cleanly():
+    jobs = [job(i, b"bad" if i % 7 == 0 else b"img") for i in range(60)]
+    accepted, answers = run(FakeEngine(), jobs, queue_size=64, workers=3)
+    assert all(accepted)
+    assert sorted(a[0] for a in answers) == sorted(f"r{i}" for i in range(60))
+    failed = {a[0] for a in answers if a[2] is not None}
+    assert failed == {f"r{i}" for i in range(0, 60, 7)}
+    threads = {t.name for t in threading.enumerate()}
+    assert not any(n.startswith("preprocess-") or n == "inference" for n in threads)
+
+
+def test_image_bytes_in_the_pipeline_are_bounded():
+    gate = threading.Event()
+    answers = []
+    pipe = Pipeline(
+        FakeEngine(gate),
+        queue_size=100,
+        max_pixels=100,
+        top_k=1,
+        answer=lambda job, res, err: answers.append(job.request.id),
+        tally=Tally(10),
+        max_bytes=10,
+    )
+    pipe.start()
+    big = Job(Request("big", b"x" * 50), None, lambda ok, doc: None)
+    assert pipe.submit(big)  # one job is always taken, however large
+    small = Job(Request("small", b"y" * 4), None, lambda ok, doc: None)
+    started = time.monotonic()
+    assert not pipe.submit(small, wait=0.3)  # no room until "big" is answered
+    assert time.monotonic() - started >= 0.3
+    gate.set()
+    assert pipe.submit(small, wait=5)  # room once it was
+    assert pipe.stop(10)
+    assert answers == ["big", "small"]
