@@ -19,6 +19,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 _runs = itertools.count()
+#: Answers on each side of a model switch searched for the pause it caused.
+SWITCH_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class LoadResult:
     latency_ms: dict[str, float]
     max_gap_ms: float  # longest wait between two consecutive answers
     versions: tuple[str, ...]  # model versions that answered
+    switch_gap_ms: float | None = None  # longest wait around the first answer of a new version
 
 
 class LoadDriver:
@@ -92,8 +95,14 @@ class LoadDriver:
                 self._cond.wait(0.2)
             got = {k: self._answers[k] for k in sent if k in self._answers}
             versions = tuple(sorted({self._versions.get(k, "None") for k in got}))
-        arrivals = sorted(got.values())
+            timeline = sorted((t, self._versions.get(k, "None")) for k, t in got.items())
+        arrivals = [t for t, _ in timeline]
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+        switch_gap = None
+        if len(versions) > 1:  # the answers just before and after the first of the new one
+            first = next(i for i, (_, v) in enumerate(timeline) if v != timeline[0][1])
+            near = gaps[max(0, first - SWITCH_WINDOW) : first + SWITCH_WINDOW]
+            switch_gap = round(max(near, default=0.0) * 1000, 2)
         last = max(got.values(), default=start)
         seconds = last - start
         lat = np.array([(got[k] - sent[k]) * 1000 for k in got]) if got else np.zeros(1)
@@ -108,6 +117,7 @@ class LoadDriver:
             },
             max_gap_ms=round(max(gaps, default=0.0) * 1000, 2),
             versions=versions,
+            switch_gap_ms=switch_gap,
         )
 
     def close(self) -> None:

@@ -167,14 +167,17 @@ def _swap(
     timer.start()
     result = driver.run(image, int(rate * 8), rate, 120)
     timer.join()
-    pause = max(0.0, result.max_gap_ms - 1000 / rate)
+    interval = 1000 / rate
+    at_switch = max(0.0, (result.switch_gap_ms or result.max_gap_ms) - interval)
+    anywhere = max(0.0, result.max_gap_ms - interval)
     return {
         "sent": result.sent,
         "answered": result.answered,
         "dropped": result.sent - result.answered,
         "versions": list(result.versions),
-        "pause_ms": round(pause, 2),
-        "pause_in_invokes": round(pause / invoke_ms, 2),
+        "pause_ms": round(at_switch, 2),
+        "pause_in_invokes": round(at_switch / invoke_ms, 2),
+        "longest_pause_in_run_ms": round(anywhere, 2),
     }
 
 
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         driver = LoadDriver(broker.port, f"edge/{DEVICE}/infer", f"edge/{DEVICE}/predictions")
         driver.run(images["1920x1080"], 5, None, 60)  # warm up
         sat = driver.run(images["1920x1080"], n, None, 600)
-        half = driver.run(images["1920x1080"], n // 2, sat.throughput / 2, 600)
+        half = driver.run(images["1920x1080"], n, sat.throughput / 2, 600)
         results["swap"] = _swap(driver, images["1920x1080"], sat.throughput / 2, v2, invoke_ms)
         results["daemon"] = {
             "saturation": sat.__dict__,
@@ -356,8 +359,9 @@ def report(r: dict[str, Any], bound: float, best: dict[str, Any]) -> None:
     s = r["swap"]
     print(
         f"  model swap to 2.0.0 at half load: {s['answered']}/{s['sent']} answered "
-        f"({s['dropped']} dropped), versions {', '.join(s['versions'])}, longest pause beyond "
-        f"the request interval {s['pause_ms']} ms = {s['pause_in_invokes']} invokes"
+        f"({s['dropped']} dropped), versions {', '.join(s['versions'])}, pause at the switch "
+        f"beyond the request interval {s['pause_ms']} ms = {s['pause_in_invokes']} invokes "
+        f"(longest anywhere in the run: {s['longest_pause_in_run_ms']} ms)"
     )
     print("targets:")
     for name, res in r["targets"].items():

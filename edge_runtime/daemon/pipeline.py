@@ -71,7 +71,9 @@ class Pipeline:
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=self._workers + 1)
         self._closing = threading.Event()
         self._threads = [
-            threading.Thread(target=self._prepare_loop, name=f"preprocess-{i}", daemon=True)
+            threading.Thread(
+                target=self._prepare_loop, args=(i,), name=f"preprocess-{i}", daemon=True
+            )
             for i in range(self._workers)
         ] + [threading.Thread(target=self._infer_loop, name="inference", daemon=True)]
         self._busy = 0
@@ -79,6 +81,7 @@ class Pipeline:
         self.max_bytes = max_bytes
         self._bytes = 0  # image bytes of the jobs taken and not yet answered
         self._room = threading.Condition()
+        self._backlog = threading.Condition()  # wakes the extra workers when jobs pile up
 
     def start(self) -> None:
         for t in self._threads:
@@ -111,6 +114,9 @@ class Pipeline:
             return False
         with self._lock:
             self._busy += 1
+        if self._workers > 1 and self._queue.qsize() > 1:
+            with self._backlog:
+                self._backlog.notify_all()
         return True
 
     def _release(self, size: int) -> None:
@@ -144,8 +150,15 @@ class Pipeline:
         return not any(t.is_alive() for t in self._threads)
 
     # -- workers ------------------------------------------------------------------------
-    def _prepare_loop(self) -> None:
+    def _prepare_loop(self, rank: int) -> None:
+        """Worker ``rank`` > 0 helps only while more than ``rank`` jobs wait: under light
+        load one worker decodes at a time, so it does not compete with ``invoke()`` for
+        the cores and latency stays low; under a backlog every worker decodes."""
         while True:
+            if rank:
+                with self._backlog:
+                    while self._queue.qsize() <= rank and not self._closing.is_set():
+                        self._backlog.wait(0.05)
             item = self._queue.get()
             if item is _STOP:
                 self._ready.put(_STOP)

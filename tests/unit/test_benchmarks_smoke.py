@@ -46,6 +46,7 @@ GOOD: dict[str, Any] = {
         "versions": ["1.0.0", "2.0.0"],
         "pause_ms": 4.0,
         "pause_in_invokes": 1.6,
+        "longest_pause_in_run_ms": 12.0,
     },
 }
 BOUND = 200.0  # min(400 invoke/s, 1000 / 5 ms preprocessing)
