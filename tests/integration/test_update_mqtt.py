@@ -4,15 +4,12 @@ every kind of bad update is refused with its reason and leaves v1 serving."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +26,7 @@ from edge_runtime.update.validate import CRASH_HOOK
 from tests.conftest import IMAGES, MODELS
 from tests.support.client import TestClient
 from tests.support.daemon import DaemonProcess, daemon_config
+from tests.support.http import FileServer
 from tests.support.mosquitto import Mosquitto
 from tests.unit.bundle_factory import real_clock_times
 
@@ -255,47 +253,12 @@ def test_group_update_applies_on_two_devices_while_requests_stream(fleet: dict[s
             daemon.kill()
 
 
-class _Server:
-    """A local HTTP server: serves files whole, cut short, or never answers."""
-
-    def __init__(self, root: Path) -> None:
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                data = (root / self.path.strip("/").split("?")[0]).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if "truncate" in self.path:
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                else:
-                    self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.silent = socket.socket()
-        self.silent.bind(("127.0.0.1", 0))
-        self.silent.listen(4)  # accepts (the kernel does) and never answers
-        outer.silent_port = self.silent.getsockname()[1]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.silent.close()
-
-
 def test_each_bad_update_is_rejected_and_v1_keeps_serving(fleet: dict[str, Any]) -> None:
     root, key = fleet["root"], fleet["key"]
     device = "refuser"
     daemon = start_device(fleet, device, max_bundle_bytes=40_000)
     client = TestClient(fleet["broker"].port)
-    server = _Server(root)
+    server = FileServer(root)
     try:
         client.subscribe(f"edge/{device}/#")
         good = make_bundle(root, "3.0.0", key)
@@ -420,35 +383,6 @@ def test_a_model_that_crashes_in_validation_is_rejected_without_a_restart(
         daemon.kill()
 
 
-class _SlowServer:
-    """Serves files a kilobyte at a time, so a download lasts a few seconds."""
-
-    def __init__(self, root: Path) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                data = (root / self.path.strip("/")).read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                try:
-                    for at in range(0, len(data), 1024):
-                        self.wfile.write(data[at : at + 1024])
-                        self.wfile.flush()
-                        time.sleep(0.1)
-                except OSError:
-                    pass  # the daemon was killed mid-download
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-
-
 @pytest.mark.parametrize("stage", ["downloading", "validating", "activating"])
 def test_sigkill_at_each_stage_leaves_a_consistent_model(fleet: dict[str, Any], stage: str) -> None:
     device = f"killed-{stage}"
@@ -461,7 +395,7 @@ def test_sigkill_at_each_stage_leaves_a_consistent_model(fleet: dict[str, Any], 
         model=fleet["v1"],
         update={"trust": str(fleet["trust"]), "download_timeout": 5.0},
     )
-    server = _SlowServer(fleet["root"])
+    server = FileServer(fleet["root"], trickle=0.1)
     client = TestClient(fleet["broker"].port)
     daemon = DaemonProcess(config)
     try:

@@ -5,11 +5,8 @@ kept and resumed by the next call, and a cut that brings nothing new ends the do
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import socket
-import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,75 +14,36 @@ import pytest
 
 from edge_runtime.errors import IntegrityError
 from edge_runtime.update.fetch import DownloadError, DownloadTimeout, TruncatedDownload, fetch
-from tests.support.mosquitto import TlsFiles, make_tls
+from tests.support.http import FileServer
+from tests.support.mosquitto import make_tls
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
-class FlakyServer:
-    """Serves DATA over HTTP on 127.0.0.1. The first ``cuts`` responses stop after
-    ``cut_after`` body bytes and drop the connection; ``ranges`` says whether a
-    ``Range: bytes=N-`` request gets a 206 from N or the whole file again."""
+class Served:
+    """DATA behind a FileServer; ``url`` names it."""
 
-    def __init__(
-        self, *, cuts: int, cut_after: int, ranges: bool = True, tls: TlsFiles | None = None
-    ) -> None:
-        self.cuts, self.cut_after, self.ranges = cuts, cut_after, ranges
-        self.requests: list[str | None] = []  # the Range header of each request
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                asked = self.headers.get("Range")
-                outer.requests.append(asked)
-                start = 0
-                if asked and outer.ranges:
-                    start = int(asked.removeprefix("bytes=").rstrip("-"))
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(DATA) - 1}/{len(DATA)}")
-                else:
-                    self.send_response(200)
-                body = DATA[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if len(outer.requests) <= outer.cuts:
-                    self.wfile.write(body[: outer.cut_after])
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                else:
-                    self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        scheme = "http"
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(tls.server_cert, tls.server_key)
-            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-            scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/bundle"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def __init__(self, root: Path, **kw: object) -> None:
+        (root / "bundle").write_bytes(DATA)
+        self.server = FileServer(root, **kw)  # type: ignore[arg-type]
+        self.url = self.server.url("bundle")
+        self.requests = self.server.requests
 
 
 @pytest.fixture
-def server_factory() -> Iterator:
-    servers: list[FlakyServer] = []
+def server_factory(tmp_path: Path) -> Iterator:
+    servers: list[Served] = []
 
-    def make(**kw: object) -> FlakyServer:
-        servers.append(FlakyServer(**kw))  # type: ignore[arg-type]
+    def make(**kw: object) -> Served:
+        folder = tmp_path / f"www{len(servers)}"
+        folder.mkdir()
+        servers.append(Served(folder, **kw))
         return servers[-1]
 
     yield make
     for s in servers:
-        s.close()
+        s.server.close()
 
 
 def get(url: str, dest: Path, **kw: object) -> Path:
