@@ -4,13 +4,21 @@ Rows are published in insertion order and deleted only once the broker acknowled
 them (PUBACK for QoS 1), so nothing is lost while the broker is away or across a
 restart. The store is bounded by ``max_bytes``: when over the cap, the oldest telemetry
 is dropped first; answers (predictions, errors) are never dropped.
+
+Writers never checkpoint: SQLite's automatic checkpoint would copy the write-ahead log
+into the database (and sync it) inside whichever ``add`` or ``remove`` crossed the
+threshold, stalling the answer that made that write (milliseconds here, far more on an
+SD card). The publisher thread calls ``checkpoint`` instead, from a connection of its
+own, which runs beside the writers without blocking them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +28,9 @@ log = logging.getLogger(__name__)
 
 ANSWER = "answer"
 TELEMETRY = "telemetry"
+#: Commits after which ``checkpoint`` copies the write-ahead log into the database
+#: (about SQLite's own default of 1000 pages, at two to three pages per commit).
+CHECKPOINT_EVERY = 400
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -57,12 +68,17 @@ class Outbox:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.execute(_SCHEMA)
             row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+            self._checkpointer = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None
+            )
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open the outbox {path}: {exc}; check state_dir") from exc
         self._size = int(row[0])
         self._count = int(row[1])
+        self._commits = 0  # since the last checkpoint
 
     def add(
         self,
@@ -93,6 +109,7 @@ class Outbox:
             )
             self._size += size
             self._count += 1
+            self._commits += 1
             self._changed.notify_all()
             return int(cur.lastrowid or 0)
 
@@ -129,14 +146,46 @@ class Outbox:
         ]
 
     def remove(self, seq: int) -> None:
+        self.remove_many((seq,))
+
+    def remove_many(self, seqs: Iterable[int]) -> None:
+        """Delete these entries (unknown ones are skipped) in one transaction."""
+        wanted = [(seq,) for seq in seqs]
+        if not wanted:
+            return
         with self._lock:
-            row = self._db.execute("SELECT size FROM outbox WHERE seq = ?", (seq,)).fetchone()
-            if row is None:
-                return
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-            self._size -= int(row[0])
-            self._count -= 1
+            self._db.execute("BEGIN")
+            try:
+                freed = gone = 0
+                for key in wanted:
+                    row = self._db.execute("SELECT size FROM outbox WHERE seq = ?", key).fetchone()
+                    if row is not None:
+                        self._db.execute("DELETE FROM outbox WHERE seq = ?", key)
+                        freed += int(row[0])
+                        gone += 1
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._size -= freed
+            self._count -= gone
+            self._commits += 1
             self._changed.notify_all()
+
+    def checkpoint(self, force: bool = False) -> bool:
+        """Copy the write-ahead log into the database once ``CHECKPOINT_EVERY`` commits
+        piled up (or now, with ``force``); True when a checkpoint ran. Writers go on
+        meanwhile: this uses its own connection and takes no lock of the outbox."""
+        with self._lock:
+            if not force and self._commits < CHECKPOINT_EVERY:
+                return False
+            self._commits = 0
+        try:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # busy or failing storage: the log just grows a bit
+            log.warning("outbox checkpoint failed: %s", exc)
+            return False
+        return True
 
     def __len__(self) -> int:
         with self._lock:
@@ -153,4 +202,7 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._checkpointer.close()
             self._db.close()

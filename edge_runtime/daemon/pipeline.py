@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from edge_runtime.daemon.requests import Request, RequestError
 from edge_runtime.errors import EdgeError, InputError
+from edge_runtime.inference.serialize import prediction_to_dict
 from edge_runtime.telemetry.stats import Tally
 
 log = logging.getLogger(__name__)
@@ -197,8 +198,6 @@ class Pipeline:
             if error is None:
                 try:
                     prediction = engine.infer(prepared, top_k=self.top_k)
-                    from edge_runtime.inference.serialize import prediction_to_dict
-
                     result = prediction_to_dict(prediction)
                     self._tally.inferred((time.perf_counter() - job.enqueued) * 1000)
                 except EdgeError as exc:

@@ -56,23 +56,27 @@ class Publisher:
         self._thread.join(5)
 
     def _drain_acks(self) -> None:
+        """Delete what the broker acknowledged, in one transaction."""
+        done = []
         while True:
             try:
                 mid = self._acks.get_nowait()
             except queue.Empty:
-                return
+                break
             seq = self._inflight.pop(mid, None)
             if seq is None:
                 if len(self._early) < 10000:
                     self._early.add(mid)
             else:
-                self.outbox.remove(seq)
+                done.append(seq)
+        self.outbox.remove_many(done)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
             self._drain_acks()
+            self.outbox.checkpoint()
             room = self.window - len(self._inflight)
             if room <= 0:
                 continue

@@ -1,8 +1,11 @@
-"""The on-disk outbox: order, acknowledgement, restart, the cap that spares answers."""
+"""The on-disk outbox: order, acknowledgement, restart, the cap that spares answers,
+checkpoints kept off the writers."""
 
 from __future__ import annotations
 
-from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox
+import sqlite3
+
+from edge_runtime.daemon.outbox import ANSWER, CHECKPOINT_EVERY, TELEMETRY, Outbox
 from edge_runtime.daemon.publisher import Publisher
 
 
@@ -53,6 +56,55 @@ def test_over_the_cap_oldest_telemetry_goes_first_and_answers_never(tmp_path):
     assert sum(e.kind == ANSWER for e in box.after(0, 100)) == 8
     assert box.add(TELEMETRY, "t", bytes(10_000), qos=0) is None
     assert all(e.kind == ANSWER for e in box.after(0, 100))
+
+
+def test_remove_many_in_one_go_skips_the_unknown_and_keeps_the_books(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    seqs = [box.add(ANSWER, "t", bytes(100 + i)) for i in range(6)]
+    kept = box.size_bytes - sum(100 + i + 1 + 64 for i in (0, 2, 5))
+    box.remove_many([seqs[0], seqs[2], seqs[5], 9999, seqs[0]])
+    assert [e.seq for e in box.after(0, 10)] == [seqs[1], seqs[3], seqs[4]]
+    assert len(box) == 3 and box.size_bytes == kept
+    box.remove_many([])
+    box.close()
+    again = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    assert len(again) == 3 and again.size_bytes == kept
+
+
+def _wal_frames(path):
+    """Frames in the write-ahead log, read from its size (a 32-byte header, then 4 KiB
+    pages with 24-byte frame headers); the log is rewritten, never shrunk, after a
+    checkpoint, so its size shows the most frames it ever held."""
+    wal = path.with_name(path.name + "-wal")
+    return (wal.stat().st_size - 32) // (4096 + 24) if wal.exists() else 0
+
+
+def test_writers_never_checkpoint_and_checkpoint_copies_the_log(tmp_path):
+    path = tmp_path / "o.db"
+    box = Outbox(path, max_bytes=64 << 20)
+    payload = bytes(4000)  # about a page per row
+    for _ in range(1500):  # SQLite's automatic checkpoint would run at 1000 pages
+        box.remove(box.add(ANSWER, "t", payload))
+    # the log kept growing: no add or remove copied it back and started it over
+    assert _wal_frames(path) > 1500
+    db_before = path.stat().st_size
+    assert box.checkpoint()  # due: far more than CHECKPOINT_EVERY commits
+    assert not box.checkpoint()  # and not again until more commits piled up
+    # the pages reached the database file, and a fresh reader finds the log copied
+    assert path.stat().st_size > db_before
+    probe = sqlite3.connect(str(path))
+    busy, frames, copied = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    probe.close()
+    assert busy == 0 and frames == copied
+    for _ in range(CHECKPOINT_EVERY - 1):
+        box.add(TELEMETRY, "t", b"x", qos=0)
+    assert not box.checkpoint()
+    box.add(TELEMETRY, "t", b"x", qos=0)
+    assert box.checkpoint()
+    assert box.checkpoint(force=True)
+    box.close()
+    assert not path.with_name("o.db-wal").exists() or _wal_frames(path) == 0
+    assert len(Outbox(path, max_bytes=64 << 20)) == CHECKPOINT_EVERY
 
 
 class FakeLink:

@@ -35,10 +35,10 @@ class FakeEngine:
 
 def run(engine, jobs, *, queue_size=16, workers=1):
     answers = []
-    import edge_runtime.inference.serialize as ser
+    import edge_runtime.daemon.pipeline as pipeline
 
-    original = ser.prediction_to_dict
-    ser.prediction_to_dict = lambda p: {"echo": p.decode()}
+    original = pipeline.prediction_to_dict
+    pipeline.prediction_to_dict = lambda p: {"echo": p.decode()}
     try:
         pipe = Pipeline(
             engine,
@@ -55,7 +55,7 @@ def run(engine, jobs, *, queue_size=16, workers=1):
         accepted = [pipe.submit(j) for j in jobs]
         assert pipe.stop(10)
     finally:
-        ser.prediction_to_dict = original
+        pipeline.prediction_to_dict = original
     return accepted, answers
 
 

@@ -47,12 +47,16 @@ def test_auto_uses_the_edgetpu_when_present_with_device_option() -> None:
     assert loader.calls == [("libedgetpu.so.1", {"device": "usb:1"})]
 
 
-def test_auto_falls_back_to_the_cpu_model_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_falls_back_to_the_cpu_model_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     delegate._warned.clear()
     loader = FakeLoader(present=False)
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
-            choice = delegate.choose("auto", model_is_edgetpu=True, cpu_model_available=True, loader=loader)
+            choice = delegate.choose(
+                "auto", model_is_edgetpu=True, cpu_model_available=True, loader=loader
+            )
             assert choice.name == "cpu" and choice.delegates == ()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "running on the CPU" in warnings[0].getMessage()
@@ -83,7 +87,9 @@ def test_edgetpu_mode_refuses_an_uncompiled_model() -> None:
 
 
 def test_edgetpu_mode_with_library_present() -> None:
-    choice = delegate.choose("edgetpu", model_is_edgetpu=True, device="pci:0", loader=FakeLoader(True))
+    choice = delegate.choose(
+        "edgetpu", model_is_edgetpu=True, device="pci:0", loader=FakeLoader(True)
+    )
     assert choice.name == "edgetpu"
 
 

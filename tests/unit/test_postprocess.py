@@ -74,8 +74,12 @@ def spec(name: str, shape: tuple, index: int = 0) -> TensorSpec:  # type: ignore
 def test_layout_classification_raw_and_detection_by_name() -> None:
     assert resolve_layout([spec("probs", (1, 10))]).kind == "classification"
     assert resolve_layout([spec("seg", (1, 8, 8, 3))]).kind == "raw"
-    det = [spec("num_detections", (1,), 0), spec("detection_boxes", (1, 5, 4), 1),
-           spec("detection_scores", (1, 5), 2), spec("detection_classes", (1, 5), 3)]
+    det = [
+        spec("num_detections", (1,), 0),
+        spec("detection_boxes", (1, 5, 4), 1),
+        spec("detection_scores", (1, 5), 2),
+        spec("detection_classes", (1, 5), 3),
+    ]
     layout = resolve_layout(det)
     assert layout.kind == "detection"
     assert layout.tensor("boxes").name == "detection_boxes"
@@ -83,14 +87,22 @@ def test_layout_classification_raw_and_detection_by_name() -> None:
 
 
 def test_layout_from_detection_op_order_beats_names() -> None:
-    outs = [spec("a", (1, 5, 4), 10), spec("b", (1, 5), 11), spec("c", (1, 5), 12), spec("d", (1,), 13)]
+    outs = [
+        spec("a", (1, 5, 4), 10),
+        spec("b", (1, 5), 11),
+        spec("c", (1, 5), 12),
+        spec("d", (1,), 13),
+    ]
     layout = resolve_layout(outs, detection_op_outputs=(10, 12, 11, 13))
     assert layout.tensor("classes").name == "c" and layout.tensor("scores").name == "b"
 
 
 def test_layout_from_manifest() -> None:
     outs = [spec("x", (1, 5)), spec("y", (1, 5, 4))]
-    manifest = {"kind": "detection", "tensors": [{"name": "x", "role": "scores"}, {"name": "y", "role": "boxes"}]}
+    manifest = {
+        "kind": "detection",
+        "tensors": [{"name": "x", "role": "scores"}, {"name": "y", "role": "boxes"}],
+    }
     with pytest.raises(ModelError, match="lack the roles classes, count"):
         resolve_layout(outs, manifest_outputs=manifest)
     assert resolve_layout(outs, manifest_outputs={"kind": "raw"}).kind == "raw"

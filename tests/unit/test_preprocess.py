@@ -108,14 +108,20 @@ def test_unknown_resize_mode() -> None:
         resize(gradient(), 10, 10, "zoom")
 
 
-def spec(dtype: str, quant: Quantization = Quantization(), norm: Normalization | None = None) -> InputSpec:
+def spec(
+    dtype: str, quant: Quantization = Quantization(), norm: Normalization | None = None
+) -> InputSpec:
     return InputSpec(4, 4, 3, dtype, quant, norm)
 
 
 def test_contract_defaults_by_dtype() -> None:
     px = np.arange(256)
-    assert np.array_equal(input_lookup_table(spec("uint8", Quantization(0.5, 3))), px.astype(np.uint8))
-    assert np.array_equal(input_lookup_table(spec("int8", Quantization(0.5, 3))), (px - 128).astype(np.int8))
+    assert np.array_equal(
+        input_lookup_table(spec("uint8", Quantization(0.5, 3))), px.astype(np.uint8)
+    )
+    assert np.array_equal(
+        input_lookup_table(spec("int8", Quantization(0.5, 3))), (px - 128).astype(np.int8)
+    )
     assert np.allclose(input_lookup_table(spec("float32")), (px - 127.5) / 127.5)
 
 
@@ -140,6 +146,8 @@ def test_image_to_tensor_shape_dtype_and_bgr() -> None:
 
 def test_preprocess_end_to_end_grayscale() -> None:
     data = encode(Image.new("L", (16, 16), 200), "PNG")
-    tensor, _ = preprocess(data, InputSpec(8, 8, 1, "int8", Quantization(1 / 255, -128), Normalization(0, 255)))
+    tensor, _ = preprocess(
+        data, InputSpec(8, 8, 1, "int8", Quantization(1 / 255, -128), Normalization(0, 255))
+    )
     assert tensor.shape == (1, 8, 8, 1) and tensor.dtype == np.int8
     assert int(tensor[0, 0, 0, 0]) == 200 - 128
