@@ -8,9 +8,10 @@ records which tensor is which; ``metrics`` holds the conversion report.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ LABELS_MEMBER = "labels.txt"
 GOLDEN_MEMBER = "golden.npz"
 
 
-def output_kind(model: bytes) -> Tuple[str, Dict[int, str]]:
+def output_kind(model: bytes) -> tuple[str, dict[int, str]]:
     """``classification``, ``detection`` or ``raw``, and detection roles by tensor index,
     decided by the same rules the runtime applies to a bare ``.tflite``."""
     mf = read_model(model)
@@ -40,7 +41,7 @@ def output_kind(model: bytes) -> Tuple[str, Dict[int, str]]:
 def golden_vectors(runner: ModelRunner, inputs: Sequence[np.ndarray]) -> bytes:
     """``golden.npz``: ``inputs`` (N, H, W, C in the input dtype) and ``output_K`` (the
     outputs the host interpreter produced, stacked), compressed."""
-    outs: List[List[np.ndarray]] = [[] for _ in runner.outputs]
+    outs: list[list[np.ndarray]] = [[] for _ in runner.outputs]
     for tensor in inputs:
         for k, value in enumerate(runner.run(tensor)):
             outs[k].append(value[0] if value.shape[:1] == (1,) else value)
@@ -63,8 +64,8 @@ def manifest_for(
     metrics: Mapping[str, Any],
     expires_days: int,
     compatible: Sequence[str],
-    now: Optional[datetime] = None,
-) -> Dict[str, Any]:
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """The manifest (without ``files``, which the writer fills)."""
     created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     kind, roles = output_kind(model)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List, Optional, Sequence, TextIO, Tuple
+from typing import TextIO
 
 import numpy as np
 from PIL import Image
@@ -31,8 +32,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
 class ImageSet:
     """Image files and, for class subfolders, each file's class name."""
 
-    paths: Tuple[Path, ...]
-    classes: Tuple[Optional[str], ...]
+    paths: tuple[Path, ...]
+    classes: tuple[str | None, ...]
 
 
 def float_spec(
@@ -40,7 +41,7 @@ def float_spec(
     mean: float,
     std: float,
     resize_mode: str = "stretch",
-    color: Optional[str] = None,
+    color: str | None = None,
 ) -> InputSpec:
     """The float32 input spec of a ``(1, H, W, C)`` model with the given normalisation."""
     _, height, width, channels = (int(d) for d in shape)
@@ -85,8 +86,8 @@ def list_images(folder: Path, *, what: str = "calibration") -> ImageSet:
 
 
 def calibration_tensors(
-    images: ImageSet, spec: InputSpec, *, max_samples: int, progress: Optional[TextIO] = None
-) -> Tuple[List[np.ndarray], List[Path]]:
+    images: ImageSet, spec: InputSpec, *, max_samples: int, progress: TextIO | None = None
+) -> tuple[list[np.ndarray], list[Path]]:
     """Preprocess up to ``max_samples`` images (spread evenly over the set) to float
     tensors; returns them and the files they came from. Undecodable files are skipped
     with a warning.
@@ -95,9 +96,9 @@ def calibration_tensors(
         InputError: not a single file could be decoded.
     """
     chosen = _spread(list(images.paths), max_samples)
-    tensors: List[np.ndarray] = []
-    used: List[Path] = []
-    failed: List[Tuple[Path, Exception]] = []
+    tensors: list[np.ndarray] = []
+    used: list[Path] = []
+    failed: list[tuple[Path, Exception]] = []
     bar = ProgressBar("calibration", len(chosen), progress)
     for path in chosen:
         try:
@@ -146,7 +147,7 @@ def with_quantization(spec: InputSpec, dtype: str, scale: float, zero_point: int
     return replace(spec, dtype=dtype, quantization=Quantization(float(scale), int(zero_point)))
 
 
-def _spread(items: List[Path], limit: int) -> List[Path]:
+def _spread(items: list[Path], limit: int) -> list[Path]:
     if limit <= 0 or len(items) <= limit:
         return items
     picks = np.linspace(0, len(items) - 1, limit).round().astype(int)
@@ -157,7 +158,7 @@ class ProgressBar:
     """A one-line text progress bar on stderr (only when it is a terminal or asked for)."""
 
     def __init__(
-        self, label: str, total: int, stream: Optional[TextIO] = None, width: int = 30
+        self, label: str, total: int, stream: TextIO | None = None, width: int = 30
     ) -> None:
         self.label, self.total, self.width = label, max(total, 1), width
         self.stream = (

@@ -13,16 +13,16 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import Iterator, List
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def captured_output() -> Iterator[List[str]]:
+def captured_output() -> Iterator[list[str]]:
     """Redirect fds 1 and 2 (and ``sys.stdout``/``sys.stderr``) to a temporary file.
 
     Yields a list that, after the block, holds the captured text as one string.
     """
-    sink: List[str] = []
+    sink: list[str] = []
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]

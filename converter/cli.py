@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
 
 from edge_runtime import __version__
 from edge_runtime.cli.main import run_cli
@@ -134,12 +134,12 @@ def _handle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classes(values: Optional[Sequence[str]]) -> Tuple[str, ...]:
+def _classes(values: Sequence[str] | None) -> tuple[str, ...]:
     classes = tuple(c.strip() for v in values or ["*"] for c in v.split(",") if c.strip())
     return classes or ("*",)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(build_parser(), argv)
 
 

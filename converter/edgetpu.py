@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from edge_runtime.errors import ModelError
 from edge_runtime.inference.builtin_ops import BUILTIN_OPS, TENSOR_TYPES
@@ -77,22 +77,22 @@ COMPILER = "edgetpu_compiler"
 class OpCheck:
     position: int
     op: str
-    problems: Tuple[str, ...]
+    problems: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class EdgeTpuReport:
-    ops: Tuple[OpCheck, ...]
-    first_cpu_op: Optional[int]  # position of the first op that cannot be mapped
-    compiler: Dict[str, Any] = field(default_factory=dict)
+    ops: tuple[OpCheck, ...]
+    first_cpu_op: int | None  # position of the first op that cannot be mapped
+    compiler: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def cpu_ops(self) -> Tuple[OpCheck, ...]:
+    def cpu_ops(self) -> tuple[OpCheck, ...]:
         if self.first_cpu_op is None:
             return ()
         return self.ops[self.first_cpu_op :]
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "ops_total": len(self.ops),
             "ops_on_edgetpu": len(self.ops) - len(self.cpu_ops),
@@ -134,7 +134,7 @@ def check_model(model: bytes) -> EdgeTpuReport:
     return EdgeTpuReport(tuple(checks), first)
 
 
-def _is_constant(tensor: Table, buffers: List[Table]) -> bool:
+def _is_constant(tensor: Table, buffers: list[Table]) -> bool:
     """Weights, biases and shapes: tensors whose buffer holds data."""
     index = tensor.scalar(2, "I")
     if index <= 0 or index >= len(buffers):
@@ -143,7 +143,7 @@ def _is_constant(tensor: Table, buffers: List[Table]) -> bool:
     return buffer.has(1) or (buffer.has(0) and len(buffer.bytes_vector(0)) > 0)
 
 
-def _problems(op: str, tensors: List[Table]) -> List[str]:
+def _problems(op: str, tensors: list[Table]) -> list[str]:
     """What keeps ``op`` off the Edge TPU, given its non-constant tensors."""
     problems = []
     if op in CPU_BY_DESIGN:
@@ -169,7 +169,7 @@ def _op_name(code: Table) -> str:
     return BUILTIN_OPS.get(builtin, f"BUILTIN_{builtin}")
 
 
-def compile_model(model: bytes, *, timeout: float = 600) -> Tuple[Optional[bytes], Dict[str, Any]]:
+def compile_model(model: bytes, *, timeout: float = 600) -> tuple[bytes | None, dict[str, Any]]:
     """Run ``edgetpu_compiler`` when it is on the PATH.
 
     Returns the compiled model (``None`` when the compiler is absent or failed) and a
@@ -199,7 +199,7 @@ def compile_model(model: bytes, *, timeout: float = 600) -> Tuple[Optional[bytes
                 "returncode": None,
                 "log": f"{COMPILER} did not finish: {exc}",
             }
-        info: Dict[str, Any] = {
+        info: dict[str, Any] = {
             "available": True,
             "path": exe,
             "returncode": done.returncode,

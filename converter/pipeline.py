@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -41,24 +42,24 @@ class Options:
     out: Path
     name: str
     version: str
-    labels: Optional[Path] = None
-    validation: Optional[Path] = None
+    labels: Path | None = None
+    validation: Path | None = None
     input_type: str = "int8"
     edgetpu: bool = False
     mean: float = 127.5
     std: float = 127.5
     resize: str = "stretch"
-    color: Optional[str] = None
+    color: str | None = None
     max_accuracy_drop: float = 0.01
     max_samples: int = 200
     expires_days: int = 365
-    compatible: Tuple[str, ...] = ("*",)
+    compatible: tuple[str, ...] = ("*",)
     keep_float: bool = False
-    sign_key: Optional[Path] = None
-    progress: Optional[TextIO] = None
+    sign_key: Path | None = None
+    progress: TextIO | None = None
 
 
-def run(opts: Options) -> Dict[str, Any]:
+def run(opts: Options) -> dict[str, Any]:
     """Convert, validate and bundle; returns the report (also stored in the manifest).
 
     Raises:
@@ -93,7 +94,7 @@ def run(opts: Options) -> Dict[str, Any]:
     )
     metrics["source"] = dataset.source
 
-    report: Dict[str, Any] = {
+    report: dict[str, Any] = {
         "source": {"path": str(opts.model), "format": fmt},
         "converter": "tensorflow" if fmt != "tflite" else "ai-edge-quantizer",
         "size_bytes": {"float": len(float_model), "int8": len(int8_model)},
@@ -116,7 +117,7 @@ def run(opts: Options) -> Dict[str, Any]:
             f"is over --max-accuracy-drop {opts.max_accuracy_drop}; no bundle written"
         )
 
-    files: Dict[str, bytes] = {bundle_builder.MODEL_MEMBER: int8_model}
+    files: dict[str, bytes] = {bundle_builder.MODEL_MEMBER: int8_model}
     if opts.edgetpu:
         check = edgetpu.check_model(int8_model)
         compiled, compiler = edgetpu.compile_model(int8_model)
@@ -203,12 +204,12 @@ def _model_format(path: Path) -> str:
     )
 
 
-def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, InputSpec, List[Path]]:
+def _quantize(opts: Options, fmt: str, images: Any) -> tuple[bytes, bytes, InputSpec, list[Path]]:
     """Float and int8 models, the float input spec used, and the calibration files used."""
-    specs: List[InputSpec] = []
-    used: List[Path] = []
+    specs: list[InputSpec] = []
+    used: list[Path] = []
 
-    def calibrate(shape: Sequence[int]) -> List[np.ndarray]:
+    def calibrate(shape: Sequence[int]) -> list[np.ndarray]:
         specs.append(float_spec(shape, opts.mean, opts.std, opts.resize, opts.color))
         tensors, files = calibration_tensors(
             images, specs[-1], max_samples=opts.max_samples, progress=opts.progress
@@ -230,7 +231,7 @@ def _quantize(opts: Options, fmt: str, images: Any) -> Tuple[bytes, bytes, Input
     return converted.float_model, converted.int8_model, specs[-1], used
 
 
-def _input_summary(runner: ModelRunner, spec: InputSpec) -> Dict[str, Any]:
+def _input_summary(runner: ModelRunner, spec: InputSpec) -> dict[str, Any]:
     norm = spec.normalization
     return {
         "shape": list(runner.input_shape),

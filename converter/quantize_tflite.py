@@ -11,7 +11,8 @@ only one that touches the quantizer and its flatbuffer object API.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def quantize_float_tflite(
         with captured_output() as chatter:
             q = quantizer.Quantizer(bytearray(model), recipe.static_wi8_ai8())
             signature, input_name = _signature_input(model)
-            data: Dict[str, Iterable[Dict[str, np.ndarray]]] = {
+            data: dict[str, Iterable[dict[str, np.ndarray]]] = {
                 signature: [{input_name: t.astype(np.float32)} for t in calibration]
             }
             result = q.quantize(
@@ -55,7 +56,7 @@ def quantize_float_tflite(
     return to_uint8_io(quantized) if io_type == "uint8" else quantized
 
 
-def float_input_shape(model: bytes) -> Tuple[int, ...]:
+def float_input_shape(model: bytes) -> tuple[int, ...]:
     """The batch-1 input shape of a float ``.tflite`` with one image input.
 
     Raises:
@@ -184,4 +185,4 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__: List[str] = ["float_input_shape", "quantize_float_tflite", "to_uint8_io"]
+__all__: list[str] = ["float_input_shape", "quantize_float_tflite", "to_uint8_io"]

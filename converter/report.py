@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def format_report(report: Mapping[str, Any]) -> str:
-    lines: List[str] = []
+    lines: list[str] = []
     src = report.get("source", {})
     lines.append(f"model      {src.get('path')} ({src.get('format')})")
     size = report.get("size_bytes", {})
@@ -26,7 +27,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines.append(
         f"calibrate  {cal.get('samples')} images from {cal.get('source')} ({cal.get('seconds')} s)"
     )
-    val: Dict[str, Any] = report.get("validation", {})
+    val: dict[str, Any] = report.get("validation", {})
     lines.append(f"validate   {val.get('samples')} samples from {val.get('source')}")
     if "float_top1" in val:
         lines.append(

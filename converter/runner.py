@@ -7,8 +7,9 @@ what ``edge-runtime`` reproduces.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, List, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from edge_runtime.inference.types import InputSpec
 class OutputInfo:
     name: str
     index: int
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
     dtype: str
     scale: float
     zero_point: int
@@ -38,7 +39,7 @@ class ModelRunner:
         self.input_scale, self.input_zero_point = float(scale), int(zero_point)
         self.input_shape = tuple(int(d) for d in self._input["shape"])
         self._run_once_for_shapes()
-        self.outputs: List[OutputInfo] = [
+        self.outputs: list[OutputInfo] = [
             OutputInfo(
                 name=d["name"],
                 index=int(d["index"]),
@@ -65,12 +66,12 @@ class ModelRunner:
             float_spec, self.input_dtype, self.input_scale, self.input_zero_point
         )
 
-    def run(self, tensor: np.ndarray) -> List[np.ndarray]:
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
         self._interp.set_tensor(self._input["index"], tensor)
         self._interp.invoke()
         return [np.array(self._interp.get_tensor(o.index)) for o in self.outputs]
 
-    def dequantize(self, outputs: Sequence[np.ndarray]) -> List[np.ndarray]:
+    def dequantize(self, outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Real values: ``scale * (q - zero_point)`` for quantized outputs (widened first)."""
         real = []
         for info, value in zip(self.outputs, outputs):

@@ -13,9 +13,10 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 import numpy as np
 
@@ -35,12 +36,12 @@ Representative = Callable[[], Iterable[np.ndarray]]
 class Converted:
     float_model: bytes  # float32 reference, same graph, batch 1
     int8_model: bytes  # full-integer model
-    input_shape: Tuple[int, ...]
+    input_shape: tuple[int, ...]
 
 
 def convert(
     path: Path,
-    calibrate: Callable[[Tuple[int, ...]], Sequence[np.ndarray]],
+    calibrate: Callable[[tuple[int, ...]], Sequence[np.ndarray]],
     *,
     io_type: str = "int8",
 ) -> Converted:
@@ -65,7 +66,7 @@ def convert(
 
 def convert_saved_model(
     folder: Path,
-    representative: Optional[Representative],
+    representative: Representative | None,
     *,
     io_type: str = "int8",
     allow_custom_ops: bool = False,
@@ -79,7 +80,7 @@ def convert_saved_model(
     return _run(converter, representative, io_type, allow_custom_ops, float_output)
 
 
-def _load(path: Path) -> Tuple[Callable[[], Any], Tuple[int, ...]]:
+def _load(path: Path) -> tuple[Callable[[], Any], tuple[int, ...]]:
     """A factory of fresh TFLiteConverter objects for the model with batch 1, and its shape."""
     path = Path(path)
     if path.is_dir():
@@ -97,7 +98,7 @@ def _load(path: Path) -> Tuple[Callable[[], Any], Tuple[int, ...]]:
     return lambda: tf.lite.TFLiteConverter.from_keras_model(fixed), shape
 
 
-def _load_saved_model(path: Path) -> Tuple[Callable[[], Any], Tuple[int, ...]]:
+def _load_saved_model(path: Path) -> tuple[Callable[[], Any], tuple[int, ...]]:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # noqa: BLE001
@@ -127,7 +128,7 @@ def _load_saved_model(path: Path) -> Tuple[Callable[[], Any], Tuple[int, ...]]:
     return lambda: tf.lite.TFLiteConverter.from_saved_model(folder), shape
 
 
-def _fixed_shape(shape: Tuple[Optional[int], ...], path: Path) -> Tuple[int, ...]:
+def _fixed_shape(shape: tuple[int | None, ...], path: Path) -> tuple[int, ...]:
     if len(shape) != 4:
         raise ModelError(
             f"{path} input has shape {_fmt(shape)}; expected an image batch (N, H, W, C)"
@@ -143,7 +144,7 @@ def _fixed_shape(shape: Tuple[Optional[int], ...], path: Path) -> Tuple[int, ...
 
 def _run(
     converter: Any,
-    representative: Optional[Representative],
+    representative: Representative | None,
     io_type: str,
     allow_custom_ops: bool,
     float_output: bool = False,
@@ -166,7 +167,7 @@ def _run(
         raise ModelError(f"TFLite conversion failed: {_first_line(exc)}") from exc
 
 
-def _fmt(shape: Tuple[Optional[int], ...]) -> str:
+def _fmt(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 

@@ -8,9 +8,10 @@ Pure metric functions over arrays, plus the loader for the two validation forms
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -24,12 +25,12 @@ Sample = Union[np.ndarray, Path]
 
 @dataclass(frozen=True)
 class ValidationSet:
-    samples: Tuple[Sample, ...]
-    labels: Optional[Tuple[int, ...]]  # class index per sample, when known
+    samples: tuple[Sample, ...]
+    labels: tuple[int, ...] | None  # class index per sample, when known
     source: str
 
 
-def load_validation(path: Path, labels: Optional[Sequence[str]]) -> ValidationSet:
+def load_validation(path: Path, labels: Sequence[str] | None) -> ValidationSet:
     """Read ``path`` (class folders or ``.npz``).
 
     Raises:
@@ -88,11 +89,11 @@ def evaluate(
     *,
     classification: bool,
     progress: Any = None,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Run both models over the set and compare (see ``compare``)."""
     float_spec, int8_spec = float_runner.spec(base_spec), int8_runner.spec(base_spec)
-    float_out: List[List[np.ndarray]] = []
-    int8_out: List[List[np.ndarray]] = []
+    float_out: list[list[np.ndarray]] = []
+    int8_out: list[list[np.ndarray]] = []
     bar = ProgressBar("validation", len(dataset.samples), progress)
     for sample in dataset.samples:
         try:
@@ -115,14 +116,14 @@ def compare(
     float_out: Sequence[Sequence[np.ndarray]],
     int8_out: Sequence[Sequence[np.ndarray]],
     names: Sequence[str],
-    labels: Optional[Sequence[int]],
+    labels: Sequence[int] | None,
     classification: bool,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Accuracy (when labels are known), top-1 agreement, and per-output error.
 
     ``*_out[i][k]`` is output ``k`` for sample ``i``, dequantised.
     """
-    metrics: Dict[str, Any] = {"samples": len(float_out)}
+    metrics: dict[str, Any] = {"samples": len(float_out)}
     if classification:
         f_top = np.array([int(np.argmax(o[0])) for o in float_out])
         q_top = np.array([int(np.argmax(o[0])) for o in int8_out])
@@ -147,7 +148,7 @@ def compare(
     return metrics
 
 
-def snr_db(reference: np.ndarray, approx: np.ndarray) -> Optional[float]:
+def snr_db(reference: np.ndarray, approx: np.ndarray) -> float | None:
     """Signal-to-noise ratio of ``approx`` against ``reference`` in dB (``None`` when
     the two are identical, i.e. infinite)."""
     signal = float(np.sum(np.square(reference, dtype=np.float64)))

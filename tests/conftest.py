@@ -11,8 +11,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
@@ -34,7 +34,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:  
 
 
 def run_command(
-    module: str, args: Sequence[str], *, timeout: float = 120, env: dict | None = None, input: bytes | None = None
+    module: str,
+    args: Sequence[str],
+    *,
+    timeout: float = 120,
+    env: dict | None = None,
+    input: bytes | None = None,
 ) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
     """Run ``python -m MODULE ARGS`` in a fresh process, as a user would run the script."""
     return subprocess.run(

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ class Converted:
         self.stdout = done.stdout
         self.stderr = done.stderr
 
-    def report(self) -> Dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         assert self.returncode == 0, self.stderr
         return json.loads(self.stdout)  # type: ignore[no-any-return]
 

@@ -7,7 +7,7 @@ fake loader stands in where a present library must be simulated.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import pytest
 
@@ -20,9 +20,9 @@ class FakeLoader:
 
     def __init__(self, present: bool) -> None:
         self.present = present
-        self.calls: List[Tuple[str, Dict[str, str]]] = []
+        self.calls: list[tuple[str, dict[str, str]]] = []
 
-    def __call__(self, library: str, options: Dict[str, str]) -> Any:
+    def __call__(self, library: str, options: dict[str, str]) -> Any:
         self.calls.append((library, options))
         if not self.present:
             raise DelegateError(f"cannot load {library}: not found")

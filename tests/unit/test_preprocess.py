@@ -109,9 +109,9 @@ def test_unknown_resize_mode() -> None:
 
 
 def spec(
-    dtype: str, quant: Quantization = Quantization(), norm: Normalization | None = None
+    dtype: str, quant: Quantization | None = None, norm: Normalization | None = None
 ) -> InputSpec:
-    return InputSpec(4, 4, 3, dtype, quant, norm)
+    return InputSpec(4, 4, 3, dtype, quant or Quantization(), norm)
 
 
 def test_contract_defaults_by_dtype() -> None:
