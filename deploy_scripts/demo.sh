@@ -123,6 +123,7 @@ interval = 2
 
 [update]
 trust = "$WORK/trust.json"
+probation_requests = 20   # a new model is on probation for its first 20 requests
 EOF
 "$BIN/edge-runtime" run --config "$WORK/config.toml" --check
 "$BIN/edge-runtime" run --config "$WORK/config.toml" > "$WORK/daemon.log" 2>&1 &
@@ -210,6 +211,15 @@ echo "  retained state: $(sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5)"
 
 step "Requests after the swap"
 send_requests v1.1
+sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5 > "$WORK/state.json"
+"$PY" - "$WORK/state.json" <<'EOF'
+import json
+import sys
+
+last = json.load(open(sys.argv[1], encoding="utf-8"))["last_update"]
+print(f"  probation of {last['version']}: {last.get('health')} "
+      "(the health gate watched its failures and service times; a bad one rolls back)")
+EOF
 
 step "Fleet status"
 "$BIN/edge-fleet" status --host 127.0.0.1 --port "$PORT" --wait 2.5
