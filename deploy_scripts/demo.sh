@@ -123,7 +123,7 @@ interval = 2
 
 [update]
 trust = "$WORK/trust.json"
-probation_requests = 20   # a new model is on probation for its first 20 requests
+probation_requests = 10   # a new model is on probation for its first 10 requests
 EOF
 "$BIN/edge-runtime" run --config "$WORK/config.toml" --check
 "$BIN/edge-runtime" run --config "$WORK/config.toml" > "$WORK/daemon.log" 2>&1 &
@@ -211,6 +211,7 @@ echo "  retained state: $(sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5)"
 
 step "Requests after the swap"
 send_requests v1.1
+sleep 1  # the gate gives its verdict within half a second of the last request it needs
 sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5 > "$WORK/state.json"
 "$PY" - "$WORK/state.json" <<'EOF'
 import json

@@ -38,6 +38,7 @@ def test_demo_runs_the_whole_story() -> None:
         assert f"demo-pi: {stage}" in out
     assert "requests sent during the swap: 40, answered: 40" in out
     assert len(re.findall(r"v1\.1-\d-digit-\d -> \w+ .* model digits 1\.1\.0", out)) == 10
+    assert "probation of 1.1.0: passed" in out
     assert re.search(r"demo-pi +online +digits 1\.1\.0 .* 1\.1\.0 applied", out)
     assert "WARNING" not in out
     assert "daemon exited 0" in out and "status now: offline" in out
