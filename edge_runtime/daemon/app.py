@@ -277,7 +277,7 @@ class Daemon:
             self.publisher.poke()
 
     def _swap_model(self, path: Path) -> Identity:
-        """Load ``path`` (warmed up by its first invoke) and hand it to the pipeline."""
+        """Load ``path``, run it once on zeros, and hand it to the pipeline."""
         from edge_runtime.inference.engine import Engine
 
         started = time.perf_counter()
@@ -288,6 +288,7 @@ class Daemon:
             labels=self.config.model.labels,
         )
         engine.input_spec  # noqa: B018 - an image model, like the one it replaces
+        engine.warm_up()
         self.pipeline.swap(engine)
         self.engine = engine
         identity = engine.identity
@@ -297,7 +298,7 @@ class Daemon:
             "sha256": identity.sha256,
         }
         log.warning(
-            "model %s %s active (loaded in %.0f ms)",
+            "model %s %s active (loaded and warmed up in %.0f ms)",
             identity.name,
             identity.version,
             (time.perf_counter() - started) * 1000,
@@ -500,6 +501,7 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
     )
     try:
         engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
+        engine.warm_up()  # the first request is served at the model's usual speed
         try:
             daemon = Daemon(
                 config, engine, config_path=config_path, notifier=notifier, crash_loop=crash_loop

@@ -226,6 +226,21 @@ class Engine:
             self._interpreter.invoke()
             return [self._interpreter.get_tensor(t.index) for t in self.layout.tensors]
 
+    def warm_up(self) -> float:
+        """One invoke on zero inputs, so that no request pays for the interpreter's first
+        run (buffers, caches); returns its milliseconds.
+
+        Raises:
+            ModelError: the interpreter cannot run the model, or the engine is closed.
+        """
+        start = time.perf_counter()
+        zeros = [np.zeros(spec.shape, dtype=spec.dtype) for spec in self.inputs]
+        try:
+            self.run(zeros)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"the model fails on its first run: {exc}") from exc
+        return (time.perf_counter() - start) * 1000
+
     def infer(
         self,
         prepared: Prepared,

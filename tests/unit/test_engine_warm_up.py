@@ -1,0 +1,38 @@
+"""The engine's warm-up: one real invoke on zeros before any request, and a clear error
+when the engine cannot run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_runtime.errors import ModelError
+from edge_runtime.inference.engine import Engine
+from tests.conftest import MODELS
+
+pytestmark = pytest.mark.backend
+
+
+@pytest.mark.parametrize("model", ["digits_int8.tflite", "detect_int8.tflite"])
+def test_warm_up_runs_the_model_once_on_zeros(model: str) -> None:
+    engine = Engine.load(MODELS / model, delegate="cpu", threads=1)
+    try:
+        interpreter = engine._interpreter
+        assert interpreter is not None
+        untouched = [interpreter.get_tensor(t.index).copy() for t in engine.layout.tensors]
+        assert engine.warm_up() > 0
+        warmed = [interpreter.get_tensor(t.index).copy() for t in engine.layout.tensors]
+        zeros = [np.zeros(spec.shape, dtype=spec.dtype) for spec in engine.inputs]
+        expected = engine.run(zeros)
+        # the outputs are the model's answer to zeros, which an invoke alone writes
+        assert all(np.array_equal(w, e) for w, e in zip(warmed, expected))
+        assert any(not np.array_equal(u, e) for u, e in zip(untouched, expected))
+    finally:
+        engine.close()
+
+
+def test_warm_up_of_a_closed_engine_is_a_model_error() -> None:
+    engine = Engine.load(MODELS / "digits_int8.tflite", delegate="cpu", threads=1)
+    engine.close()
+    with pytest.raises(ModelError, match="closed"):
+        engine.warm_up()
