@@ -137,7 +137,9 @@ def _from_bundle(path: Path) -> ModelSource:
         labels = embedded_labels(model_file, embedded_files(data))
         labels_source = f"labels embedded in {path.name}" if labels else None
     golden_name = manifest.get("golden")
-    identity = ModelIdentity(str(manifest["name"]), str(manifest["version"]), sha256_hex(data))
+    # the reader hashed every file while reading and checked it against the manifest
+    digest = contents.manifest.files[model_name].sha256
+    identity = ModelIdentity(str(manifest["name"]), str(manifest["version"]), digest)
     return ModelSource(
         path=path,
         content=data,
