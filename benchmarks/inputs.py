@@ -1,6 +1,6 @@
 """Benchmark inputs, made here and cached: a MobileNetV2-sized int8 classifier at 224x224
 with random weights (converted by ``edge-convert``) and camera-sized JPEG photos made
-from the sample photos scikit-image ships."""
+from the sample photos scikit-image ships; the committed small models with an input each."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDGE_BENCH_CACHE", Path.home() / ".cache" / "edge-runtime-bench"))
 HOST_PYTHON = ROOT / ".venv" / "bin" / "python"
 SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
+FIXTURES = ROOT / "tests" / "fixtures" / "models"
 
 _BUILD = """
 import sys
@@ -84,3 +85,22 @@ def photo_jpeg(size: str) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
     return out.getvalue()
+
+
+def digit_png() -> bytes:
+    """The first held-out digit (8x8 grayscale) as the PNG a client would send."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.load(FIXTURES / "digits_test.npz")["x"][0]
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def small_models() -> dict[str, tuple[Path, bytes]]:
+    """The committed small models, each with a request image that suits it."""
+    return {
+        "digits_int8": (FIXTURES / "digits_int8.tflite", digit_png()),
+        "detect_int8": (FIXTURES / "detect_int8.tflite", photo_jpeg("640x480")),
+    }

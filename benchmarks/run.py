@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.inputs import ROOT, bundle_model, mobilenet_bundle, photo_jpeg
+from benchmarks.inputs import ROOT, bundle_model, mobilenet_bundle, photo_jpeg, small_models
 from benchmarks.load import LoadDriver
 from tests.support.daemon import DaemonProcess, daemon_config
 from tests.support.mosquitto import Mosquitto
@@ -26,7 +26,7 @@ from tests.support.mosquitto import Mosquitto
 DEVICE = "bench"
 
 
-def raw_invoke(model: Path, runs: int) -> list[dict[str, Any]]:
+def raw_invoke(model: Path, runs: int, threads: str = "1,2") -> list[dict[str, Any]]:
     """``edge-runtime bench`` per thread count, each in a fresh process (invoke only)."""
     done = subprocess.run(
         [
@@ -37,7 +37,7 @@ def raw_invoke(model: Path, runs: int) -> list[dict[str, Any]]:
             "--model",
             str(model),
             "--threads",
-            "1,2",
+            threads,
             "--runs",
             str(runs),
             "--warmup",
@@ -209,6 +209,26 @@ def daemon_load(
         daemon.terminate()
 
 
+def small_model_load(tmp: Path, port: int, count: int) -> dict[str, dict[str, Any]]:
+    """The committed small models: where the model costs next to nothing, what each
+    request costs the daemon and the MQTT round trip (one interpreter thread)."""
+    out = {}
+    for name, (model, image) in small_models().items():
+        raw = raw_invoke(model, 2000, threads="1")[0]
+        run = daemon_load(tmp, port, model, 1, image, count, 1)
+        sat = run["saturation"]["throughput"]
+        out[name] = {
+            "request_bytes": len(image),
+            "raw_invoke_per_s": raw["throughput_per_s"],
+            "invoke_ms_p50": raw["latency_ms"]["p50"],
+            "daemon_saturation_per_s": sat,
+            "daemon_half_load_ms": run["half_load"]["latency_ms"],
+            "daemon_ms_per_request": round(1000 / max(sat, 1e-9), 3),
+            "peak_rss_bytes": run["peak_rss_bytes"],
+        }
+    return out
+
+
 def telemetry_cpu(tmp: Path, port: int, model: Path, seconds: float) -> dict[str, float]:
     """Share of one core an idle daemon uses with telemetry every 5 s and (nearly) never."""
     out = {}
@@ -305,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         base.terminate()
         base.wait(10)
 
+        results["small_models"] = small_model_load(tmp, broker.port, 200 if args.quick else 1000)
         results["telemetry_cpu_percent"] = telemetry_cpu(
             tmp, broker.port, bundle, 10 if args.quick else 30
         )
@@ -403,6 +424,14 @@ def report(r: dict[str, Any], bound: float) -> None:
         f"beyond the request interval {s['pause_ms']} ms = {s['pause_in_invokes']} invokes "
         f"(longest anywhere in the run: {s['longest_pause_in_run_ms']} ms)"
     )
+    for name, m in r.get("small_models", {}).items():
+        lat = m["daemon_half_load_ms"]
+        print(
+            f"  {name} ({m['request_bytes']} B requests): invoke {m['invoke_ms_p50']:.3f} ms "
+            f"({m['raw_invoke_per_s']:.0f}/s alone); daemon {m['daemon_saturation_per_s']:.0f}/s "
+            f"({m['daemon_ms_per_request']:.2f} ms a request), half load p50 {lat['p50']} ms "
+            f"p99 {lat['p99']} ms, peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB"
+        )
     print("targets:")
     for name, res in r["targets"].items():
         ratio = f" (ratio {res['ratio']}, needs >= {res['needed']})" if "ratio" in res else ""
