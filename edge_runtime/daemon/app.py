@@ -22,8 +22,8 @@ from typing import Any
 
 from edge_runtime.daemon.config import Config, load_config
 from edge_runtime.daemon.notify import Notifier
-from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox
-from edge_runtime.daemon.pipeline import Job, Pipeline
+from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox, Outgoing
+from edge_runtime.daemon.pipeline import Answered, Job, Pipeline
 from edge_runtime.daemon.publisher import Publisher
 from edge_runtime.daemon.requests import RequestError, parse_request
 from edge_runtime.daemon.topics import Topics
@@ -89,7 +89,7 @@ class Daemon:
             queue_size=config.requests.queue_size,
             max_pixels=config.requests.max_pixels,
             top_k=config.model.top_k,
-            answer=self._answer,
+            answer=self._store_answers,
             tally=self.tally,
             heartbeat=self.notifier.watchdog,
             served=lambda version, ok, ms: self.updates.record(version, ok, ms),
@@ -265,7 +265,7 @@ class Daemon:
             )
             refusal.response_topic = msg.response_topic  # type: ignore[attr-defined]
             refusal.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
-            self._store_answer(Job(None, refusal, job.done), None, refusal)
+            self._store_answers([(Job(None, refusal, job.done), None, refusal)])
 
     # -- model updates ------------------------------------------------------------------
     def _publish_update(self, leaf: str, doc: dict[str, Any], retain: bool) -> None:
@@ -306,12 +306,33 @@ class Daemon:
         return Identity(identity.name, identity.version, identity.sha256)
 
     # -- answers ------------------------------------------------------------------------
-    def _answer(self, job: Job, result: dict[str, Any] | None, error: RequestError | None) -> None:
-        self._store_answer(job, result, error)
+    def _store_answers(self, batch: list[Answered]) -> None:
+        """Store answers in the outbox in one transaction, then acknowledge their
+        requests: an acknowledged request always has its answer on disk."""
+        messages: list[Outgoing] = []
+        finished: list[tuple[Job, bool, dict[str, Any]]] = []
+        for job, result, error in batch:
+            doc, topic, response_topic, correlation = self._answer_doc(job, result, error)
+            payload = _dumps(doc)
+            messages.append(Outgoing(ANSWER, topic, payload, 1, correlation))
+            if response_topic and response_topic != topic:
+                messages.append(Outgoing(ANSWER, response_topic, payload, 1, correlation))
+            finished.append((job, error is None, doc))
+        self.outbox.add_many(messages)
+        with self._answered_lock:
+            for _, _, doc in finished:
+                self._answered[doc["id"]] = None
+            while len(self._answered) > RECENT_IDS:
+                self._answered.popitem(last=False)
+        self.publisher.poke()
+        for job, ok, doc in finished:
+            job.done(ok, doc)
 
-    def _store_answer(
+    def _answer_doc(
         self, job: Job, result: dict[str, Any] | None, error: RequestError | None
-    ) -> None:
+    ) -> tuple[dict[str, Any], str, str | None, bytes | None]:
+        """The answer's document, its topic, and the request's response topic and
+        correlation data (MQTT 5), if any."""
         request = job.request
         if error is not None:
             doc: dict[str, Any] = {
@@ -321,28 +342,16 @@ class Daemon:
                 "device_id": self.config.device_id,
                 "ts": utc_now(),
             }
-            topic = self.topics.errors
             response_topic = getattr(error, "response_topic", None) or (
                 request.response_topic if request else None
             )
             correlation = getattr(error, "correlation_data", None) or (
                 request.correlation_data if request else None
             )
-        else:
-            assert request is not None and result is not None
-            doc = {"id": request.id, "device_id": self.config.device_id, "ts": utc_now(), **result}
-            topic = self.topics.predictions
-            response_topic, correlation = request.response_topic, request.correlation_data
-        payload = _dumps(doc)
-        self.outbox.add(ANSWER, topic, payload, qos=1, correlation=correlation)
-        with self._answered_lock:
-            self._answered[doc["id"]] = None
-            while len(self._answered) > RECENT_IDS:
-                self._answered.popitem(last=False)
-        if response_topic and response_topic != topic:
-            self.outbox.add(ANSWER, response_topic, payload, qos=1, correlation=correlation)
-        self.publisher.poke()
-        job.done(error is None, doc)
+            return doc, self.topics.errors, response_topic, correlation
+        assert request is not None and result is not None
+        doc = {"id": request.id, "device_id": self.config.device_id, "ts": utc_now(), **result}
+        return doc, self.topics.predictions, request.response_topic, request.correlation_data
 
     def _was_answered(self, request_id: str) -> bool:
         with self._answered_lock:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +43,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     size INTEGER NOT NULL
 )
 """
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to store: what ``add`` takes."""
+
+    kind: str
+    topic: str
+    payload: bytes
+    qos: int = 1
+    correlation: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -91,27 +102,44 @@ class Outbox:
     ) -> int | None:
         """Store a message; returns its sequence number, or None for telemetry that
         does not fit even after dropping older telemetry."""
-        size = len(payload) + len(topic) + 64
+        return self.add_many([Outgoing(kind, topic, payload, qos, correlation)])[0]
+
+    def add_many(self, messages: Sequence[Outgoing]) -> list[int | None]:
+        """Store messages in order, in one transaction (one write to the log for all);
+        returns their sequence numbers (None for telemetry that did not fit)."""
+        seqs: list[int | None] = []
         with self._lock:
-            if self._size + size > self.max_bytes:
-                self._drop_telemetry(self._size + size - self.max_bytes)
-            if self._size + size > self.max_bytes:
-                if kind == TELEMETRY:
-                    self.dropped_telemetry += 1
-                    return None
-                log.warning(
-                    "outbox over its cap (%d bytes); keeping the answer anyway", self.max_bytes
-                )
-            cur = self._db.execute(
-                "INSERT INTO outbox (kind, topic, payload, qos, correlation, size) "
-                "VALUES (?,?,?,?,?,?)",
-                (kind, topic, payload, qos, correlation, size),
-            )
-            self._size += size
-            self._count += 1
+            books = (self._size, self._count, self.dropped_telemetry)
+            self._db.execute("BEGIN")
+            try:
+                for m in messages:
+                    seqs.append(self._insert(m))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._size, self._count, self.dropped_telemetry = books
+                raise
             self._commits += 1
             self._changed.notify_all()
-            return int(cur.lastrowid or 0)
+        return seqs
+
+    def _insert(self, m: Outgoing) -> int | None:
+        size = len(m.payload) + len(m.topic) + 64
+        if self._size + size > self.max_bytes:
+            self._drop_telemetry(self._size + size - self.max_bytes)
+        if self._size + size > self.max_bytes:
+            if m.kind == TELEMETRY:
+                self.dropped_telemetry += 1
+                return None
+            log.warning("outbox over its cap (%d bytes); keeping the answer anyway", self.max_bytes)
+        cur = self._db.execute(
+            "INSERT INTO outbox (kind, topic, payload, qos, correlation, size) "
+            "VALUES (?,?,?,?,?,?)",
+            (m.kind, m.topic, m.payload, m.qos, m.correlation, size),
+        )
+        self._size += size
+        self._count += 1
+        return int(cur.lastrowid or 0)
 
     def _drop_telemetry(self, need: int) -> None:
         rows = self._db.execute(

@@ -1,11 +1,16 @@
-"""The request pipeline: bounded queue -> preprocessing workers -> inference worker.
+"""The request pipeline: bounded queue -> preprocessing workers -> inference worker ->
+answer worker.
 
 The preprocessing workers decode and resize the next requests while the inference
 worker runs ``invoke()`` on the current one (the interpreter and Pillow's decoder both
-release the GIL), so every core is used. With more than one preprocessing worker,
-answers may leave in a slightly different order than the requests came. The queue is
-bounded in jobs and in image bytes; a full one refuses (after the caller's wait) and the
-caller answers with an error; every accepted job ends in exactly one call of ``answer``.
+release the GIL), so every core is used. The answer worker hands what was answered to
+``answer`` in batches: everything finished since its last call, so that under load one
+outbox transaction and one wake-up serve many requests, and the inference worker, the
+one stage every request passes alone, does nothing but inference. With more than one
+preprocessing worker, answers may leave in a slightly different order than the requests
+came. The queue is bounded in jobs and in image bytes; a full one refuses (after the
+caller's wait) and the caller answers with an error; every accepted job is in exactly one
+batch handed to ``answer``.
 """
 
 from __future__ import annotations
@@ -35,8 +40,12 @@ class Job:
     enqueued: float = 0.0
 
 
-#: answer(job, prediction dict or None, error or None)
-Answer = Callable[[Job, Optional[dict[str, Any]], Optional[RequestError]], None]
+#: One answered job: the job, its prediction dict or None, its error or None.
+Answered = tuple[Job, Optional[dict[str, Any]], Optional[RequestError]]
+#: answer(batch): store the answers, in order (called from the answer worker alone)
+Answer = Callable[[list[Answered]], None]
+#: Most answers handed over in one batch.
+MAX_BATCH = 64
 #: served(model version, ok, service ms or None): each request that reached the model
 Served = Callable[[Optional[str], bool, Optional[float]], None]
 _STOP = object()
@@ -76,7 +85,11 @@ class Pipeline:
                 target=self._prepare_loop, args=(i,), name=f"preprocess-{i}", daemon=True
             )
             for i in range(self._workers)
-        ] + [threading.Thread(target=self._infer_loop, name="inference", daemon=True)]
+        ] + [
+            threading.Thread(target=self._infer_loop, name="inference", daemon=True),
+            threading.Thread(target=self._answer_loop, name="answers", daemon=True),
+        ]
+        self._done: queue.SimpleQueue[Answered | object] = queue.SimpleQueue()
         self._busy = 0
         self._lock = threading.Lock()
         self.max_bytes = max_bytes
@@ -191,6 +204,7 @@ class Pipeline:
             if item is _STOP:
                 running -= 1
                 if running == 0:
+                    self._done.put(_STOP)
                     return
                 continue
             job, prepared, error, engine = item
@@ -214,17 +228,36 @@ class Pipeline:
                         result is not None,
                         sum(spent.values()) if isinstance(spent, dict) else None,
                     )
+            self._done.put((job, result, error))
+
+    def _answer_loop(self) -> None:
+        while True:
+            batch: list[Answered] = []
+            item = self._done.get()
+            while item is not _STOP:
+                batch.append(item)  # type: ignore[arg-type]
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._done.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._hand_over(batch)
+            if item is _STOP:
+                return
+
+    def _hand_over(self, batch: list[Answered]) -> None:
+        for _, _, error in batch:
             if error is not None:
                 self._tally.failed()
-            try:
-                self._answer(job, result, error)
-            except Exception:  # noqa: BLE001
-                log.exception(
-                    "could not store the answer to %s", job.request.id if job.request else "?"
-                )
-            with self._lock:
-                self._busy -= 1
-            self._release(_size(job))
+        try:
+            self._answer(batch)
+        except Exception:  # noqa: BLE001
+            log.exception("could not store %d answers", len(batch))
+        with self._lock:
+            self._busy -= len(batch)
+        self._release(sum(_size(job) for job, _, _ in batch))
 
 
 def _size(job: Job) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from edge_runtime.daemon.outbox import ANSWER, CHECKPOINT_EVERY, TELEMETRY, Outbox
+import pytest
+
+from edge_runtime.daemon.outbox import ANSWER, CHECKPOINT_EVERY, TELEMETRY, Outbox, Outgoing
 from edge_runtime.daemon.publisher import Publisher
 
 
@@ -69,6 +71,22 @@ def test_remove_many_in_one_go_skips_the_unknown_and_keeps_the_books(tmp_path):
     box.close()
     again = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
     assert len(again) == 3 and again.size_bytes == kept
+
+
+def test_add_many_stores_in_order_in_one_transaction_or_not_at_all(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    box.add(ANSWER, "a", b"before")
+    seqs = box.add_many([Outgoing(ANSWER, "a", f"m{i}".encode(), 1, b"c") for i in range(5)])
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    assert [e.payload for e in box.after(0, 10)] == [b"before", b"m0", b"m1", b"m2", b"m3", b"m4"]
+    assert box._commits == 2  # one for the single add, one for the five
+    books = (len(box), box.size_bytes)
+    broken = Outgoing(None, "a", b"z")  # type: ignore[arg-type] # breaks a NOT NULL
+    with pytest.raises(sqlite3.IntegrityError):
+        box.add_many([Outgoing(ANSWER, "a", b"x"), Outgoing(ANSWER, "a", b"y"), broken])
+    assert (len(box), box.size_bytes) == books
+    assert [e.payload for e in box.after(seqs[-1], 10)] == []
+    assert box.add_many([]) == []
 
 
 def _wal_frames(path):

@@ -45,8 +45,9 @@ def run(engine, jobs, *, queue_size=16, workers=1):
             queue_size=queue_size,
             max_pixels=100,
             top_k=1,
-            answer=lambda job, res, err: answers.append(
+            answer=lambda batch: answers.extend(
                 (job.request.id if job.request else err.request_id, res, err)
+                for job, res, err in batch
             ),
             tally=Tally(10),
             workers=workers,
@@ -144,7 +145,7 @@ def test_several_preprocessing_workers_answer_every_job_once_and_stop_cleanly():
     failed = {a[0] for a in answers if a[2] is not None}
     assert failed == {f"r{i}" for i in range(0, 60, 7)}
     threads = {t.name for t in threading.enumerate()}
-    assert not any(n.startswith("preprocess-") or n == "inference" for n in threads)
+    assert not any(n.startswith("preprocess-") or n in ("inference", "answers") for n in threads)
 
 
 def test_image_bytes_in_the_pipeline_are_bounded():
@@ -155,7 +156,7 @@ def test_image_bytes_in_the_pipeline_are_bounded():
         queue_size=100,
         max_pixels=100,
         top_k=1,
-        answer=lambda job, res, err: answers.append(job.request.id),
+        answer=lambda batch: answers.extend(job.request.id for job, _, _ in batch),
         tally=Tally(10),
         max_bytes=10,
     )
@@ -170,3 +171,48 @@ def test_image_bytes_in_the_pipeline_are_bounded():
     assert pipe.submit(small, wait=5)  # room once it was
     assert pipe.stop(10)
     assert answers == ["big", "small"]
+
+
+def test_answers_finished_meanwhile_are_handed_over_together_in_order():
+    batches: list[list[str]] = []
+    first = threading.Event()
+
+    def answer(batch):  # type: ignore[no-untyped-def]
+        batches.append([job.request.id for job, _, _ in batch])
+        if not first.is_set():
+            first.set()
+            time.sleep(0.3)  # a slow disk: the next answers pile up meanwhile
+
+    pipe = Pipeline(
+        FakeEngine(), queue_size=64, max_pixels=100, top_k=1, answer=answer, tally=Tally(10)
+    )
+    pipe.start()
+    assert all(pipe.submit(job(i)) for i in range(20))
+    assert pipe.stop(10)
+    assert [rid for b in batches for rid in b] == [f"r{i}" for i in range(20)]
+    assert len(batches[0]) == 1 and max(len(b) for b in batches[1:]) > 1
+    assert pipe.depth() == 0
+
+
+def test_a_failing_answer_store_does_not_stop_the_pipeline_and_frees_its_room():
+    calls = []
+
+    def answer(batch):  # type: ignore[no-untyped-def]
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise OSError("disk full")
+
+    pipe = Pipeline(
+        FakeEngine(),
+        queue_size=4,
+        max_pixels=100,
+        top_k=1,
+        answer=answer,
+        tally=Tally(10),
+        max_bytes=5,  # one job's image bytes at a time
+    )
+    pipe.start()
+    assert pipe.submit(job(0))
+    assert pipe.submit(job(1), wait=5)  # room came back though the first store failed
+    assert pipe.stop(10)
+    assert sum(calls) == 2 and pipe.depth() == 0
