@@ -102,21 +102,29 @@ def decode_image(
         )
     mode = "L" if channels == 1 else "RGB"
     try:
+        orientation = _orientation(img)
         if target_size is not None and img.format in ("JPEG", "MPO"):
-            img.draft(mode, _draft_request(img, target_size))
+            img.draft(mode, _draft_request(target_size, orientation))
         img.load()
-        return _to_mode(ImageOps.exif_transpose(img), mode)
+        if orientation != 1:  # else exif_transpose would only copy the image
+            img = ImageOps.exif_transpose(img)
+        return _to_mode(img, mode)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(f"corrupt or truncated {img.format} image: {exc}") from exc
 
 
-def _draft_request(img: Image.Image, target_size: tuple[int, int]) -> tuple[int, int]:
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 to 8; 1 when absent or unreadable)."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not stop decoding  # noqa: BLE001
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _draft_request(target_size: tuple[int, int], orientation: int) -> tuple[int, int]:
     """The draft size to request, in stored (pre-EXIF-rotation) orientation."""
     tw, th = target_size
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block must not stop decoding  # noqa: BLE001
-        orientation = 1
     if orientation in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
         return th, tw
     return tw, th
