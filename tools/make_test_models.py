@@ -106,9 +106,8 @@ def train_digits(epochs: int) -> Any:
 def make_slow_digits() -> bytes:
     """An int8 model with the digits model's input and output (8x8 grayscale in, 10
     scores out) that upsamples to 512x512 and convolves there: a few KB of weights and
-    some thousand times the digits model's invoke time (tens of ms on a desktop
-    core). Random weights; what matters is
-    that it is valid, deterministic and slow."""
+    some thousand times the digits model's invoke time (tens of ms on a desktop core).
+    Random weights; what matters is that it is valid, deterministic and slow."""
     import tensorflow as tf
 
     from converter.tf_backend import convert
