@@ -46,6 +46,9 @@ Answered = tuple[Job, Optional[dict[str, Any]], Optional[RequestError]]
 Answer = Callable[[list[Answered]], None]
 #: Most answers handed over in one batch.
 MAX_BATCH = 64
+#: A hand-over of answers running longer than this counts as stuck (a failing disk):
+#: the watchdog is no longer pinged, so systemd restarts the daemon.
+STUCK_AFTER = 10.0
 #: served(model version, ok, service ms or None): each request that reached the model
 Served = Callable[[Optional[str], bool, Optional[float]], None]
 _STOP = object()
@@ -65,6 +68,7 @@ class Pipeline:
         served: Served | None = None,
         workers: int = 1,
         max_bytes: int | None = None,
+        stuck_after: float = STUCK_AFTER,
     ) -> None:
         """``max_bytes`` bounds the image bytes of the jobs not yet answered (at least one
         job is always taken): memory stays bounded even when a broker pushes more
@@ -96,6 +100,8 @@ class Pipeline:
         self._bytes = 0  # image bytes of the jobs taken and not yet answered
         self._room = threading.Condition()
         self._backlog = threading.Condition()  # wakes the extra workers when jobs pile up
+        self._stuck_after = stuck_after
+        self._handing_since: float | None = None  # when the running hand-over began
 
     def start(self) -> None:
         for t in self._threads:
@@ -196,7 +202,8 @@ class Pipeline:
     def _infer_loop(self) -> None:
         running = self._workers
         while True:
-            self._heartbeat()
+            if not self._answers_stuck():
+                self._heartbeat()
             try:
                 item = self._ready.get(timeout=0.5)
             except queue.Empty:
@@ -247,14 +254,21 @@ class Pipeline:
             if item is _STOP:
                 return
 
+    def _answers_stuck(self) -> bool:
+        since = self._handing_since
+        return since is not None and time.monotonic() - since > self._stuck_after
+
     def _hand_over(self, batch: list[Answered]) -> None:
         for _, _, error in batch:
             if error is not None:
                 self._tally.failed()
+        self._handing_since = time.monotonic()
         try:
             self._answer(batch)
         except Exception:  # noqa: BLE001
             log.exception("could not store %d answers", len(batch))
+        finally:
+            self._handing_since = None
         with self._lock:
             self._busy -= len(batch)
         self._release(sum(_size(job) for job, _, _ in batch))

@@ -216,3 +216,28 @@ def test_a_failing_answer_store_does_not_stop_the_pipeline_and_frees_its_room():
     assert pipe.submit(job(1), wait=5)  # room came back though the first store failed
     assert pipe.stop(10)
     assert sum(calls) == 2 and pipe.depth() == 0
+
+
+def test_watchdog_pings_stop_while_storing_answers_hangs():
+    release = threading.Event()
+    beats = []
+    pipe = Pipeline(
+        FakeEngine(),
+        queue_size=4,
+        max_pixels=100,
+        top_k=1,
+        answer=lambda batch: release.wait(10),  # a disk that does not answer
+        tally=Tally(10),
+        heartbeat=lambda: beats.append(time.monotonic()),
+        stuck_after=0.3,
+    )
+    pipe.start()
+    assert pipe.submit(job(1))
+    time.sleep(0.6)  # past stuck_after, and a ping was due since
+    hung_from = len(beats)
+    time.sleep(1.2)
+    assert len(beats) == hung_from
+    release.set()
+    time.sleep(0.8)
+    assert len(beats) > hung_from  # answers stored again: pings again
+    assert pipe.stop(5)
