@@ -111,30 +111,43 @@ def test_preprocessing_overlaps_invoke():
     assert engine.prepared_during_invoke > 0
 
 
-def test_watchdog_pings_stop_while_invoke_hangs():
-    gate = threading.Event()
+def _pings_stop_while_stuck(engine, answer, release, settle, **options):  # type: ignore[no-untyped-def]
+    """Pings while idle, none while a request is stuck, pings again once it moves."""
     beats = []
     pipe = Pipeline(
-        FakeEngine(gate),
+        engine,
         queue_size=4,
         max_pixels=100,
         top_k=1,
-        answer=lambda *a: None,
+        answer=answer,
         tally=Tally(10),
         heartbeat=lambda: beats.append(time.monotonic()),
+        **options,
     )
     pipe.start()
     time.sleep(0.6)
     assert beats, "an idle inference loop still pings"
     assert pipe.submit(job(1))
-    time.sleep(0.3)
+    time.sleep(settle)
     hung_from = len(beats)
-    time.sleep(1.2)  # invoke() is stuck: no progress, so no pings
+    time.sleep(1.2)  # no progress, so no pings
     assert len(beats) == hung_from
-    gate.set()
-    time.sleep(0.3)
+    release.set()
+    time.sleep(0.8)
     assert len(beats) > hung_from  # progress again
     assert pipe.stop(5)
+
+
+def test_watchdog_pings_stop_while_invoke_hangs():
+    gate = threading.Event()
+    _pings_stop_while_stuck(FakeEngine(gate), lambda batch: None, gate, 0.3)
+
+
+def test_watchdog_pings_stop_while_storing_answers_hangs():
+    release = threading.Event()  # a disk that does not answer until set
+    _pings_stop_while_stuck(
+        FakeEngine(), lambda batch: release.wait(10), release, 0.6, stuck_after=0.3
+    )
 
 
 def test_several_preprocessing_workers_answer_every_job_once_and_stop_cleanly():
@@ -216,28 +229,3 @@ def test_a_failing_answer_store_does_not_stop_the_pipeline_and_frees_its_room():
     assert pipe.submit(job(1), wait=5)  # room came back though the first store failed
     assert pipe.stop(10)
     assert sum(calls) == 2 and pipe.depth() == 0
-
-
-def test_watchdog_pings_stop_while_storing_answers_hangs():
-    release = threading.Event()
-    beats = []
-    pipe = Pipeline(
-        FakeEngine(),
-        queue_size=4,
-        max_pixels=100,
-        top_k=1,
-        answer=lambda batch: release.wait(10),  # a disk that does not answer
-        tally=Tally(10),
-        heartbeat=lambda: beats.append(time.monotonic()),
-        stuck_after=0.3,
-    )
-    pipe.start()
-    assert pipe.submit(job(1))
-    time.sleep(0.6)  # past stuck_after, and a ping was due since
-    hung_from = len(beats)
-    time.sleep(1.2)
-    assert len(beats) == hung_from
-    release.set()
-    time.sleep(0.8)
-    assert len(beats) > hung_from  # answers stored again: pings again
-    assert pipe.stop(5)
