@@ -18,7 +18,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,21 +107,24 @@ class Outbox:
     def add_many(self, messages: Sequence[Outgoing]) -> list[int | None]:
         """Store messages in order, in one transaction (one write to the log for all);
         returns their sequence numbers (None for telemetry that did not fit)."""
-        seqs: list[int | None] = []
-        with self._lock:
-            books = (self._size, self._count, self.dropped_telemetry)
-            self._db.execute("BEGIN")
-            try:
-                for m in messages:
-                    seqs.append(self._insert(m))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._size, self._count, self.dropped_telemetry = books
-                raise
-            self._commits += 1
-            self._changed.notify_all()
-        return seqs
+        with self._lock, self._transaction():
+            return [self._insert(m) for m in messages]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK on any error (and the counts kept in memory
+        back as they were); the caller holds the lock."""
+        books = (self._size, self._count, self.dropped_telemetry)
+        self._db.execute("BEGIN")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._size, self._count, self.dropped_telemetry = books
+            raise
+        self._commits += 1
+        self._changed.notify_all()
 
     def _insert(self, m: Outgoing) -> int | None:
         size = len(m.payload) + len(m.topic) + 64
@@ -181,24 +184,13 @@ class Outbox:
         wanted = [(seq,) for seq in seqs]
         if not wanted:
             return
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                freed = gone = 0
-                for key in wanted:
-                    row = self._db.execute("SELECT size FROM outbox WHERE seq = ?", key).fetchone()
-                    if row is not None:
-                        self._db.execute("DELETE FROM outbox WHERE seq = ?", key)
-                        freed += int(row[0])
-                        gone += 1
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._size -= freed
-            self._count -= gone
-            self._commits += 1
-            self._changed.notify_all()
+        with self._lock, self._transaction():
+            for key in wanted:
+                row = self._db.execute("SELECT size FROM outbox WHERE seq = ?", key).fetchone()
+                if row is not None:
+                    self._db.execute("DELETE FROM outbox WHERE seq = ?", key)
+                    self._size -= int(row[0])
+                    self._count -= 1
 
     def checkpoint(self, force: bool = False) -> bool:
         """Copy the write-ahead log into the database once ``CHECKPOINT_EVERY`` commits
