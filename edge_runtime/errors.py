@@ -90,3 +90,9 @@ class ValidationError(UpdateError):
     """The candidate model failed its golden vectors, latency bound or health gate."""
 
     reason = "validation"
+
+
+class BusyError(UpdateError):
+    """The device was too busy to validate a bundle in time; worth another try."""
+
+    reason = "busy"

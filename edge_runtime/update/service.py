@@ -74,7 +74,7 @@ FINAL_REASONS = frozenset(
 )
 #: Reasons worth another try when the notice comes again (a reconnect, a restart); what
 #: was received so far is kept and the transfer resumes.
-TRANSIENT_REASONS = frozenset({"timeout", "truncated", "download"})
+TRANSIENT_REASONS = frozenset({"timeout", "truncated", "download", "busy"})
 #: How often the update thread looks at the health gate while a model is on probation.
 PROBATION_TICK = 0.5
 

@@ -22,7 +22,7 @@ from edge_runtime.trust.keys import SigningKey, generate_signing_key
 from edge_runtime.trust.signing import sign_bundle
 from edge_runtime.trust.trustfile import make_trust, save_trust
 from edge_runtime.update.service import build_notice
-from edge_runtime.update.validate import CRASH_HOOK
+from edge_runtime.update.validate import CRASH_HOOK, HANG_HOOK
 from tests.conftest import IMAGES, MODELS
 from tests.support.client import TestClient
 from tests.support.daemon import DaemonProcess, daemon_config
@@ -106,23 +106,36 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         }
 
 
-def start_device(fleet: dict[str, Any], name: str, **update: Any) -> DaemonProcess:
-    folder = fleet["root"] / f"{name}-{time.monotonic_ns()}"
+def device_folder(
+    fleet: dict[str, Any], device: str, folder_name: str | None = None, **config: Any
+) -> tuple[Path, Path]:
+    """A folder for ``device`` and its config: the v1 model, the fleet's trust file and
+    ``config``'s ``[update]`` settings (``groups`` goes to ``[device]``)."""
+    folder = fleet["root"] / (folder_name or device)
     folder.mkdir()
-    config = daemon_config(
+    groups = config.pop("groups", None)
+    path = daemon_config(
         folder,
         fleet["broker"].port,
-        device_id=name,
+        device_id=device,
         model=fleet["v1"],
-        groups=["line-3"],
-        update={
-            "trust": str(fleet["trust"]),
-            "device_class": "rpi4",
-            "download_timeout": 2.0,
-            **update,
-        },
+        **({"groups": groups} if groups else {}),
+        update={"trust": str(fleet["trust"]), **config},
     )
-    daemon = DaemonProcess(config, env=update.pop("_env", None) if "_env" in update else None)
+    return folder, path
+
+
+def start_device(fleet: dict[str, Any], name: str, **update: Any) -> DaemonProcess:
+    _, config = device_folder(
+        fleet,
+        name,
+        f"{name}-{time.monotonic_ns()}",
+        groups=["line-3"],
+        device_class="rpi4",
+        download_timeout=2.0,
+        **update,
+    )
+    daemon = DaemonProcess(config)
     assert daemon.wait_log("daemon ready", 30), daemon.log()
     return daemon
 
@@ -350,15 +363,7 @@ def test_a_model_that_crashes_in_validation_is_rejected_without_a_restart(
     fleet: dict[str, Any],
 ) -> None:
     device = "crashy"
-    folder = fleet["root"] / "crashy"
-    folder.mkdir()
-    config = daemon_config(
-        folder,
-        fleet["broker"].port,
-        device_id=device,
-        model=fleet["v1"],
-        update={"trust": str(fleet["trust"])},
-    )
+    folder, config = device_folder(fleet, device)
     daemon = DaemonProcess(config, env={CRASH_HOOK: "1"})
     client = TestClient(fleet["broker"].port)
     try:
@@ -383,18 +388,41 @@ def test_a_model_that_crashes_in_validation_is_rejected_without_a_restart(
         daemon.kill()
 
 
+def test_a_device_too_busy_to_validate_takes_the_update_when_it_comes_again(
+    fleet: dict[str, Any],
+) -> None:
+    """A validation child starved of CPU (here: one that sleeps, with a 5 s timeout) is a
+    busy device, not a broken model: the bundle is not marked refused, and the same notice
+    coming again (as a retained one does after a reconnect) is applied."""
+    device = "busy"
+    folder, config = device_folder(fleet, device, validation_timeout=5.0)
+    v = make_bundle(fleet["root"], "4.1.0", fleet["key"])
+    notice = json.dumps(build_notice(v, v.as_uri())).encode()
+    starved = folder / "starved"
+    starved.touch()
+    daemon = DaemonProcess(config, env={HANG_HOOK: f"sleep:{starved}"})
+    client = TestClient(fleet["broker"].port)
+    try:
+        assert daemon.wait_log("daemon ready", 30), daemon.log()
+        client.subscribe(f"edge/{device}/#")
+        client.publish(f"edge/{device}/model/update", notice)
+        result = wait_result(client, device, "4.1.0")
+        assert (result["stage"], result["reason"]) == ("rejected", "busy"), result
+        assert "device was busy" in result["detail"]
+        assert ask(client, device, "busy-v1")["model"]["version"] == "1.0.0"
+        starved.unlink()
+        client.publish(f"edge/{device}/model/update", notice)
+        client.wait_for(lambda _: any(e["stage"] == "applied" for e in events(client, device)), 60)
+        assert ask(client, device, "busy-v4")["model"]["version"] == "4.1.0"
+    finally:
+        client.close()
+        daemon.kill()
+
+
 @pytest.mark.parametrize("stage", ["downloading", "validating", "activating"])
 def test_sigkill_at_each_stage_leaves_a_consistent_model(fleet: dict[str, Any], stage: str) -> None:
     device = f"killed-{stage}"
-    folder = fleet["root"] / device
-    folder.mkdir()
-    config = daemon_config(
-        folder,
-        fleet["broker"].port,
-        device_id=device,
-        model=fleet["v1"],
-        update={"trust": str(fleet["trust"]), "download_timeout": 5.0},
-    )
+    folder, config = device_folder(fleet, device, download_timeout=5.0)
     server = FileServer(fleet["root"], trickle=0.1)
     client = TestClient(fleet["broker"].port)
     daemon = DaemonProcess(config)
