@@ -40,6 +40,9 @@ class LoadResult:
     max_gap_ms: float  # longest wait between two consecutive answers
     versions: tuple[str, ...]  # model versions that answered
     switch_gap_ms: float | None = None  # longest wait around the first answer of a new version
+    #: The same statistic over the run's other windows of as many answers, away from the
+    #: update (median): what the switch window would show had nothing been switched.
+    typical_gap_ms: float | None = None
 
 
 def _varint(n: int) -> bytes:
@@ -57,6 +60,30 @@ def _utf8(text: str) -> bytes:
 
 def _packet(first: int, body: bytes) -> bytes:
     return bytes([first]) + _varint(len(body)) + body
+
+
+def switch_gaps(
+    timeline: list[tuple[float, str]], busy_from: float
+) -> tuple[float | None, float | None]:
+    """For answers (arrival time, model version) in arrival order: the longest wait between
+    two answers within ``SWITCH_WINDOW`` answers of the first from a new version, and the
+    median of the same statistic over the other windows of as many answers, leaving out
+    those from ``busy_from`` (when the update began) to the switch. Milliseconds; None,
+    None when one version answered."""
+    if len({v for _, v in timeline}) < 2:
+        return None, None
+    arrivals = [t for t, _ in timeline]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    first = next(i for i, (_, v) in enumerate(timeline) if v != timeline[0][1])
+    near = gaps[max(0, first - SWITCH_WINDOW) : first + SWITCH_WINDOW]
+    width = 2 * SWITCH_WINDOW
+    others = [
+        max(gaps[i : i + width])
+        for i in range(0, len(gaps) - width + 1, width)
+        if arrivals[i + width] < busy_from or i >= first + SWITCH_WINDOW
+    ]
+    typical = round(float(np.median(others)) * 1000, 2) if others else None
+    return round(max(near, default=0.0) * 1000, 2), typical
 
 
 class RawPublisher:
@@ -195,8 +222,17 @@ class LoadDriver:
             if not self._waiting:
                 self._cond.notify_all()
 
-    def run(self, image: bytes, count: int, rate: float | None, timeout: float) -> LoadResult:
-        """Send ``count`` requests, all at once (``rate`` None) or ``rate`` per second."""
+    def run(
+        self,
+        image: bytes,
+        count: int,
+        rate: float | None,
+        timeout: float,
+        update_at: float | None = None,
+    ) -> LoadResult:
+        """Send ``count`` requests, all at once (``rate`` None) or ``rate`` per second;
+        ``update_at``: seconds after the start when a model update begins (the windows
+        from there to the switch are not taken as typical)."""
         tag = f"r{next(_runs)}"
         b64 = "" if self.raw else base64.b64encode(image).decode()
         sent: dict[str, float] = {}
@@ -223,11 +259,8 @@ class LoadDriver:
             timeline = sorted((t, self._versions.get(k, "None")) for k, t in got.items())
         arrivals = [t for t, _ in timeline]
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-        switch_gap = None
-        if len(versions) > 1:  # the answers just before and after the first of the new one
-            first = next(i for i, (_, v) in enumerate(timeline) if v != timeline[0][1])
-            near = gaps[max(0, first - SWITCH_WINDOW) : first + SWITCH_WINDOW]
-            switch_gap = round(max(near, default=0.0) * 1000, 2)
+        busy_from = start + (update_at if update_at is not None else float("inf"))
+        switch_gap, typical = switch_gaps(timeline, busy_from)
         last = max(got.values(), default=start)
         seconds = last - start
         lat = np.array([(got[k] - sent[k]) * 1000 for k in got]) if got else np.zeros(1)
@@ -243,6 +276,7 @@ class LoadDriver:
             max_gap_ms=round(max(gaps, default=0.0) * 1000, 2),
             versions=versions,
             switch_gap_ms=switch_gap,
+            typical_gap_ms=typical,
         )
 
     def close(self) -> None:

@@ -155,7 +155,9 @@ def _signed_v2(tmp: Path, bundle: Path) -> tuple[Path, Path]:
 def _swap(
     driver: LoadDriver, image: bytes, rate: float, v2: Path, invoke_ms: float
 ) -> dict[str, Any]:
-    """Requests at ``rate`` for about 8 s; the v2 notice goes out after 2 s."""
+    """Requests at ``rate`` for about 8 s; the v2 notice goes out after 2 s. The pause the
+    swap causes is the longest wait between answers around the switch, less what the same
+    statistic shows in the run's windows away from the update (the machine's own jitter)."""
     import threading
 
     from edge_runtime.update.service import build_notice
@@ -165,19 +167,23 @@ def _swap(
         2.0, lambda: driver.client.publish(f"edge/{DEVICE}/model/update", notice, qos=1)
     )
     timer.start()
-    result = driver.run(image, int(rate * 8), rate, 120)
+    result = driver.run(image, int(rate * 8), rate, 120, update_at=2.0)
     timer.join()
     interval = 1000 / rate
-    at_switch = max(0.0, (result.switch_gap_ms or result.max_gap_ms) - interval)
-    anywhere = max(0.0, result.max_gap_ms - interval)
+    at_switch = result.switch_gap_ms or result.max_gap_ms
+    typical = result.typical_gap_ms if result.typical_gap_ms is not None else interval
+    caused = max(0.0, at_switch - typical)
     return {
         "sent": result.sent,
         "answered": result.answered,
         "dropped": result.sent - result.answered,
         "versions": list(result.versions),
-        "pause_ms": round(at_switch, 2),
-        "pause_in_invokes": round(at_switch / invoke_ms, 2),
-        "longest_pause_in_run_ms": round(anywhere, 2),
+        "pause_ms": round(caused, 2),
+        "pause_in_invokes": round(caused / invoke_ms, 2),
+        "gap_at_switch_ms": round(at_switch, 2),
+        "typical_gap_ms": round(typical, 2),
+        "interval_ms": round(interval, 2),
+        "longest_gap_in_run_ms": round(result.max_gap_ms, 2),
     }
 
 
@@ -420,9 +426,11 @@ def report(r: dict[str, Any], bound: float) -> None:
     s = r["swap"]
     print(
         f"  model swap to 2.0.0 at half load: {s['answered']}/{s['sent']} answered "
-        f"({s['dropped']} dropped), versions {', '.join(s['versions'])}, pause at the switch "
-        f"beyond the request interval {s['pause_ms']} ms = {s['pause_in_invokes']} invokes "
-        f"(longest anywhere in the run: {s['longest_pause_in_run_ms']} ms)"
+        f"({s['dropped']} dropped), versions {', '.join(s['versions'])}; longest wait between "
+        f"answers around the switch {s['gap_at_switch_ms']} ms, in the run's other windows "
+        f"{s['typical_gap_ms']} ms (median; requests every {s['interval_ms']} ms): pause "
+        f"caused by the swap {s['pause_ms']} ms = {s['pause_in_invokes']} invokes "
+        f"(longest wait anywhere in the run: {s['longest_gap_in_run_ms']} ms)"
     )
     for name, m in r.get("small_models", {}).items():
         lat = m["daemon_half_load_ms"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from benchmarks.load import switch_gaps
 from benchmarks.run import report, targets
 
 BEST = {
@@ -49,7 +50,10 @@ GOOD: dict[str, Any] = {
         "versions": ["1.0.0", "2.0.0"],
         "pause_ms": 4.0,
         "pause_in_invokes": 1.6,
-        "longest_pause_in_run_ms": 12.0,
+        "gap_at_switch_ms": 18.0,
+        "typical_gap_ms": 14.0,
+        "interval_ms": 11.1,
+        "longest_gap_in_run_ms": 20.0,
     },
 }
 GOOD["daemon_by_threads"] = {
@@ -90,3 +94,17 @@ def test_each_target_fails_on_its_own_bad_figure() -> None:
     busy = copy.deepcopy(GOOD)
     busy["telemetry_cpu_percent"]["telemetry_only"] = 1.5
     assert not targets(busy, BOUND)["telemetry at 5 s < 1% of a core"]["pass"]
+
+
+def test_the_swap_pause_is_measured_against_the_runs_own_jitter() -> None:
+    """Answers every 10 ms with a 15 ms wait in every 20; the update begins at answer 70
+    (waits of 40 ms while it validates) and the switch comes at answer 150 after a 25 ms
+    wait. The windows from the update's start to the switch are not the machine's jitter."""
+    times, t = [], 0.0
+    for i in range(200):
+        t += 0.025 if i == 148 else 0.040 if 70 < i < 148 else 0.015 if i % 20 == 5 else 0.010
+        times.append(t)
+    timeline = [(at, "1.0.0" if i < 150 else "2.0.0") for i, at in enumerate(times)]
+    assert switch_gaps(timeline, busy_from=times[70]) == (40.0, 15.0)
+    assert switch_gaps(timeline, busy_from=float("inf"))[1] == 40.0  # update windows counted
+    assert switch_gaps([(at, "1.0.0") for at in times], times[70]) == (None, None)
