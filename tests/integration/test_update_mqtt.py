@@ -126,14 +126,9 @@ def device_folder(
 
 
 def start_device(fleet: dict[str, Any], name: str, **update: Any) -> DaemonProcess:
+    settings = {"groups": ["line-3"], "device_class": "rpi4", "download_timeout": 2.0}
     _, config = device_folder(
-        fleet,
-        name,
-        f"{name}-{time.monotonic_ns()}",
-        groups=["line-3"],
-        device_class="rpi4",
-        download_timeout=2.0,
-        **update,
+        fleet, name, f"{name}-{time.monotonic_ns()}", **{**settings, **update}
     )
     daemon = DaemonProcess(config)
     assert daemon.wait_log("daemon ready", 30), daemon.log()
