@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from PIL import Image
@@ -61,13 +62,13 @@ def main() -> None:
         best = int(np.argmax(scores))
         props = None
         if correlation:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.CorrelationData = correlation
         client.publish(
             reply, json.dumps({"id": request["id"], "top": best}), qos=1, properties=props
         )
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe(args.topic, qos=1)
     client.connect("127.0.0.1", args.port)

@@ -81,7 +81,8 @@ def photo_jpeg(size: str) -> bytes:
     from PIL import Image
     from skimage import data
 
-    image = Image.fromarray(data.astronaut()).convert("RGB").resize(SIZES[size], Image.BICUBIC)
+    photo = data.astronaut()  # type: ignore[no-untyped-call]  # scikit-image has no types
+    image = Image.fromarray(photo).convert("RGB").resize(SIZES[size], Image.Resampling.BICUBIC)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
     return out.getvalue()

@@ -21,9 +21,11 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 _runs = itertools.count()
 #: Answers on each side of a model switch searched for the pause it caused.
@@ -193,14 +195,16 @@ class LoadDriver:
         self._versions: dict[str, str] = {}
         self._cond = threading.Condition()
         self._waiting: set[str] = set()  # keys of the running batch not answered yet
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(1000)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.connect("127.0.0.1", port)
         # A load generator must not add Nagle's delay to the requests it times.
-        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cast(socket.socket, self.client.socket()).setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
         self.client.loop_start()
         self.client.subscribe(answer_topic, qos=1)
         if not subscribed.wait(10):

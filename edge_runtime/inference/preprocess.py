@@ -82,7 +82,7 @@ def decode_image(
     if channels not in (1, 3):
         raise InputError(f"models with {channels} input channels are not images (expected 1 or 3)")
     try:
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise InputError(
             f"not an image: {len(data)} bytes that Pillow cannot identify "
