@@ -3,11 +3,11 @@ percentiles at a given rate. Requests are the raw JPEG bytes with an MQTT 5 corr
 data that the answer carries back (what a camera client sends), or, with ``raw=False``,
 JSON ``{"id", "image_b64"}``; the daemon and the baseline read both forms.
 
-The requests go out through a minimal MQTT 5 publisher on a socket of its own, with
-each packet encoded once before the clock starts: the cameras a device serves are other
-machines, and a load generator sharing the device's cores should take as little of
-them as it can (paho spends about 0.4 ms of CPU on each 300 kB publish, as much as the
-daemon spends reading it). Answers are read with paho.
+The requests go out through a minimal MQTT 5 publisher on a socket of its own: a few
+bytes of header encoded per request and the image handed to ``sendmsg`` without a copy.
+The cameras a device serves are other machines, and a load generator sharing the
+device's cores should take as little of them as it can: 0.3 ms of CPU a 300 kB request
+this way, 0.65 ms with paho's ``publish``. Answers are read with paho.
 """
 
 from __future__ import annotations

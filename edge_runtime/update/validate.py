@@ -80,7 +80,7 @@ def validate_in_child(
     try:
         stdout, stderr = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        used = _cpu_seconds(child.pid)
+        used = _cpu_seconds(child.pid)  # read before the kill: the CPU it was given
         child.kill()
         child.communicate()
         if used is not None and used < STARVED_SHARE * timeout:
@@ -89,6 +89,10 @@ def validate_in_child(
                 f"the check got {used:.1f} s of CPU; tried again when the notice comes back"
             ) from exc
         raise ValidationError(f"validation did not finish within {timeout:g} s") from exc
+    except BaseException:  # the update thread stopping: no child is left behind
+        child.kill()
+        child.communicate()
+        raise
     if child.returncode < 0:
         name = signal.Signals(-child.returncode).name
         raise ValidationError(f"the model crashed the interpreter in validation ({name})")
