@@ -119,12 +119,13 @@ def validate_in_child(
 
 def _cpu_seconds(pid: int) -> float | None:
     """CPU time (user + system) a running process has used; None if it cannot be read."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return None
+    return float(times.user + times.system)
 
 
 def _waited_ns() -> int:
