@@ -240,11 +240,13 @@ def telemetry_cpu(tmp: Path, port: int, model: Path, seconds: float) -> dict[str
     out = {}
     for label, interval in (("every_5s", 5.0), ("hourly", 3600.0)):
         daemon, _ = start_daemon(tmp, port, model, 1, interval)
-        time.sleep(2)
-        before = _cpu_seconds(daemon.proc.pid)
-        time.sleep(seconds)
-        out[label] = round((_cpu_seconds(daemon.proc.pid) - before) / seconds * 100, 3)
-        daemon.terminate()
+        try:
+            time.sleep(2)
+            before = _cpu_seconds(daemon.proc.pid)
+            time.sleep(seconds)
+            out[label] = round((_cpu_seconds(daemon.proc.pid) - before) / seconds * 100, 3)
+        finally:
+            daemon.terminate()
     out["telemetry_only"] = round(max(0.0, out["every_5s"] - out["hourly"]), 3)
     return out
 
@@ -299,12 +301,14 @@ def main(argv: list[str] | None = None) -> int:
 
         trust, v2 = _signed_v2(tmp, bundle)
         daemon, _ = start_daemon(tmp, broker.port, bundle, threads, 30.0, {"trust": str(trust)})
-        driver = LoadDriver(broker.port, f"edge/{DEVICE}/infer", f"edge/{DEVICE}/predictions")
-        driver.run(image, 5, None, 60)  # warm up
-        rate = by_threads[threads]["saturation"]["throughput"] / 2
-        results["swap"] = _swap(driver, image, rate, v2, invoke_ms)
-        driver.close()
-        daemon.terminate()
+        try:
+            driver = LoadDriver(broker.port, f"edge/{DEVICE}/infer", f"edge/{DEVICE}/predictions")
+            driver.run(image, 5, None, 60)  # warm up
+            rate = by_threads[threads]["saturation"]["throughput"] / 2
+            results["swap"] = _swap(driver, image, rate, v2, invoke_ms)
+            driver.close()
+        finally:  # a failed run must not leave a daemon behind to skew the next one
+            daemon.terminate()
 
         base = subprocess.Popen(
             [
@@ -322,14 +326,16 @@ def main(argv: list[str] | None = None) -> int:
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert base.stdout is not None and base.stdout.readline().strip() == "ready"
-        driver = LoadDriver(broker.port, "bench/base/infer", "bench/base/predictions")
-        driver.run(image, 5, None, 60)
-        base_sat = driver.run(image, n, None, 600)
-        results["baseline"] = {"saturation": base_sat.__dict__}
-        driver.close()
-        base.terminate()
-        base.wait(10)
+        try:
+            assert base.stdout is not None and base.stdout.readline().strip() == "ready"
+            driver = LoadDriver(broker.port, "bench/base/infer", "bench/base/predictions")
+            driver.run(image, 5, None, 60)
+            base_sat = driver.run(image, n, None, 600)
+            results["baseline"] = {"saturation": base_sat.__dict__}
+            driver.close()
+        finally:
+            base.terminate()
+            base.wait(10)
 
         results["small_models"] = small_model_load(tmp, broker.port, 200 if args.quick else 1000)
         results["telemetry_cpu_percent"] = telemetry_cpu(
