@@ -302,6 +302,12 @@ def test_offline_start_outbox_then_delivery_when_the_broker_comes(tmp_path):
         telemetry=0.5,
         requests={"watch_dir": str(watch), "watch_interval": 0.1},
     )
+    # The subscriber's session exists before the daemon's first connection, so nothing
+    # the daemon sends on reconnecting can slip past it.
+    broker.start()
+    client = TestClient(broker.port, persistent=True)
+    client.subscribe(f"{T}/#")
+    broker.stop()
     daemon = DaemonProcess(config)
     try:
         assert daemon.wait_log("daemon ready", 30), daemon.log()
@@ -314,8 +320,6 @@ def test_offline_start_outbox_then_delivery_when_the_broker_comes(tmp_path):
         assert (watch / "done" / "offline.png").exists(), daemon.log()
         time.sleep(1.0)  # telemetry piles up in the outbox meanwhile
         broker.start()
-        client = TestClient(broker.port)
-        client.subscribe(f"{T}/#")
         # the prediction made offline arrives once the daemon reconnects
         client.wait_for(lambda r: any(m.topic.endswith("predictions") for m in r), 20)
         preds = [m.json()["id"] for m in client.on(f"{T}/predictions")]
@@ -332,8 +336,8 @@ def test_offline_start_outbox_then_delivery_when_the_broker_comes(tmp_path):
             5,
         )
         assert [m.payload for m in status if m.topic.endswith("status")][-1] == b"offline"
-        client.close()
     finally:
+        client.close()
         daemon.kill()
         broker.stop()
 
