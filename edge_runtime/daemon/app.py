@@ -119,6 +119,7 @@ class Daemon:
             max_bundle_bytes=u.max_bundle_bytes,
             download_timeout=u.download_timeout,
             validation_timeout=u.validation_timeout,
+            retry_interval=u.retry_interval,
             max_invoke_ms=u.max_invoke_ms,
             keep=u.keep,
             health=u.health_policy(),

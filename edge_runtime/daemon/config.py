@@ -98,6 +98,7 @@ class UpdateConfig:
     download_timeout: float = 60.0  # seconds without progress before a download fails
     download_ca: Path | None = None  # CAs for https downloads (default: the system's)
     validation_timeout: float = 120.0
+    retry_interval: float = 300.0  # first wait before a passing failure is tried again; 0: never
     max_invoke_ms: float | None = None  # latency bound a candidate must meet in validation
     keep: int = 2  # versions kept besides the active one
     # probation of an applied model (see edge_runtime.update.health)
@@ -355,6 +356,7 @@ def _update(t: _Table) -> UpdateConfig:
         validation_timeout=t.number(
             "validation_timeout", d.validation_timeout, 5, 3600, integer=False
         ),
+        retry_interval=t.number("retry_interval", d.retry_interval, 0, 86400, integer=False),
         max_invoke_ms=max_invoke or None,
         keep=t.number("keep", d.keep, 1, 100),
         probation_requests=t.number("probation_requests", d.probation_requests, 1, 1_000_000),

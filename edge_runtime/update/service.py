@@ -17,7 +17,10 @@ An applied model is then on probation (see ``health``): it is rolled back by its
 ``healthy`` when it passes.
 A notice for the version already active is ignored, so a retained notice that comes back
 at every reconnect does nothing; so is a notice for a bundle refused for good or rolled
-back before (remembered across restarts in ``refused-updates.json``).
+back before (remembered across restarts in ``refused-updates.json``). A notice that
+failed for a passing reason (a download cut short, a device too busy to validate) is tried
+again by itself after ``retry_interval`` seconds, doubling up to an hour, until it is
+applied, fails for good or a newer notice takes its place.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import logging
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,7 @@ from edge_runtime.errors import (
     UpdateError,
 )
 from edge_runtime.telemetry.collect import utc_now
+from edge_runtime.transport.backoff import backoff_delay
 from edge_runtime.trust.check import check_bundle_file
 from edge_runtime.trust.state import record_seen
 from edge_runtime.update.chunks import ChunkAssembly, ChunkPlan, chunk_topic, parse_plan
@@ -72,9 +77,11 @@ MAX_NOTICE_BYTES = 256 * 1024
 FINAL_REASONS = frozenset(
     {"signature", "expired", "rollback", "incompatible", "validation", "health", "crash_loop"}
 )
-#: Reasons worth another try when the notice comes again (a reconnect, a restart); what
-#: was received so far is kept and the transfer resumes.
+#: Reasons worth another try, after ``retry_interval`` or when the notice comes again (a
+#: reconnect, a restart); what was received so far is kept and the transfer resumes.
 TRANSIENT_REASONS = frozenset({"timeout", "truncated", "download", "busy"})
+#: Longest wait between automatic retries (unless ``retry_interval`` is longer).
+RETRY_CAP = 3600.0
 #: How often the update thread looks at the health gate while a model is on probation.
 PROBATION_TICK = 0.5
 
@@ -92,6 +99,28 @@ class Notice:
     size: int
     sha256: str
     chunks: ChunkPlan | None = None
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A notice that failed for a passing reason, to be handled again at ``due``
+    (``time.monotonic``); ``attempt`` counts the retries scheduled for it so far."""
+
+    sha256: str
+    payload: bytes
+    attempt: int
+    due: float
+
+
+def next_retry(
+    previous: Retry | None, sha256: str, payload: bytes, interval: float, now: float
+) -> Retry:
+    """The retry after a passing failure: ``interval`` seconds, doubling with each failed
+    retry of the same bundle up to ``RETRY_CAP`` (with jitter, so that a fleet is not back
+    in lockstep); a different bundle starts over."""
+    attempt = previous.attempt + 1 if previous is not None and previous.sha256 == sha256 else 0
+    delay = backoff_delay(attempt, minimum=interval, maximum=max(interval, RETRY_CAP))
+    return Retry(sha256, payload, attempt, now + delay)
 
 
 def parse_notice(payload: bytes) -> Notice:
@@ -181,9 +210,12 @@ class UpdateService:
         unsubscribe: Callable[[str], None] | None = None,
         connected: Callable[[], bool] = lambda: True,
         download_ca: Path | None = None,
+        retry_interval: float = 300.0,
     ) -> None:
         """``crash_loop``: the record of a model the start-up rolled back (see
-        ``recover_crash_loop``), reported once the service runs."""
+        ``recover_crash_loop``), reported once the service runs. ``retry_interval``: the
+        first wait before a notice that failed for a passing reason is handled again (0:
+        only when the notice comes again)."""
         self.state_dir = state_dir
         self.trust = trust
         self.device_class = device_class
@@ -210,6 +242,8 @@ class UpdateService:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
         self._handled: set[str] = set()
+        self.retry_interval = retry_interval
+        self.retry: Retry | None = None  # the notice to handle again, if any
         self.gate = HealthGate(health or HealthPolicy())
         self.refused = RefusedBundles(state_dir / "refused-updates.json")
         self._crash_loop = crash_loop
@@ -265,7 +299,7 @@ class UpdateService:
     def _run(self) -> None:
         while True:
             try:
-                payload = self._queue.get(timeout=PROBATION_TICK if self.gate.active else None)
+                payload = self._queue.get(timeout=self._wait())
             except queue.Empty:
                 payload = ()
             if payload is None:
@@ -275,9 +309,20 @@ class UpdateService:
                     self.rollback("operator")
                 elif isinstance(payload, bytes):
                     self.handle(payload)
+                retry = self.retry
+                if retry is not None and time.monotonic() >= retry.due:
+                    log.info("trying a failed update again (retry %d)", retry.attempt + 1)
+                    self.handle(retry.payload)
                 self.check_health()
             except Exception:  # noqa: BLE001 - an update must never stop the daemon
                 log.exception("update failed unexpectedly")
+
+    def _wait(self) -> float | None:
+        """How long the worker may sleep: until the next probation tick or retry."""
+        waits = [PROBATION_TICK] if self.gate.active else []
+        if self.retry is not None:
+            waits.append(max(0.0, self.retry.due - time.monotonic()))
+        return min(waits) if waits else None
 
     def check_health(self) -> None:
         """End probation when the gate has a verdict: ``healthy``, or roll back."""
@@ -313,14 +358,25 @@ class UpdateService:
                 "update %s ignored: this bundle was refused or rolled back before", notice.version
             )
             return
+        retry, self.retry = self.retry, None  # this notice's outcome decides what comes next
+        if retry is not None and retry.sha256 != notice.sha256:
+            log.info("a newer notice takes the place of the update waiting to be retried")
+            retry = None
         keep = False
         try:
             self._apply(notice)
         except UpdateError as exc:
             keep = exc.reason in TRANSIENT_REASONS
-            if keep:  # tried again when the notice comes again; the transfer resumes
+            detail = None
+            if keep:  # tried again later or when the notice comes again; transfers resume
                 self._handled.discard(notice.sha256)
-            self._reject(notice.version, exc, sha256=notice.sha256)
+                if self.retry_interval > 0:
+                    self.retry = next_retry(
+                        retry, notice.sha256, payload, self.retry_interval, time.monotonic()
+                    )
+                    wait = self.retry.due - time.monotonic()
+                    detail = f"{exc}; tried again in {wait:.0f} s"
+            self._reject(notice.version, exc, sha256=notice.sha256, detail=detail)
         except (BundleError, ConfigError) as exc:
             self._reject(
                 notice.version,
@@ -526,12 +582,14 @@ class UpdateService:
         exc: EdgeError,
         reason: str | None = None,
         sha256: str | None = None,
+        detail: str | None = None,
     ) -> None:
         code = reason or getattr(exc, "reason", "update_failed")
-        log.warning("update %s rejected (%s): %s", version or "?", code, exc)
+        detail = detail or str(exc)
+        log.warning("update %s rejected (%s): %s", version or "?", code, detail)
         if sha256 is not None and code in FINAL_REASONS:
             self.refused.add(sha256)
-        self._finish(version, "rejected", code, str(exc))
+        self._finish(version, "rejected", code, detail)
 
     def _finish(
         self,

@@ -4,6 +4,7 @@ every kind of bad update is refused with its reason and leaves v1 serving."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -383,16 +384,13 @@ def test_a_model_that_crashes_in_validation_is_rejected_without_a_restart(
         daemon.kill()
 
 
-def test_a_device_too_busy_to_validate_takes_the_update_when_it_comes_again(
-    fleet: dict[str, Any],
-) -> None:
-    """A validation child starved of CPU (here: one that sleeps, with a 5 s timeout) is a
-    busy device, not a broken model: the bundle is not marked refused, and the same notice
-    coming again (as a retained one does after a reconnect) is applied."""
-    device = "busy"
-    folder, config = device_folder(fleet, device, validation_timeout=5.0)
-    v = make_bundle(fleet["root"], "4.1.0", fleet["key"])
-    notice = json.dumps(build_notice(v, v.as_uri())).encode()
+@contextlib.contextmanager
+def starved_device(
+    fleet: dict[str, Any], device: str, **update: Any
+) -> Iterator[tuple[Path, DaemonProcess, TestClient]]:
+    """A running device whose validation child sleeps (a 5 s timeout) while the flag file
+    it yields exists: a child starved of CPU, as on a device busy serving requests."""
+    folder, config = device_folder(fleet, device, validation_timeout=5.0, **update)
     starved = folder / "starved"
     starved.touch()
     daemon = DaemonProcess(config, env={HANG_HOOK: f"sleep:{starved}"})
@@ -400,18 +398,62 @@ def test_a_device_too_busy_to_validate_takes_the_update_when_it_comes_again(
     try:
         assert daemon.wait_log("daemon ready", 30), daemon.log()
         client.subscribe(f"edge/{device}/#")
-        client.publish(f"edge/{device}/model/update", notice)
-        result = wait_result(client, device, "4.1.0")
-        assert (result["stage"], result["reason"]) == ("rejected", "busy"), result
-        assert "device was busy" in result["detail"]
-        assert ask(client, device, "busy-v1")["model"]["version"] == "1.0.0"
-        starved.unlink()
-        client.publish(f"edge/{device}/model/update", notice)
-        client.wait_for(lambda _: any(e["stage"] == "applied" for e in events(client, device)), 60)
-        assert ask(client, device, "busy-v4")["model"]["version"] == "4.1.0"
+        yield starved, daemon, client
     finally:
         client.close()
         daemon.kill()
+
+
+def applied(client: TestClient, device: str) -> None:
+    client.wait_for(lambda _: any(e["stage"] == "applied" for e in events(client, device)), 60)
+
+
+def test_a_device_too_busy_to_validate_takes_the_update_when_it_comes_again(
+    fleet: dict[str, Any],
+) -> None:
+    """A starved validation child is a busy device, not a broken model: the bundle is not
+    marked refused, and the same notice coming again (as a retained one does after a
+    reconnect) is applied."""
+    v = make_bundle(fleet["root"], "4.1.0", fleet["key"])
+    notice = json.dumps(build_notice(v, v.as_uri())).encode()
+    with starved_device(fleet, "busy") as (starved, _, client):
+        client.publish("edge/busy/model/update", notice)
+        result = wait_result(client, "busy", "4.1.0")
+        assert (result["stage"], result["reason"]) == ("rejected", "busy"), result
+        assert "device was busy" in result["detail"]
+        assert ask(client, "busy", "busy-v1")["model"]["version"] == "1.0.0"
+        starved.unlink()
+        client.publish("edge/busy/model/update", notice)
+        applied(client, "busy")
+        assert ask(client, "busy", "busy-v4")["model"]["version"] == "4.1.0"
+
+
+def test_a_device_too_busy_to_validate_tries_the_update_again_by_itself(
+    fleet: dict[str, Any],
+) -> None:
+    """With ``retry_interval`` set, a busy device does not wait for the notice to come
+    again: it tries the same bundle again after the interval (twice here, the wait
+    doubling), applies it once it has the CPU, and stops retrying."""
+    device = "busy-retry"
+    v = make_bundle(fleet["root"], "4.2.0", fleet["key"])
+    with starved_device(fleet, device, retry_interval=1.0) as (starved, daemon, client):
+        client.publish(
+            f"edge/{device}/model/update", json.dumps(build_notice(v, v.as_uri())).encode()
+        )
+
+        def busy() -> list[dict[str, Any]]:
+            return [e for e in events(client, device) if e.get("reason") == "busy"]
+
+        client.wait_for(lambda _: len(busy()) >= 2, 60)
+        assert "tried again in" in busy()[0]["detail"], busy()
+        assert ask(client, device, "busy-retry-v1")["model"]["version"] == "1.0.0"
+        starved.unlink()
+        applied(client, device)
+        assert ask(client, device, "busy-retry-v4")["model"]["version"] == "4.2.0"
+        tries = len([e for e in events(client, device) if e["stage"] == "validating"])
+        time.sleep(3)  # longer than any retry wait here: nothing is tried once applied
+        assert len([e for e in events(client, device) if e["stage"] == "validating"]) == tries
+        assert "retry 1" in daemon.log() and "retry 2" in daemon.log()
 
 
 @pytest.mark.parametrize("stage", ["downloading", "validating", "activating"])
