@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
-from edge_runtime.daemon.pipeline import Job, Pipeline
+from edge_runtime.daemon.pipeline import BACKLOG_NICE, Job, Pipeline
 from edge_runtime.daemon.requests import Request, RequestError
 from edge_runtime.errors import InputError
 from edge_runtime.telemetry.stats import Tally
@@ -229,3 +230,41 @@ def test_a_failing_answer_store_does_not_stop_the_pipeline_and_frees_its_room():
     assert pipe.submit(job(1), wait=5)  # room came back though the first store failed
     assert pipe.stop(10)
     assert sum(calls) == 2 and pipe.depth() == 0
+
+
+def test_the_extra_preprocessing_workers_run_at_a_lower_priority():
+    """Only the workers that help under a backlog are niced (Linux keeps a niceness per
+    thread): the first worker and the inference worker keep the process's priority."""
+    pipe = Pipeline(
+        FakeEngine(),
+        queue_size=4,
+        max_pixels=100,
+        top_k=1,
+        answer=lambda b: None,
+        tally=Tally(10),
+        workers=3,
+    )
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    pipe.start()
+    try:
+        threads = {t.name: t for t in threading.enumerate()}
+        deadline = time.monotonic() + 5
+        nice = {}
+        while time.monotonic() < deadline:  # each worker sets its own priority as it starts
+            nice = {
+                name: os.getpriority(os.PRIO_PROCESS, threads[name].native_id)
+                for name in ("preprocess-0", "preprocess-1", "preprocess-2", "inference")
+            }
+            if nice["preprocess-2"] != base:
+                break
+            time.sleep(0.01)
+        lowered = min(19, base + BACKLOG_NICE)
+        assert nice == {
+            "preprocess-0": base,
+            "preprocess-1": lowered,
+            "preprocess-2": lowered,
+            "inference": base,
+        }
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the process itself is untouched
+    finally:
+        assert pipe.stop(10)
