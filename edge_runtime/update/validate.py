@@ -6,12 +6,12 @@ times ``invoke``. A model that crashes the interpreter (a segfault in some runti
 versions), hangs, or answers differently from the host fails here, in a process of its
 own, and the daemon that asked carries on with the model it has.
 
-The child runs at niceness 10, so the daemon's requests go first, yet an update still
-finishes on a saturated device (SCHED_IDLE would starve it there; on two cores it made
-no measurable difference to the requests served meanwhile). Its invoke times leave out
-the time it waited for a CPU, so a busy device does not make a fast model look slow; and
-a child that timed out having had little CPU is reported as ``busy`` (tried again when
-the notice comes back), not as a broken model.
+The child runs under ``SCHED_IDLE`` (niceness 10 where that policy is missing): it
+takes only the cycles the daemon's requests leave, and a request that wakes up takes its
+core back at once rather than at the next scheduler tick. Its invoke times leave out the
+time it waited for a CPU, so a busy device does not make a fast model look slow; and a
+child that timed out having had little CPU (a device saturated all along) is reported as
+``busy`` and tried again later, not refused as a broken model.
 
     python -m edge_runtime.update.validate BUNDLE      (the child; prints one JSON line)
 """
@@ -47,7 +47,7 @@ CRASH_HOOK = "EDGE_RUNTIME_TEST_VALIDATION_CRASH"
 #: Test-only: when set, the child sleeps (``sleep``) or spins (``spin``) instead of
 #: validating, as a starved or a hung child would; ``MODE:FILE`` only while FILE exists.
 HANG_HOOK = "EDGE_RUNTIME_TEST_VALIDATION_HANG"
-#: The child's niceness: validation uses the cores the serving threads leave idle.
+#: The child's niceness where ``SCHED_IDLE`` is not available.
 CHILD_NICE = 10
 #: A child that timed out with less CPU time than this share of the timeout was starved
 #: by a busy device rather than hung by its model.
@@ -147,9 +147,13 @@ def _own_ms(fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def _background() -> None:
-    """A lower CPU priority for this process (niceness ``CHILD_NICE``)."""
-    with contextlib.suppress(OSError):
-        os.nice(CHILD_NICE)
+    """Run this process on the cycles nothing else wants: ``SCHED_IDLE``, or niceness
+    ``CHILD_NICE`` where the kernel or platform has no such policy."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(CHILD_NICE)
 
 
 def _replay(bundle: Path) -> dict[str, object]:
