@@ -192,6 +192,12 @@ class Outbox:
                     self._size -= int(row[0])
                     self._count -= 1
 
+    @property
+    def checkpoint_due(self) -> bool:
+        """True once ``CHECKPOINT_EVERY`` commits piled up since the last checkpoint."""
+        with self._lock:
+            return self._commits >= CHECKPOINT_EVERY
+
     def checkpoint(self, force: bool = False) -> bool:
         """Copy the write-ahead log into the database once ``CHECKPOINT_EVERY`` commits
         piled up (or now, with ``force``); True when a checkpoint ran. Writers go on

@@ -4,6 +4,8 @@ Rows handed to the MQTT client stay in the outbox until acknowledged; the client
 resends them after a reconnect, and a restart of the daemon sends them again from the
 outbox. All bookkeeping happens on this thread; the transport's callbacks only post message ids
 and connection changes here (so no lock is held across a call into the MQTT library).
+The outbox's checkpoints (an fsync, which an SD card can take a tenth of a second over)
+run on a thread of their own, so no answer waits behind one on its way out.
 """
 
 from __future__ import annotations
@@ -34,9 +36,14 @@ class Publisher:
         self._early: set[int] = set()
         self._last_seq = 0
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._checkpoint_due = threading.Event()
+        self._checkpoints = threading.Thread(
+            target=self._checkpoint_loop, name="outbox-checkpoint", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
+        self._checkpoints.start()
 
     def poke(self) -> None:
         self._wake.set()
@@ -53,7 +60,9 @@ class Publisher:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._checkpoint_due.set()
         self._thread.join(5)
+        self._checkpoints.join(5)
 
     def _drain_acks(self) -> None:
         """Delete what the broker acknowledged, in one transaction."""
@@ -76,7 +85,8 @@ class Publisher:
             self._wake.wait(0.2)
             self._wake.clear()
             self._drain_acks()
-            self.outbox.checkpoint()
+            if self.outbox.checkpoint_due:
+                self._checkpoint_due.set()
             room = self.window - len(self._inflight)
             if room <= 0:
                 continue
@@ -96,3 +106,14 @@ class Publisher:
                 else:
                     self._inflight[mid] = entry.seq
                 self._wake.set()
+
+    def _checkpoint_loop(self) -> None:
+        while True:
+            self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.outbox.checkpoint()
+            except Exception:  # noqa: BLE001 - the next one may work; answers go on
+                log.exception("outbox checkpoint failed")

@@ -172,3 +172,37 @@ def test_publisher_sends_in_order_when_connected_and_deletes_only_after_ack(tmp_
         assert wait(lambda: len(box) == 0)
     finally:
         pub.stop()
+
+
+def test_answers_go_out_while_a_checkpoint_is_stuck_on_slow_storage(tmp_path, monkeypatch):
+    """A checkpoint fsyncs the database; on an SD card that can take a long while. It
+    runs beside the publisher, so what is added meanwhile is sent at once."""
+    import threading
+
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    in_checkpoint, release = threading.Event(), threading.Event()
+    real = box.checkpoint
+
+    def slow_checkpoint(force=False):
+        in_checkpoint.set()
+        release.wait(10)
+        return real(force)
+
+    monkeypatch.setattr(box, "checkpoint", slow_checkpoint)
+    link = FakeLink()
+    link.up = True
+    pub = Publisher(box, link.publish, window=1000)
+    pub.start()
+    try:
+        for i in range(CHECKPOINT_EVERY):
+            box.add(ANSWER, "a", str(i).encode())
+        pub.poke()
+        assert in_checkpoint.wait(5), "no checkpoint was started once one was due"
+        assert wait(lambda: len(link.sent) == CHECKPOINT_EVERY)
+        box.add(ANSWER, "a", b"during")
+        pub.poke()
+        assert wait(lambda: len(link.sent) > CHECKPOINT_EVERY, 2.0), "it waited for the checkpoint"
+        assert link.sent[-1][1] == b"during" and not release.is_set()
+    finally:
+        release.set()
+        pub.stop()
