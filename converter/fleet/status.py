@@ -67,6 +67,7 @@ def table(devices: dict[str, dict[str, Any]]) -> list[str]:
             f"{upd.get('version')} {upd.get('result')}"
             + (f" ({upd['reason']})" if upd.get("reason") else "")
             + f" {upd.get('ts', '')}"
+            + (f", next try {upd['next_try']}" if upd.get("next_try") else "")
             if upd
             else "-"
         )

@@ -21,9 +21,13 @@ THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
 
 def utc_now() -> str:
-    return (
-        _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    return utc_after(0.0)
+
+
+def utc_after(seconds: float) -> str:
+    """The UTC time ``seconds`` from now, ISO 8601 to the millisecond with a ``Z``."""
+    when = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def temperature_c(thermal_file: Path = THERMAL_ZONE) -> float | None:

@@ -47,7 +47,7 @@ from edge_runtime.errors import (
     SizeLimitError,
     UpdateError,
 )
-from edge_runtime.telemetry.collect import utc_now
+from edge_runtime.telemetry.collect import utc_after, utc_now
 from edge_runtime.transport.backoff import backoff_delay
 from edge_runtime.trust.check import check_bundle_file
 from edge_runtime.trust.state import record_seen
@@ -367,7 +367,7 @@ class UpdateService:
             self._apply(notice)
         except UpdateError as exc:
             keep = exc.reason in TRANSIENT_REASONS
-            detail = None
+            detail = next_try = None
             if keep:  # tried again later or when the notice comes again; transfers resume
                 self._handled.discard(notice.sha256)
                 if self.retry_interval > 0:
@@ -375,8 +375,10 @@ class UpdateService:
                         retry, notice.sha256, payload, self.retry_interval, time.monotonic()
                     )
                     wait = self.retry.due - time.monotonic()
-                    detail = f"{exc}; tried again in {wait:.0f} s"
-            self._reject(notice.version, exc, sha256=notice.sha256, detail=detail)
+                    detail, next_try = f"{exc}; tried again in {wait:.0f} s", utc_after(wait)
+            self._reject(
+                notice.version, exc, sha256=notice.sha256, detail=detail, next_try=next_try
+            )
         except (BundleError, ConfigError) as exc:
             self._reject(
                 notice.version,
@@ -583,13 +585,15 @@ class UpdateService:
         reason: str | None = None,
         sha256: str | None = None,
         detail: str | None = None,
+        next_try: str | None = None,
     ) -> None:
+        """Report a refused update; ``next_try``: when it is tried again by itself (UTC)."""
         code = reason or getattr(exc, "reason", "update_failed")
         detail = detail or str(exc)
         log.warning("update %s rejected (%s): %s", version or "?", code, detail)
         if sha256 is not None and code in FINAL_REASONS:
             self.refused.add(sha256)
-        self._finish(version, "rejected", code, detail)
+        self._finish(version, "rejected", code, detail, next_try=next_try)
 
     def _finish(
         self,
@@ -598,11 +602,14 @@ class UpdateService:
         reason: str | None,
         detail: str | None,
         health: str | None = None,
+        next_try: str | None = None,
     ) -> None:
         self._event(version, result, 1.0 if result == "applied" else None, reason, detail)
         self.last_update = {"version": version, "result": result, "reason": reason, "ts": utc_now()}
         if health is not None:
             self.last_update["health"] = health
+        if next_try is not None:
+            self.last_update["next_try"] = next_try
         self.publish_state()
 
     def publish_state(self) -> None:

@@ -446,6 +446,11 @@ def test_a_device_too_busy_to_validate_tries_the_update_again_by_itself(
 
         client.wait_for(lambda _: len(busy()) >= 2, 60)
         assert "tried again in" in busy()[0]["detail"], busy()
+        states = [json.loads(m.payload) for m in client.on(f"edge/{device}/model/state")]
+        waiting = [st["last_update"] for st in states if (st["last_update"] or {}).get("next_try")]
+        assert waiting and waiting[0]["reason"] == "busy", states
+        shown = fleet_tool("status", "--port", fleet["broker"].port, "--wait", "1").stdout
+        assert "(busy)" in shown and "next try 20" in shown, shown
         assert ask(client, device, "busy-retry-v1")["model"]["version"] == "1.0.0"
         starved.unlink()
         applied(client, device)
