@@ -72,8 +72,8 @@ ROLLBACK = object()
 #: Largest notice accepted (a manifest with its signatures is a few KB).
 MAX_NOTICE_BYTES = 256 * 1024
 #: Reasons that will not change if the same bundle is tried again; such a bundle is not
-#: tried again when its retained notice comes back. (A download that timed out or was
-#: cut short is tried again at the next start.)
+#: tried again when its retained notice comes back (passing failures are: see
+#: ``TRANSIENT_REASONS``).
 FINAL_REASONS = frozenset(
     {"signature", "expired", "rollback", "incompatible", "validation", "health", "crash_loop"}
 )
@@ -370,6 +370,7 @@ class UpdateService:
             detail = next_try = None
             if keep:  # tried again later or when the notice comes again; transfers resume
                 self._handled.discard(notice.sha256)
+                detail = f"{exc}; tried again when its notice comes back"
                 if self.retry_interval > 0:
                     self.retry = next_retry(
                         retry, notice.sha256, payload, self.retry_interval, time.monotonic()

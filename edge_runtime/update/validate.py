@@ -86,7 +86,7 @@ def validate_in_child(
         if used is not None and used < STARVED_SHARE * timeout:
             raise BusyError(
                 f"validation did not finish within {timeout:g} s: the device was busy and "
-                f"the check got {used:.1f} s of CPU; tried again when the notice comes back"
+                f"the check got {used:.1f} s of CPU"
             ) from exc
         raise ValidationError(f"validation did not finish within {timeout:g} s") from exc
     except BaseException:  # the update thread stopping: no child is left behind
