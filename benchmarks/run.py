@@ -77,6 +77,14 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def _bytes_written(pid: int) -> int:
+    """What the process sent to storage so far (``write_bytes`` of /proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -202,8 +210,11 @@ def daemon_load(
             key=lambda r: r.throughput,
         )
         sat = bursts[len(bursts) // 2]
+        written = _bytes_written(daemon.proc.pid)
         half = driver.run(image, count * rounds, sat.throughput / 2, 600)
+        written = _bytes_written(daemon.proc.pid) - written
         return {
+            "disk_bytes_per_answer": round(written / max(half.answered, 1), 1),
             "ready_seconds": round(ready, 3),
             "saturation": sat.__dict__,
             "saturation_rounds_per_s": [r.throughput for r in bursts],
@@ -424,6 +435,7 @@ def report(r: dict[str, Any], bound: float) -> None:
         f"  daemon peak RSS {d['peak_rss_bytes'] / 2**20:.0f} MiB vs interpreter alone "
         f"{r['interpreter_alone_rss_bytes'] / 2**20:.0f} MiB"
     )
+    print(f"  written to storage at half load: {d['disk_bytes_per_answer']:.0f} bytes per answer")
     print(f"  start to READY=1: {r['ready_seconds']:.2f} s")
     t = r["telemetry_cpu_percent"]
     print(

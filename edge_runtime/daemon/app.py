@@ -273,9 +273,8 @@ class Daemon:
         topic = self.topics._t(leaf)
         if retain:  # the state: sent now, and again at every connect
             self.transport.publish(topic, _dumps(doc), qos=1, retain=True)
-        else:  # events: through the outbox, in order, kept while offline
-            self.outbox.add(ANSWER, topic, _dumps(doc), qos=1)
-            self.publisher.poke()
+        else:  # events: in order, kept in the outbox while the broker is away
+            self.publisher.send([Outgoing(ANSWER, topic, _dumps(doc), 1)])
 
     def _swap_model(self, path: Path) -> Identity:
         """Load ``path``, run it once on zeros, and hand it to the pipeline."""
@@ -308,8 +307,9 @@ class Daemon:
 
     # -- answers ------------------------------------------------------------------------
     def _store_answers(self, batch: list[Answered]) -> None:
-        """Store answers in the outbox in one transaction, then acknowledge their
-        requests: an acknowledged request always has its answer on disk."""
+        """Send answers, and acknowledge their requests once the broker acknowledged the
+        answers or the outbox stored them: an acknowledged request always has its answer
+        at the broker or on disk."""
         messages: list[Outgoing] = []
         finished: list[tuple[Job, bool, dict[str, Any]]] = []
         for job, result, error in batch:
@@ -319,15 +319,17 @@ class Daemon:
             if response_topic and response_topic != topic:
                 messages.append(Outgoing(ANSWER, response_topic, payload, 1, correlation))
             finished.append((job, error is None, doc))
-        self.outbox.add_many(messages)
         with self._answered_lock:
             for _, _, doc in finished:
                 self._answered[doc["id"]] = None
             while len(self._answered) > RECENT_IDS:
                 self._answered.popitem(last=False)
-        self.publisher.poke()
-        for job, ok, doc in finished:
-            job.done(ok, doc)
+
+        def acknowledge() -> None:
+            for job, ok, doc in finished:
+                job.done(ok, doc)
+
+        self.publisher.send(messages, acknowledge)
 
     def _answer_doc(
         self, job: Job, result: dict[str, Any] | None, error: RequestError | None
@@ -372,10 +374,16 @@ class Daemon:
                     "dropped_telemetry": self.outbox.dropped_telemetry,
                 }
                 self._latest_telemetry = doc
-                self.outbox.add(
-                    TELEMETRY, self.topics.telemetry, _dumps(doc), qos=self.config.telemetry.qos
+                self.publisher.send(
+                    [
+                        Outgoing(
+                            TELEMETRY,
+                            self.topics.telemetry,
+                            _dumps(doc),
+                            self.config.telemetry.qos,
+                        )
+                    ]
                 )
-                self.publisher.poke()
             except Exception:  # noqa: BLE001 - telemetry must not stop the daemon
                 log.exception("telemetry failed")
             self._telemetry_wake.wait(self.config.telemetry.interval)
@@ -459,14 +467,12 @@ class Daemon:
         self.updates.stop()
         drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self._telemetry_wake.set()
-        # give the publisher the rest of the bound to flush the outbox
-        while len(self.outbox) and self.transport.connected and time.monotonic() < deadline:
-            self.publisher.poke()
-            self.outbox.wait_changed(0.1)
-        left = len(self.outbox)
+        # give the publisher the rest of the bound to have everything acknowledged
+        self.publisher.settle(deadline, lambda: self.transport.connected)
         if self._telemetry_thread is not None:
             self._telemetry_thread.join(5)
-        self.publisher.stop()
+        self.publisher.stop()  # stores what is still unacknowledged
+        left = len(self.outbox)
         self.transport.stop()
         self.outbox.close()
         self.engine.close()

@@ -1,4 +1,5 @@
-"""The on-disk outbox: every message the device sends goes here first (SQLite, WAL).
+"""The on-disk outbox (SQLite, WAL): what the device sends while the broker is away or
+slow to acknowledge, and what queues behind that (see ``publisher``).
 
 Rows are published in insertion order and deleted only once the broker acknowledged
 them (PUBACK for QoS 1), so nothing is lost while the broker is away or across a
@@ -73,7 +74,6 @@ class Outbox:
         self.max_bytes = max_bytes
         self.dropped_telemetry = 0
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -124,7 +124,6 @@ class Outbox:
             self._size, self._count, self.dropped_telemetry = books
             raise
         self._commits += 1
-        self._changed.notify_all()
 
     def _insert(self, m: Outgoing) -> int | None:
         size = len(m.payload) + len(m.topic) + 64
@@ -221,10 +220,6 @@ class Outbox:
     def size_bytes(self) -> int:
         with self._lock:
             return self._size
-
-    def wait_changed(self, timeout: float) -> None:
-        with self._changed:
-            self._changed.wait(timeout)
 
     def close(self) -> None:
         with self._lock:

@@ -1,11 +1,26 @@
-"""Pumps the outbox to the broker, in order, deleting each message only once acknowledged.
+"""Everything the device sends leaves through here: straight from memory while the broker
+keeps up, through the on-disk outbox when it does not.
 
-Rows handed to the MQTT client stay in the outbox until acknowledged; the client itself
-resends them after a reconnect, and a restart of the daemon sends them again from the
-outbox. All bookkeeping happens on this thread; the transport's callbacks only post message ids
-and connection changes here (so no lock is held across a call into the MQTT library).
-The outbox's checkpoints (an fsync, which an SD card can take a tenth of a second over)
-run on a thread of their own, so no answer waits behind one on its way out.
+``send`` hands messages to the MQTT client at once when the broker is reachable and
+nothing older waits in the outbox, and keeps them in memory until the broker
+acknowledges them (PUBACK). Only a message still unacknowledged after ``SPILL_AFTER``
+seconds (the broker is slow or gone) is written to the outbox, and a message that cannot
+be handed over (offline, a backlog to keep order behind, the window full) goes there
+directly. A connected device serving requests thus writes nothing to its SD card per
+answer, where storing every answer and deleting it again cost about 12 kB of writes.
+
+``on_safe`` is called once every message of a ``send`` is acknowledged by the broker or
+stored in the outbox. The daemon acknowledges a request only then, so a request the
+broker considers done always has its answer either at the broker or on disk; a power cut
+before that leaves the request unacknowledged and the broker delivers it again.
+
+Outbox rows are published in insertion order and deleted once acknowledged; the client
+itself resends what it was handed after a reconnect (same message id), and a restart of
+the daemon sends the outbox again. Bookkeeping happens on this thread, apart from the few
+lines of ``send`` that register a message id; the transport's callbacks only post
+message ids and connection changes here (so no lock is held across a call into the MQTT
+library). The outbox's checkpoints (an fsync, which an SD card can take a tenth of a
+second over) run on a thread of their own, so no answer waits behind one on its way out.
 """
 
 from __future__ import annotations
@@ -13,27 +28,65 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from edge_runtime.daemon.outbox import Outbox
+from edge_runtime.daemon.outbox import Entry, Outbox, Outgoing
 from edge_runtime.errors import TransportError
 
 log = logging.getLogger(__name__)
 
 #: publish(topic, payload, qos, correlation) -> message id, or None when offline
 PublishFn = Callable[[str, bytes, int, Optional[bytes]], Optional[int]]
+#: Seconds a message sent from memory may wait for the broker's acknowledgement before
+#: it is written to the outbox (a broker on the LAN answers in about a millisecond).
+SPILL_AFTER = 1.0
+#: Most messages held in memory unacknowledged: a burst of answers (a batch can carry
+#: dozens) fits; beyond it, messages go through the outbox. A few hundred kB at most.
+HOLD = 500
+
+
+@dataclass(eq=False)
+class _Held:
+    """The messages of one ``send`` that went out from memory, until each is
+    acknowledged or stored."""
+
+    on_safe: Callable[[], None] | None
+    since: float
+    waiting: dict[int, Outgoing] = field(default_factory=dict)  # message id -> message
+    open: bool = True  # ``send`` may still add to it
 
 
 class Publisher:
-    def __init__(self, outbox: Outbox, publish: PublishFn, *, window: int = 50) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        publish: PublishFn,
+        *,
+        window: int = 50,
+        hold: int = HOLD,
+        spill_after: float = SPILL_AFTER,
+    ) -> None:
         self.outbox = outbox
         self._publish = publish
-        self.window = window
+        self.window = window  # outbox rows handed to the client and unacknowledged
+        self.hold = hold
+        self.spill_after = spill_after
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # message id -> what it carries: an outbox row (seq) or a held send
+        self._books = threading.Lock()
         self._inflight: dict[int, int] = {}
-        self._early: set[int] = set()
+        self._held: dict[int, _Held] = {}
+        self._early: set[int] = set()  # acknowledged before they were registered
+        self._handed: set[int] = set()  # outbox rows the client already has (spilled)
+        # QoS 0 rows handed to the client: it drops them, unsent, when the connection
+        # breaks (nothing to resend), so a reconnect settles them
+        self._inflight_qos0: set[int] = set()
+        self._reconnected = threading.Event()
         self._last_seq = 0
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._checkpoint_due = threading.Event()
@@ -53,31 +106,151 @@ class Publisher:
         self._wake.set()
 
     def on_connection(self, up: bool) -> None:
-        # Nothing to reset: the MQTT client resends every message it accepted and has no
-        # acknowledgement for on reconnect (same message id), so the map stays valid.
+        # The MQTT client resends every QoS 1 message it accepted and has no
+        # acknowledgement for on reconnect (same message id), so those entries stay valid.
+        if up:
+            self._reconnected.set()
         self._wake.set()
 
+    def pending(self) -> int:
+        """Messages not yet acknowledged by the broker: in the outbox or held in memory."""
+        with self._books:
+            held = len(self._held)
+        return len(self.outbox) + held
+
+    def settle(self, deadline: float, connected: Callable[[], bool]) -> None:
+        """Wait until the broker acknowledged everything, the connection dropped or the
+        ``time.monotonic()`` deadline passed."""
+        while self.pending() and connected() and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.02)
+
+    def send(self, messages: Sequence[Outgoing], on_safe: Callable[[], None] | None = None) -> None:
+        """Send ``messages`` in order: from memory when the broker can take them now,
+        else through the outbox. ``on_safe`` runs (here, or later on the publisher's
+        thread) once each is acknowledged by the broker or stored.
+
+        Raises:
+            sqlite3.Error: the outbox cannot store what has to go there.
+        """
+        group = _Held(on_safe, time.monotonic())
+        store: list[Outgoing] = []
+        for m in messages:
+            mid = self._hand_over(m) if not store and self._direct() else None
+            if mid is None:
+                store.append(m)
+            elif mid >= 0:
+                with self._books:
+                    if mid in self._early:
+                        self._early.discard(mid)
+                    else:
+                        group.waiting[mid] = m
+                        self._held[mid] = group
+        stored = False
+        try:
+            if store:
+                self.outbox.add_many(store)
+                self._wake.set()
+            stored = True
+        finally:
+            with self._books:
+                group.open = False
+                if not stored:  # its requests stay unacknowledged: delivered again
+                    group.on_safe = None
+                done = not group.waiting
+        if done and group.on_safe is not None:
+            group.on_safe()
+
     def stop(self) -> None:
+        """Stop the threads; what is still held in memory is stored in the outbox."""
         self._stop.set()
         self._wake.set()
         self._checkpoint_due.set()
         self._thread.join(5)
         self._checkpoints.join(5)
+        self._drain_acks()
+        self._spill(everything=True)
+
+    # -- the publisher's thread ---------------------------------------------------------
+    def _direct(self) -> bool:
+        """True when a message may go out from memory: nothing waits in the outbox
+        (order) and fewer than ``hold`` messages are held."""
+        if len(self.outbox):
+            return False
+        with self._books:
+            return len(self._held) < self.hold
+
+    def _hand_over(self, m: Outgoing | Entry) -> int | None:
+        """The message id the client gave ``m``, None when offline, -1 when the message
+        can never be sent (logged and dropped)."""
+        try:
+            return self._publish(m.topic, m.payload, m.qos, m.correlation)
+        except TransportError as exc:
+            log.error("dropping a message that cannot be sent: %s", exc)
+            return -1
 
     def _drain_acks(self) -> None:
-        """Delete what the broker acknowledged, in one transaction."""
-        done = []
-        while True:
-            try:
-                mid = self._acks.get_nowait()
-            except queue.Empty:
-                break
-            seq = self._inflight.pop(mid, None)
-            if seq is None:
-                if len(self._early) < 10000:
+        """Settle what the broker acknowledged: outbox rows deleted in one transaction,
+        held sends completed."""
+        done, safe = [], []
+        with self._books:
+            while True:
+                try:
+                    mid = self._acks.get_nowait()
+                except queue.Empty:
+                    break
+                seq = self._inflight.pop(mid, None)
+                self._inflight_qos0.discard(mid)
+                group = self._held.pop(mid, None)
+                if seq is not None:
+                    done.append(seq)
+                elif group is not None:
+                    del group.waiting[mid]
+                    if not group.waiting and not group.open:
+                        safe.append(group)
+                elif len(self._early) < 10000:
                     self._early.add(mid)
-            else:
-                done.append(seq)
+        self.outbox.remove_many(done)
+        _call_on_safe(safe)
+
+    def _spill(self, everything: bool = False) -> None:
+        """Store the held sends waiting longer than ``spill_after`` (all of them with
+        ``everything``) in the outbox, as rows the client already has."""
+        cutoff = time.monotonic() - self.spill_after
+        with self._books:
+            groups = {
+                id(g): g
+                for g in self._held.values()
+                if not g.open and (everything or g.since <= cutoff)
+            }
+            if not groups:
+                return
+            moving = [(mid, m) for g in groups.values() for mid, m in g.waiting.items()]
+        seqs = self.outbox.add_many([m for _, m in moving])
+        with self._books:
+            for (mid, m), seq in zip(moving, seqs):
+                self._held.pop(mid, None)
+                if seq is None or m.qos == 0:
+                    # telemetry over the cap; or QoS 0, which the client drops unsent
+                    # when the connection breaks: the pump sends the row again
+                    continue
+                self._inflight[mid] = seq
+                self._handed.add(seq)
+            for g in groups.values():
+                g.waiting.clear()
+        log.warning(
+            "%d message(s) unacknowledged by the broker after %.1f s; kept in the outbox",
+            len(moving),
+            self.spill_after,
+        )
+        _call_on_safe(list(groups.values()))
+
+    def _settle_qos0(self) -> None:
+        """After a reconnect, QoS 0 rows still unconfirmed were dropped by the client
+        with the old connection or went out with it; either way they are done."""
+        with self._books:
+            done = [self._inflight.pop(mid) for mid in self._inflight_qos0 if mid in self._inflight]
+            self._inflight_qos0.clear()
         self.outbox.remove_many(done)
 
     def _run(self) -> None:
@@ -85,27 +258,44 @@ class Publisher:
             self._wake.wait(0.2)
             self._wake.clear()
             self._drain_acks()
+            if self._reconnected.is_set():
+                self._reconnected.clear()
+                self._settle_qos0()
+            self._spill()
             if self.outbox.checkpoint_due:
                 self._checkpoint_due.set()
-            room = self.window - len(self._inflight)
-            if room <= 0:
-                continue
-            for entry in self.outbox.after(self._last_seq, room):
-                try:
-                    mid = self._publish(entry.topic, entry.payload, entry.qos, entry.correlation)
-                except TransportError as exc:
-                    log.error("dropping a message that cannot be sent: %s", exc)
-                    self.outbox.remove(entry.seq)
+            self._pump()
+
+    def _pump(self) -> None:
+        """Hand the outbox's next rows to the client, up to the window."""
+        room = self.window - len(self._inflight)
+        if room <= 0:
+            return
+        for entry in self.outbox.after(self._last_seq, room):
+            with self._books:
+                if entry.seq in self._handed:  # a spilled message: the client has it
+                    self._handed.discard(entry.seq)
+                    self._last_seq = entry.seq
                     continue
-                if mid is None:
-                    break
-                self._last_seq = entry.seq
+            mid = self._hand_over(entry)
+            if mid is None:
+                break
+            self._last_seq = entry.seq
+            if mid < 0:
+                self.outbox.remove(entry.seq)
+                continue
+            with self._books:
                 if mid in self._early:
                     self._early.discard(mid)
-                    self.outbox.remove(entry.seq)
+                    early = True
                 else:
                     self._inflight[mid] = entry.seq
-                self._wake.set()
+                    if entry.qos == 0:
+                        self._inflight_qos0.add(mid)
+                    early = False
+            if early:
+                self.outbox.remove(entry.seq)
+            self._wake.set()
 
     def _checkpoint_loop(self) -> None:
         while True:
@@ -117,3 +307,12 @@ class Publisher:
                 self.outbox.checkpoint()
             except Exception:  # noqa: BLE001 - the next one may work; answers go on
                 log.exception("outbox checkpoint failed")
+
+
+def _call_on_safe(groups: list[_Held]) -> None:
+    for g in groups:
+        if g.on_safe is not None:
+            try:
+                g.on_safe()
+            except Exception:  # noqa: BLE001 - one failing callback must not stop sending
+                log.exception("acknowledging a request failed")

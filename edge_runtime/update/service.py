@@ -334,10 +334,10 @@ class UpdateService:
         if verdict.passed:
             clear_probation(self.state_dir)
             log.warning("model %s passed probation: %s", version, verdict.detail)
-            self._event(version, "healthy", 1.0, None, verdict.detail)
             if self.last_update is not None and self.last_update.get("version") == version:
                 self.last_update["health"] = "passed"
             self.publish_state()
+            self._event(version, "healthy", 1.0, None, verdict.detail)
             return
         log.error("model %s failed the health gate: %s", version, verdict.detail)
         self.rollback("health", verdict.detail)
@@ -605,13 +605,14 @@ class UpdateService:
         health: str | None = None,
         next_try: str | None = None,
     ) -> None:
-        self._event(version, result, 1.0 if result == "applied" else None, reason, detail)
         self.last_update = {"version": version, "result": result, "reason": reason, "ts": utc_now()}
         if health is not None:
             self.last_update["health"] = health
         if next_try is not None:
             self.last_update["next_try"] = next_try
+        # the state first: whoever sees the final event finds the state that goes with it
         self.publish_state()
+        self._event(version, result, 1.0 if result == "applied" else None, reason, detail)
 
     def publish_state(self) -> None:
         def ident(i: Identity | None) -> dict[str, Any] | None:

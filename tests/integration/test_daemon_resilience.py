@@ -153,6 +153,48 @@ def test_sigterm_answers_everything_in_flight_and_exits_0(tmp_path):
             observer.close()
 
 
+def _outbox_rows_ever(state_dir) -> int:
+    """How many rows the outbox ever took (its AUTOINCREMENT counter)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{state_dir / 'outbox.sqlite3'}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+    finally:
+        db.close()
+    return int(row[0]) if row else 0
+
+
+def test_a_connected_daemon_writes_no_answer_to_its_state_folder(tmp_path):
+    """While the broker acknowledges promptly, answers and telemetry go out from memory:
+    the outbox takes no row, and the SD card is not written once per answer."""
+    images = [img for img, _ in digits(20)]
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(tmp_path, broker.port, telemetry=0.3)
+        with DaemonProcess(config) as daemon:
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            observer = TestClient(broker.port)
+            observer.subscribe(f"{T}/predictions")
+            observer.subscribe(f"{T}/telemetry")
+            sender = TestClient(broker.port)
+            before = _outbox_rows_ever(tmp_path / "state")
+            for i in range(150):
+                sender.publish(f"{T}/infer", request(i, images[i % 20]), wait=False)
+
+            def count(topic):
+                return lambda r: sum(m.topic == f"{T}/{topic}" for m in r)
+
+            observer.wait_for(lambda r: count("predictions")(r) >= 150, 60)
+            observer.wait_for(lambda r: count("telemetry")(r) >= 3, 10)
+            assert len(observer.on(f"{T}/predictions")) >= 150
+            assert len(observer.on(f"{T}/telemetry")) >= 3
+            assert _outbox_rows_ever(tmp_path / "state") == before
+            assert daemon.terminate(30) == 0
+            assert "0 messages kept in the outbox" in daemon.log()
+            sender.close()
+            observer.close()
+
+
 def test_sd_notify_ready_and_watchdog(tmp_path):
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -40,6 +40,7 @@ GOOD: dict[str, Any] = {
         "saturation_rounds_per_s": [178.0, 180.0, 181.0],
         "half_load": _load(90.0, 12.0),
         "peak_rss_bytes": 100 * 2**20,
+        "disk_bytes_per_answer": 0.0,
     },
     "baseline": {"saturation": _load(30.0, 2000.0)},
     "telemetry_cpu_percent": {"every_5s": 0.3, "hourly": 0.2, "telemetry_only": 0.1},

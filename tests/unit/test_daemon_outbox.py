@@ -1,9 +1,11 @@
 """The on-disk outbox: order, acknowledgement, restart, the cap that spares answers,
-checkpoints kept off the writers."""
+checkpoints kept off the writers; the publisher that sends from memory while the broker
+keeps up and through the outbox when it does not."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
@@ -206,3 +208,178 @@ def test_answers_go_out_while_a_checkpoint_is_stuck_on_slow_storage(tmp_path, mo
     finally:
         release.set()
         pub.stop()
+
+
+def _publisher(tmp_path, *, up=True, spill_after=60.0):
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    link = FakeLink()
+    link.up = up
+    pub = Publisher(box, link.publish, window=10, hold=10, spill_after=spill_after)
+    pub.start()
+    return box, link, pub
+
+
+def test_while_the_broker_keeps_up_nothing_touches_the_disk(tmp_path):
+    """Answers go out from memory; their requests are acknowledged once the broker
+    acknowledged the answers, and not before."""
+    box, link, pub = _publisher(tmp_path)
+    safe = []
+    try:
+        for i in range(5):
+            pub.send([Outgoing(ANSWER, "a", str(i).encode())], lambda i=i: safe.append(i))
+        assert [p for _, p in link.sent] == [b"0", b"1", b"2", b"3", b"4"]
+        assert len(box) == 0 and pub.pending() == 5 and safe == []
+        pub.on_published(2)
+        assert wait(lambda: safe == [1])
+        for mid in (1, 3, 4, 5):
+            pub.on_published(mid)
+        assert wait(lambda: sorted(safe) == [0, 1, 2, 3, 4])
+        assert pub.pending() == 0
+        assert box._db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] is None
+    finally:
+        pub.stop()
+
+
+def test_an_answer_the_broker_does_not_acknowledge_in_time_is_kept_on_disk(tmp_path):
+    box, link, pub = _publisher(tmp_path, spill_after=0.2)
+    safe = []
+    try:
+        pub.send(
+            [Outgoing(ANSWER, "a", b"x"), Outgoing(ANSWER, "reply", b"x", correlation=b"c")],
+            lambda: safe.append(1),
+        )
+        assert len(link.sent) == 2 and safe == []
+        assert wait(lambda: len(box) == 2), "not stored after spill_after"
+        assert safe == [1]  # stored: its request may be acknowledged
+        rows = box.after(0, 10)
+        assert [(r.topic, r.correlation) for r in rows] == [("a", None), ("reply", b"c")]
+        time.sleep(0.3)
+        assert len(link.sent) == 2, "the client already has them: not handed over twice"
+        pub.on_published(1)
+        pub.on_published(2)
+        assert wait(lambda: len(box) == 0)
+        # and the pump goes on with what comes next
+        link.up = False
+        pub.send([Outgoing(ANSWER, "a", b"y")])
+        link.up = True
+        pub.on_connection(True)
+        assert wait(lambda: [p for _, p in link.sent][-1:] == [b"y"])
+    finally:
+        pub.stop()
+
+
+def test_offline_answers_are_stored_and_later_ones_queue_behind_them(tmp_path):
+    box, link, pub = _publisher(tmp_path, up=False)
+    safe = []
+    try:
+        pub.send([Outgoing(ANSWER, "a", b"0")], lambda: safe.append(0))
+        assert len(box) == 1 and safe == [0]  # on disk: safe at once
+        link.up = True
+        pub.send([Outgoing(ANSWER, "a", b"1")], lambda: safe.append(1))
+        assert safe == [0, 1] and len(box) == 2, "went ahead of the one waiting on disk"
+        pub.on_connection(True)
+        assert wait(lambda: [p for _, p in link.sent] == [b"0", b"1"])
+        for mid, _ in list(link.sent):
+            pub.on_published(mid)
+        assert wait(lambda: len(box) == 0)
+        pub.send([Outgoing(ANSWER, "a", b"2")])
+        assert len(box) == 0 and link.sent[-1][1] == b"2"  # the backlog gone: from memory
+    finally:
+        pub.stop()
+
+
+def test_stop_keeps_what_the_broker_has_not_acknowledged(tmp_path):
+    box, link, pub = _publisher(tmp_path)
+    safe = []
+    pub.send([Outgoing(ANSWER, "a", b"0")], lambda: safe.append(0))
+    pub.send([Outgoing(ANSWER, "a", b"1")], lambda: safe.append(1))
+    pub.on_published(1)
+    assert wait(lambda: safe == [0])
+    pub.stop()
+    assert safe == [0, 1] and [r.payload for r in box.after(0, 10)] == [b"1"]
+    box.close()
+    assert [r.payload for r in Outbox(tmp_path / "o.db", max_bytes=1 << 20).after(0, 10)] == [b"1"]
+
+
+def test_an_acknowledgement_before_the_id_is_registered_still_counts(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    pub = Publisher(box, lambda *a: 7, window=10)
+    pub.start()
+    safe = []
+    try:
+        pub.on_published(7)  # the broker answered before send() took note of the id
+        assert wait(lambda: 7 in pub._early)
+        pub.send([Outgoing(ANSWER, "a", b"0")], lambda: safe.append(0))
+        assert safe == [0] and pub.pending() == 0 and len(box) == 0
+    finally:
+        pub.stop()
+
+
+def test_past_the_hold_limit_messages_go_through_the_outbox_in_order(tmp_path):
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    link = FakeLink()
+    link.up = True
+    pub = Publisher(box, link.publish, window=10, hold=2)
+    pub.start()
+    try:
+        pub.send(
+            [Outgoing(ANSWER, "a", b"0"), Outgoing(ANSWER, "a", b"1"), Outgoing(ANSWER, "a", b"2")]
+        )
+        pub.send([Outgoing(ANSWER, "a", b"3")])
+        assert [r.payload for r in box.after(0, 10)] == [b"2", b"3"]
+        assert wait(lambda: [p for _, p in link.sent] == [b"0", b"1", b"2", b"3"])
+    finally:
+        pub.stop()
+
+
+def test_qos0_the_client_dropped_in_a_broken_connection_is_sent_again_or_settled(tmp_path):
+    """The MQTT client drops QoS 0 messages unsent when the connection breaks and never
+    reports them; neither a held one nor an outbox row may then wait forever."""
+    box, link, pub = _publisher(tmp_path, spill_after=0.2)
+    try:
+        pub.send([Outgoing(TELEMETRY, "t", b"held", qos=0)])  # dropped by the client
+        assert wait(lambda: [p for _, p in link.sent] == [b"held", b"held"])
+        pub.on_published(2)
+        assert wait(lambda: len(box) == 0)
+        assert pub.pending() == 0
+        pub.send([Outgoing(ANSWER, "a", b"next")])
+        assert len(box) == 0 and link.sent[-1][1] == b"next"  # from memory again
+        pub.on_published(3)
+
+        link.up = False
+        box.add(TELEMETRY, "t", b"row", qos=0)
+        link.up = True
+        pub.poke()
+        assert wait(lambda: link.sent[-1][1] == b"row")  # and the client drops it too
+        time.sleep(0.3)
+        assert len(box) == 1
+        pub.on_connection(True)
+        assert wait(lambda: len(box) == 0), "a QoS 0 row waited for an acknowledgement forever"
+    finally:
+        pub.stop()
+
+
+def test_a_send_the_outbox_cannot_store_never_counts_as_safe(tmp_path, monkeypatch):
+    """Disk full: the answer that went out from memory is not enough, its request must
+    stay unacknowledged (the broker delivers it again)."""
+    box, link, pub = _publisher(tmp_path)
+    safe = []
+    try:
+        monkeypatch.setattr(box, "add_many", _disk_full)
+        with pytest.raises(sqlite3.OperationalError):
+            pub.send(
+                [Outgoing(ANSWER, "a", b"0")] + [Outgoing(ANSWER, "a", b"x")] * 20,
+                lambda: safe.append(0),
+            )
+        assert len(link.sent) == 10  # up to the hold limit; the rest had to be stored
+        for mid, _ in list(link.sent):
+            pub.on_published(mid)
+        assert wait(lambda: pub.pending() == 0)
+        assert safe == []
+    finally:
+        monkeypatch.undo()
+        pub.stop()
+
+
+def _disk_full(messages):
+    raise sqlite3.OperationalError("database or disk is full")
