@@ -72,7 +72,9 @@ class Daemon:
         self.tally = Tally(config.telemetry.latency_window)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_bytes=config.outbox.max_bytes)
-        self.publisher = Publisher(self.outbox, self._publish)
+        self.publisher = Publisher(
+            self.outbox, self._publish, spill_after=config.outbox.spill_after
+        )
         self.update_topics = {self.topics.model_update} | {
             self.topics.group_update(g) for g in config.groups
         }

@@ -88,6 +88,8 @@ class TelemetryConfig:
 @dataclass(frozen=True)
 class OutboxConfig:
     max_bytes: int = 64 * 1024 * 1024
+    #: seconds a message sent from memory may go unacknowledged before it is stored
+    spill_after: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,10 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         root,
         "outbox",
         lambda t: OutboxConfig(
-            max_bytes=t.number("max_bytes", OutboxConfig().max_bytes, 64 * 1024, 64 * 1024**3)
+            max_bytes=t.number("max_bytes", OutboxConfig().max_bytes, 64 * 1024, 64 * 1024**3),
+            spill_after=t.number(
+                "spill_after", OutboxConfig().spill_after, 0.05, 3600, integer=False
+            ),
         ),
     )
     update = _section(root, "update", _update)

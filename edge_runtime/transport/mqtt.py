@@ -239,7 +239,7 @@ class MqttTransport:
             self._client.unsubscribe(topic)
 
     def ack(self, message: Message) -> None:
-        """Acknowledge a QoS 1 message once its answer is stored; a message from an
+        """Acknowledge a QoS 1 message once its answer is safe; a message from an
         earlier connection is left for the broker to redeliver."""
         if message.qos == 0 or message.generation != self._generation or not self.connected:
             return

@@ -195,6 +195,41 @@ def test_a_connected_daemon_writes_no_answer_to_its_state_folder(tmp_path):
             observer.close()
 
 
+def test_a_broker_that_stops_acknowledging_for_a_while_loses_nothing(tmp_path):
+    """The broker frozen (SIGSTOP) mid-stream: what the daemon sent meanwhile goes
+    unacknowledged past ``spill_after`` and is kept in the outbox; once the broker
+    thaws, every request is answered and the outbox empties."""
+    images = [img for img, _ in digits(20)]
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(
+            tmp_path, broker.port, requests={"queue_size": 256}, outbox={"spill_after": 0.3}
+        )
+        with DaemonProcess(config) as daemon:
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            observer = TestClient(broker.port, client_id="observer", persistent=True)
+            observer.subscribe(f"{T}/predictions")
+            observer.subscribe(f"{T}/errors")
+            sender = TestClient(broker.port)
+            expected = {f"r{i:04d}" for i in range(600)}
+            for i in range(600):
+                sender.publish(f"{T}/infer", request(i, images[i % 20]), wait=False)
+            observer.wait_for(lambda r: len(r) >= 10, 20)
+            assert broker._proc is not None
+            os.kill(broker._proc.pid, signal.SIGSTOP)
+            try:
+                time.sleep(2.0)
+            finally:
+                os.kill(broker._proc.pid, signal.SIGCONT)
+            wait_all(observer, expected, 60)
+            check_exactly_answered(observer, expected, daemon.log())
+            assert _outbox_rows_ever(tmp_path / "state") > 0, daemon.log()
+            assert "unacknowledged by the broker after 0.3 s" in daemon.log()
+            assert daemon.terminate(30) == 0
+            assert "0 messages kept in the outbox" in daemon.log()
+            sender.close()
+            observer.close()
+
+
 def test_sd_notify_ready_and_watchdog(tmp_path):
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

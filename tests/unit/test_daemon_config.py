@@ -153,3 +153,11 @@ def test_update_probation_settings_and_their_bounds():
     by_key = {line.split(":", 1)[0]: line for line in lines}
     assert "give 0 (off) or 1..1000" in by_key["update.health_latency_factor"]
     assert "0 to 1" in by_key["update.health_max_error_rate"]
+
+
+def test_outbox_spill_after_default_and_bounds():
+    assert parse_config(MINIMAL).outbox.spill_after == 1.0
+    config = parse_config({**MINIMAL, "outbox": {"spill_after": 5}})
+    assert config.outbox.spill_after == 5.0
+    (line,) = problems({**MINIMAL, "outbox": {"spill_after": 0}})
+    assert line.startswith("outbox.spill_after") and "0.05 to 3600" in line
