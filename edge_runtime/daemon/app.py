@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge_runtime.daemon.config import Config, load_config
 from edge_runtime.daemon.notify import Notifier
@@ -313,14 +313,16 @@ class Daemon:
         answers or the outbox stored them: an acknowledged request always has its answer
         at the broker or on disk."""
         messages: list[Outgoing] = []
-        finished: list[tuple[Job, bool, dict[str, Any]]] = []
+        # only the callbacks are kept: a request's image must not live on until the
+        # broker acknowledges the answer
+        finished: list[tuple[Callable[[bool, dict[str, Any]], None], bool, dict[str, Any]]] = []
         for job, result, error in batch:
             doc, topic, response_topic, correlation = self._answer_doc(job, result, error)
             payload = _dumps(doc)
             messages.append(Outgoing(ANSWER, topic, payload, 1, correlation))
             if response_topic and response_topic != topic:
                 messages.append(Outgoing(ANSWER, response_topic, payload, 1, correlation))
-            finished.append((job, error is None, doc))
+            finished.append((job.done, error is None, doc))
         with self._answered_lock:
             for _, _, doc in finished:
                 self._answered[doc["id"]] = None
@@ -328,8 +330,8 @@ class Daemon:
                 self._answered.popitem(last=False)
 
         def acknowledge() -> None:
-            for job, ok, doc in finished:
-                job.done(ok, doc)
+            for done, ok, doc in finished:
+                done(ok, doc)
 
         self.publisher.send(messages, acknowledge)
 
