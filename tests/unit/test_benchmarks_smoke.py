@@ -109,3 +109,14 @@ def test_the_swap_pause_is_measured_against_the_runs_own_jitter() -> None:
     assert switch_gaps(timeline, busy_from=times[70]) == (40.0, 15.0)
     assert switch_gaps(timeline, busy_from=float("inf"))[1] == 40.0  # update windows counted
     assert switch_gaps([(at, "1.0.0") for at in times], times[70]) == (None, None)
+
+
+def test_more_threads_are_chosen_only_for_a_win_beyond_the_spread() -> None:
+    from benchmarks.run import choose_threads
+
+    rounds = {1: [131.4, 156.9, 161.7], 2: [154.9, 158.5, 163.2]}
+    assert choose_threads(rounds, {1: 156.9, 2: 158.5}) == 1  # within the spread
+    rounds[2] = [165.0, 170.0, 171.0]
+    assert choose_threads(rounds, {1: 156.9, 2: 170.0}) == 2
+    rounds[4] = [160.0, 170.5, 180.0]
+    assert choose_threads(rounds, {1: 156.9, 2: 170.0, 4: 170.5}) == 2
