@@ -442,7 +442,9 @@ def report(r: dict[str, Any], bound: float) -> None:
     for t, run in r["daemon_by_threads"].items():
         rounds = ", ".join(f"{x:.1f}" for x in run["saturation_rounds_per_s"])
         print(f"  daemon, {t} thread(s), saturation rounds: {rounds} per s (median above)")
-    print(f"  daemon threads chosen by saturation throughput: {d['threads']}")
+    print(
+        f"  daemon threads chosen (the fewest unless more serve more beyond the spread): {d['threads']}"
+    )
     ours, theirs = d["saturation"]["throughput"], b["saturation"]["throughput"]
     print(f"  daemon vs bound {ours / bound:.2f}, vs baseline {ours / max(theirs, 1e-9):.2f}")
     print(
