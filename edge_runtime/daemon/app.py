@@ -46,6 +46,9 @@ LIVE_KEYS = ("log_level", "telemetry")
 #: enough to keep the pipeline busy across a network round trip, few enough that a burst
 #: of large images does not inflate memory.
 RECEIVE_MAXIMUM = 8
+#: Seconds a model swap waits for an inference to overlap each of its GIL-bound steps;
+#: an idle pipeline has none, and then nothing to pause either.
+SWAP_WAIT = 0.05
 #: Ids of recently answered requests, to recognise QoS 1 redeliveries (DUP flag).
 RECENT_IDS = 10_000
 
@@ -288,6 +291,8 @@ class Daemon:
             delegate=self.config.model.delegate,
             threads=self.config.model.threads,
             labels=self.config.model.labels,
+            # its GIL-bound steps overlap a running invoke instead of pausing requests
+            before_native=lambda: self.pipeline.when_invoking(SWAP_WAIT),
         )
         engine.input_spec  # noqa: B018 - an image model, like the one it replaces
         engine.warm_up()

@@ -112,6 +112,7 @@ class Pipeline:
         self._backlog = threading.Condition()  # wakes the extra workers when jobs pile up
         self._stuck_after = stuck_after
         self._handing_since: float | None = None  # when the running hand-over began
+        self._invoking = threading.Condition()  # notified as each inference starts
 
     def start(self) -> None:
         for t in self._threads:
@@ -158,6 +159,14 @@ class Pipeline:
         """Serve new requests with ``engine``. Requests already prepared finish on the
         engine they were prepared for; the old engine is freed after its last one."""
         self.engine = engine
+
+    def when_invoking(self, timeout: float) -> bool:
+        """Wait until the inference worker starts its next inference (True) or for
+        ``timeout`` seconds (False: nothing to run). A thread about to hold the GIL for
+        milliseconds (building an interpreter) does it then, while ``invoke()`` runs
+        without the GIL, rather than between two requests, where it would stall both."""
+        with self._invoking:
+            return self._invoking.wait(timeout)
 
     def depth(self) -> int:
         with self._lock:
@@ -230,6 +239,8 @@ class Pipeline:
             job, prepared, error, engine = item
             result: dict[str, Any] | None = None
             if error is None:
+                with self._invoking:
+                    self._invoking.notify_all()
                 try:
                     prediction = engine.infer(prepared, top_k=self.top_k)
                     result = prediction_to_dict(prediction)

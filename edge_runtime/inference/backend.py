@@ -85,8 +85,13 @@ def make_interpreter(
     num_threads: int | None = None,
     delegates: Sequence[Any] = (),
     backend: Backend | None = None,
+    before_native: Callable[[], object] | None = None,
 ) -> Interpreter:
     """Create an interpreter for ``model_content`` and allocate its tensors.
+
+    ``before_native`` is called before each of the two steps, which hold the GIL for
+    milliseconds (``allocate_tensors`` packs the weights): a serving process can wait
+    there for a moment when its other threads need no GIL.
 
     Raises:
         ModelError: the library refuses the model (not a model, unsupported op, ...).
@@ -95,11 +100,15 @@ def make_interpreter(
     backend = backend or get_backend()
     try:
         with _native_stderr_filtered():
+            if before_native is not None:
+                before_native()
             interpreter = backend.module.Interpreter(
                 model_content=model_content,
                 num_threads=num_threads,
                 experimental_delegates=list(delegates) or None,
             )
+            if before_native is not None:
+                before_native()
             interpreter.allocate_tensors()
     except ValueError as exc:
         raise ModelError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +114,10 @@ class Engine:
         overrides: InputOverrides = InputOverrides(),
         backend: str | None = None,
         delegate_loader: delegates.Loader | None = None,
+        before_native: Callable[[], object] | None = None,
     ) -> Engine:
-        """Load a ``.tflite`` or a bundle and make its interpreter.
+        """Load a ``.tflite`` or a bundle and make its interpreter (``before_native``: see
+        ``backend.make_interpreter``).
 
         Raises:
             ModelError, BundleError, LabelsError, DelegateError, BackendError, ConfigError.
@@ -129,6 +131,7 @@ class Engine:
             overrides=overrides,
             backend=backend,
             delegate_loader=delegate_loader,
+            before_native=before_native,
         )
 
     @classmethod
@@ -142,6 +145,7 @@ class Engine:
         overrides: InputOverrides = InputOverrides(),
         backend: str | None = None,
         delegate_loader: delegates.Loader | None = None,
+        before_native: Callable[[], object] | None = None,
     ) -> Engine:
         if threads is not None and not 1 <= threads <= 64:
             raise ModelError(f"threads must be between 1 and 64, got {threads}")
@@ -158,7 +162,11 @@ class Engine:
         if choice.name == "cpu" and source.model_file.is_edgetpu and source.cpu_content is not None:
             content = source.cpu_content
         interpreter = backends.make_interpreter(
-            content, num_threads=threads, delegates=choice.delegates, backend=lib
+            content,
+            num_threads=threads,
+            delegates=choice.delegates,
+            backend=lib,
+            before_native=before_native,
         )
         inputs = tuple(tensor_spec(d) for d in interpreter.get_input_details())
         outputs = tuple(tensor_spec(d) for d in interpreter.get_output_details())

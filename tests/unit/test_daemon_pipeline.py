@@ -268,3 +268,27 @@ def test_the_extra_preprocessing_workers_run_at_a_lower_priority():
         assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the process itself is untouched
     finally:
         assert pipe.stop(10)
+
+
+def test_when_invoking_wakes_as_an_inference_starts_and_times_out_when_idle():
+    """A model swap times its GIL-bound steps to a running inference through this."""
+    gate = threading.Event()
+    engine = FakeEngine(gate)
+    pipe = Pipeline(
+        engine, queue_size=4, max_pixels=100, top_k=1, answer=lambda b: None, tally=Tally(10)
+    )
+    pipe.start()
+    try:
+        start = time.monotonic()
+        assert pipe.when_invoking(0.2) is False  # idle: nothing to overlap
+        assert time.monotonic() - start >= 0.19
+        woke: list[bool] = []
+        waiter = threading.Thread(target=lambda: woke.append(pipe.when_invoking(5)))
+        waiter.start()
+        time.sleep(0.1)
+        assert pipe.submit(job(1))
+        waiter.join(5)
+        assert woke == [True]  # woken by the inference, not by the timeout
+    finally:
+        gate.set()
+        assert pipe.stop(5)

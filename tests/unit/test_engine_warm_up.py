@@ -36,3 +36,13 @@ def test_warm_up_of_a_closed_engine_is_a_model_error() -> None:
     engine.close()
     with pytest.raises(ModelError, match="closed"):
         engine.warm_up()
+
+
+def test_before_native_runs_before_each_gil_bound_step_of_a_load() -> None:
+    calls: list[int] = []
+    engine = Engine.load(MODELS / "digits_int8.tflite", before_native=lambda: calls.append(1))
+    try:
+        assert len(calls) == 2  # before Interpreter() and before allocate_tensors()
+        engine.warm_up()
+    finally:
+        engine.close()
