@@ -381,6 +381,7 @@ class Daemon:
                     "messages": len(self.outbox),
                     "bytes": self.outbox.size_bytes,
                     "dropped_telemetry": self.outbox.dropped_telemetry,
+                    "spilled": self.publisher.spilled,
                 }
                 self._latest_telemetry = doc
                 self.publisher.send(

@@ -74,6 +74,7 @@ class Publisher:
         self.window = window  # outbox rows handed to the client and unacknowledged
         self.hold = hold
         self.spill_after = spill_after
+        self.spilled = 0  # messages stored because the broker was slow to acknowledge them
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -238,6 +239,7 @@ class Publisher:
                 self._handed.add(seq)
             for g in groups.values():
                 g.waiting.clear()
+            self.spilled += len(moving)
         log.warning(
             "%d message(s) unacknowledged by the broker after %.1f s; kept in the outbox",
             len(moving),

@@ -202,18 +202,23 @@ def test_a_broker_that_stops_acknowledging_for_a_while_loses_nothing(tmp_path):
     images = [img for img, _ in digits(20)]
     with Mosquitto(tmp_path) as broker:
         config = daemon_config(
-            tmp_path, broker.port, requests={"queue_size": 256}, outbox={"spill_after": 0.3}
+            tmp_path,
+            broker.port,
+            telemetry=0.5,
+            requests={"queue_size": 256},
+            outbox={"spill_after": 0.3},
         )
         with DaemonProcess(config) as daemon:
             assert daemon.wait_log("daemon ready", 30), daemon.log()
             observer = TestClient(broker.port, client_id="observer", persistent=True)
             observer.subscribe(f"{T}/predictions")
             observer.subscribe(f"{T}/errors")
+            observer.subscribe(f"{T}/telemetry")
             sender = TestClient(broker.port)
             expected = {f"r{i:04d}" for i in range(600)}
             for i in range(600):
                 sender.publish(f"{T}/infer", request(i, images[i % 20]), wait=False)
-            observer.wait_for(lambda r: len(r) >= 10, 20)
+            observer.wait_for(lambda r: sum(m.topic == f"{T}/predictions" for m in r) >= 10, 20)
             assert broker._proc is not None
             os.kill(broker._proc.pid, signal.SIGSTOP)
             try:
@@ -224,6 +229,10 @@ def test_a_broker_that_stops_acknowledging_for_a_while_loses_nothing(tmp_path):
             check_exactly_answered(observer, expected, daemon.log())
             assert _outbox_rows_ever(tmp_path / "state") > 0, daemon.log()
             assert "unacknowledged by the broker after 0.3 s" in daemon.log()
+            # telemetry tells the operator the broker was slow
+            seen = len(observer.on(f"{T}/telemetry"))
+            observer.wait_for(lambda r: sum(m.topic == f"{T}/telemetry" for m in r) > seen, 5)
+            assert observer.on(f"{T}/telemetry")[-1].json()["outbox"]["spilled"] > 0
             assert daemon.terminate(30) == 0
             assert "0 messages kept in the outbox" in daemon.log()
             sender.close()

@@ -251,6 +251,7 @@ def test_an_answer_the_broker_does_not_acknowledge_in_time_is_kept_on_disk(tmp_p
         assert len(link.sent) == 2 and safe == []
         assert wait(lambda: len(box) == 2), "not stored after spill_after"
         assert safe == [1]  # stored: its request may be acknowledged
+        assert pub.spilled == 2
         rows = box.after(0, 10)
         assert [(r.topic, r.correlation) for r in rows] == [("a", None), ("reply", b"c")]
         time.sleep(0.3)
