@@ -259,14 +259,18 @@ class Publisher:
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
-            self._drain_acks()
-            if self._reconnected.is_set():
-                self._reconnected.clear()
-                self._settle_qos0()
-            self._spill()
-            if self.outbox.checkpoint_due:
-                self._checkpoint_due.set()
-            self._pump()
+            try:
+                self._drain_acks()
+                if self._reconnected.is_set():
+                    self._reconnected.clear()
+                    self._settle_qos0()
+                self._spill()
+                if self.outbox.checkpoint_due:
+                    self._checkpoint_due.set()
+                self._pump()
+            except Exception:  # noqa: BLE001 - a full or failing disk: held messages stay held
+                log.exception("the outbox failed; trying again in a second")
+                self._stop.wait(1.0)
 
     def _pump(self) -> None:
         """Hand the outbox's next rows to the client, up to the window."""

@@ -384,3 +384,21 @@ def test_a_send_the_outbox_cannot_store_never_counts_as_safe(tmp_path, monkeypat
 
 def _disk_full(messages):
     raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_disk_that_fails_while_spilling_keeps_the_messages_held_until_it_works(
+    tmp_path, monkeypatch
+):
+    box, link, pub = _publisher(tmp_path, spill_after=0.1)
+    safe = []
+    try:
+        real = box.add_many
+        monkeypatch.setattr(box, "add_many", _disk_full)
+        pub.send([Outgoing(ANSWER, "a", b"0")], lambda: safe.append(0))
+        time.sleep(0.5)
+        assert safe == [] and pub.pending() == 1  # still held, not lost, not safe
+        monkeypatch.setattr(box, "add_many", real)
+        assert wait(lambda: len(box) == 1 and safe == [0]), "the publisher gave up"
+    finally:
+        monkeypatch.undo()
+        pub.stop()
