@@ -5,8 +5,8 @@ The preprocessing workers decode and resize the next requests while the inferenc
 worker runs ``invoke()`` on the current one (the interpreter and Pillow's decoder both
 release the GIL), so every core is used. The answer worker hands what was answered to
 ``answer`` in batches: everything finished since its last call, so that under load one
-hand-over to the publisher and one wake-up serve many requests, and the inference worker, the
-one stage every request passes alone, does nothing but inference. With more than one
+hand-over to the publisher and one wake-up serve many requests, and the inference
+worker, the one stage every request passes alone, does nothing but inference. With more than one
 preprocessing worker, answers may leave in a slightly different order than the requests
 came. The workers beyond the first run at a lower priority (``BACKLOG_NICE``): they use
 the cycles the inference worker leaves, rather than an equal share of them. The queue is

@@ -5,8 +5,8 @@ keeps up, through the on-disk outbox when it does not.
 nothing older waits in the outbox, and keeps them in memory until the broker
 acknowledges them (PUBACK). Only a message still unacknowledged after ``SPILL_AFTER``
 seconds (the broker is slow or gone) is written to the outbox, and a message that cannot
-be handed over (offline, a backlog to keep order behind, the window full) goes there
-directly. A connected device serving requests thus writes nothing to its SD card per
+be handed over (offline, a backlog to keep order behind, ``hold`` messages already held)
+goes there directly. A connected device serving requests thus writes nothing to its SD card per
 answer, where storing every answer and deleting it again cost about 12 kB of writes.
 
 ``on_safe`` is called once every message of a ``send`` is acknowledged by the broker or
