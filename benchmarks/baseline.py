@@ -4,6 +4,7 @@ Requests are raw JPEG bytes (the answer carries the MQTT 5 correlation data back
 JSON ``{"id", "image_b64"}``.
 
     python benchmarks/baseline.py --port P --model model.tflite --topic edge/base/infer
+        [--mean 127.5 --std 127.5]
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import argparse
 import base64
 import io
 import json
+import os
 import signal
 import threading
+import traceback
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -34,13 +37,15 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mean", type=float, default=127.5)
+    ap.add_argument("--std", type=float, default=127.5)
     args = ap.parse_args()
 
     interpreter = Interpreter(model_path=args.model, num_threads=args.threads)
     interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
-    _, height, width, _ = inp["shape"]
+    _, height, width, channels = inp["shape"]
     scale, zero = inp["quantization"]
     reply = args.topic.rsplit("/", 1)[0] + "/predictions"
 
@@ -51,10 +56,10 @@ def main() -> None:
         else:
             request = json.loads(msg.payload)
             data = base64.b64decode(request["image_b64"])
-        image = Image.open(io.BytesIO(data)).convert("RGB")
+        image = Image.open(io.BytesIO(data)).convert("L" if channels == 1 else "RGB")
         image = image.resize((width, height))
-        pixels = np.asarray(image, dtype=np.float32)
-        values = (pixels - 127.5) / 127.5
+        pixels = np.asarray(image, dtype=np.float32).reshape(height, width, channels)
+        values = (pixels - args.mean) / args.std
         q = np.clip(np.round(values / scale + zero), -128, 127).astype(inp["dtype"])
         interpreter.set_tensor(inp["index"], q[np.newaxis])
         interpreter.invoke()
@@ -68,8 +73,15 @@ def main() -> None:
             reply, json.dumps({"id": request["id"], "top": best}), qos=1, properties=props
         )
 
+    def on_message_or_exit(client, userdata, msg):  # type: ignore[no-untyped-def]
+        try:
+            on_message(client, userdata, msg)  # type: ignore[no-untyped-call]
+        except Exception:  # the run waiting for answers sees the process end
+            traceback.print_exc()
+            os._exit(1)
+
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = on_message
+    client.on_message = on_message_or_exit
     client.on_connect = lambda c, *a: c.subscribe(args.topic, qos=1)
     client.connect("127.0.0.1", args.port)
     stop = threading.Event()

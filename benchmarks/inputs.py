@@ -5,11 +5,13 @@ from the sample photos scikit-image ships; the committed small models with an in
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDGE_BENCH_CACHE", Path.home() / ".cache" / "edge-runtime-bench"))
@@ -65,15 +67,45 @@ def mobilenet_bundle() -> Path:
     return bundle
 
 
-def bundle_model(bundle: Path) -> Path:
-    """``model.tflite`` out of the bundle, for the scripts that take a bare model."""
-    out = bundle.with_suffix(".tflite")
-    if not out.exists():
-        with tarfile.open(bundle) as tar:
-            member = tar.extractfile("model.tflite")
-            assert member is not None
-            out.write_bytes(member.read())
+def bundle_model(bundle: Path, folder: Path) -> Path:
+    """The bundle's model file written into ``folder``, for the scripts that take a bare
+    model."""
+    manifest = _manifest(bundle)
+    with tarfile.open(bundle) as tar:
+        out = folder / f"{bundle.stem}.tflite"
+        out.write_bytes(_member(tar, str(manifest["model"])).read())
     return out
+
+
+def _manifest(bundle: Path) -> dict[str, Any]:
+    with tarfile.open(bundle) as tar:
+        return dict(json.load(_member(tar, "manifest.json")))
+
+
+def describe(bundle: Path) -> str:
+    """A bundle's model in a few words: name, version and input."""
+    manifest = _manifest(bundle)
+    spec = manifest.get("input") or {}
+    shape = "x".join(str(d) for d in (spec.get("shape") or [])[1:])
+    return f"{manifest.get('name')} {manifest.get('version')} ({shape} {spec.get('dtype')} input)"
+
+
+def normalization_args(bundle: Path) -> list[str]:
+    """The hand-written script's ``--mean``/``--std``: what the bundle's input declares
+    (what its author would have typed in), else the script's default."""
+    spec = _manifest(bundle).get("input") or {}
+    out = []
+    for key in ("mean", "std"):
+        if isinstance(spec.get(key), (int, float)):
+            out += [f"--{key}", str(spec[key])]
+    return out
+
+
+def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
+    member = tar.extractfile(name)
+    if member is None:
+        raise ValueError(f"the bundle has no file {name}")
+    return member
 
 
 def photo_jpeg(size: str) -> bytes:

@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Callable, cast
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -233,10 +233,16 @@ class LoadDriver:
         rate: float | None,
         timeout: float,
         update_at: float | None = None,
+        alive: Callable[[], bool] = lambda: True,
     ) -> LoadResult:
         """Send ``count`` requests, all at once (``rate`` None) or ``rate`` per second;
         ``update_at``: seconds after the start when a model update begins (the windows
-        from there to the switch are not taken as typical)."""
+        from there to the switch are not taken as typical).
+
+        Raises:
+            RuntimeError: ``alive()`` turned false (the server under test ended) before
+                every answer came.
+        """
         tag = f"r{next(_runs)}"
         b64 = "" if self.raw else base64.b64encode(image).decode()
         sent: dict[str, float] = {}
@@ -257,6 +263,11 @@ class LoadDriver:
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._waiting and time.monotonic() < deadline:
+                if not alive():
+                    raise RuntimeError(
+                        f"the server under test ended with {len(self._waiting)} of "
+                        f"{count} requests unanswered"
+                    )
                 self._cond.wait(0.2)
             got = {k: self._answers[k] for k in sent if k in self._answers}
             versions = tuple(sorted({self._versions.get(k, "None") for k in got}))

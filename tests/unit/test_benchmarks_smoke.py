@@ -45,6 +45,7 @@ GOOD: dict[str, Any] = {
     "baseline": {"saturation": _load(30.0, 2000.0)},
     "telemetry_cpu_percent": {"every_5s": 0.3, "hourly": 0.2, "telemetry_only": 0.1},
     "swap": {
+        "to_version": "2.0.0",
         "sent": 100,
         "answered": 100,
         "dropped": 0,
