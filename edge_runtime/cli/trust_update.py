@@ -12,9 +12,6 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge_runtime.trust.keys import short_id
-from edge_runtime.trust.trustfile import install_trust_update, load_trust
-
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -27,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_runtime.trust.keys import short_id  # loaded by this command alone (see verify)
+    from edge_runtime.trust.trustfile import install_trust_update, load_trust
+
     installed = load_trust(args.trust)
     new = install_trust_update(args.trust, load_trust(args.new), now=datetime.now(timezone.utc))
     keys = ", ".join(short_id(k) for k in sorted(new.keys))

@@ -6,9 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_runtime.trust.check import check_bundle_file
-from edge_runtime.trust.summary import describe, text_lines
-
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
@@ -34,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    # here, not at the top: every command imports this module to build the parser, and
+    # the daemon should not load the signature library until an update needs it
+    from edge_runtime.trust.check import check_bundle_file
+    from edge_runtime.trust.summary import describe, text_lines
+
     result = check_bundle_file(
         args.bundle,
         args.trust,

@@ -49,7 +49,6 @@ from edge_runtime.errors import (
 )
 from edge_runtime.telemetry.collect import utc_after, utc_now
 from edge_runtime.transport.backoff import backoff_delay
-from edge_runtime.trust.check import check_bundle_file
 from edge_runtime.trust.state import record_seen
 from edge_runtime.update.chunks import ChunkAssembly, ChunkPlan, chunk_topic, parse_plan
 from edge_runtime.update.fetch import DownloadTimeout, fetch
@@ -426,6 +425,10 @@ class UpdateService:
                 ca_file=self.download_ca,
             )
         self._event(notice.version, "verifying", None)
+        # imported here: the signature library (about 9 MiB resident) is loaded once a
+        # device gets its first update, not by every daemon that only serves requests
+        from edge_runtime.trust.check import check_bundle_file
+
         result = check_bundle_file(
             incoming,
             self.trust,
