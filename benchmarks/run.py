@@ -152,6 +152,7 @@ def _signed_next(tmp: Path, bundle: Path) -> tuple[Path, Path]:
     import tarfile
 
     from edge_runtime.bundle.manifest import format_utc
+    from edge_runtime.bundle.semver import as_semver
     from edge_runtime.bundle.writer import write_bundle
     from edge_runtime.trust.keys import generate_signing_key
     from edge_runtime.trust.signing import sign_bundle
@@ -167,7 +168,7 @@ def _signed_next(tmp: Path, bundle: Path) -> tuple[Path, Path]:
     manifest.pop("files")
     now = datetime.now(timezone.utc).replace(microsecond=0)
     manifest.update(
-        version=f"{int(str(manifest['version']).split('.')[0]) + 1}.0.0",
+        version=f"{as_semver(manifest['version']).major + 1}.0.0",
         created=format_utc(now - timedelta(minutes=5)),
         expires=format_utc(now + timedelta(days=1)),
     )
