@@ -70,9 +70,9 @@ def mobilenet_bundle() -> Path:
 def bundle_model(bundle: Path, folder: Path) -> Path:
     """The bundle's model file written into ``folder``, for the scripts that take a bare
     model."""
-    manifest = _manifest(bundle)
+    out = folder / f"{bundle.stem}.tflite"
     with tarfile.open(bundle) as tar:
-        out = folder / f"{bundle.stem}.tflite"
+        manifest = json.load(_member(tar, "manifest.json"))
         out.write_bytes(_member(tar, str(manifest["model"])).read())
     return out
 

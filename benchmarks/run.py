@@ -79,19 +79,22 @@ def preprocess_ms(model: Path, images: dict[str, bytes], repeats: int) -> dict[s
     return out
 
 
-def _vm_hwm(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
+def _proc_field(pid: int, file: str, key: str) -> int:
+    """The number after ``key:`` in ``/proc/PID/<file>``; 0 when absent."""
+    for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
     return 0
+
+
+def _vm_hwm(pid: int) -> int:
+    """The process's peak resident memory, in bytes."""
+    return _proc_field(pid, "status", "VmHWM") * 1024
 
 
 def _bytes_written(pid: int) -> int:
     """What the process sent to storage so far (``write_bytes`` of /proc/PID/io)."""
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("write_bytes:"):
-            return int(line.split()[1])
-    return 0
+    return _proc_field(pid, "io", "write_bytes")
 
 
 def _cpu_seconds(pid: int) -> float:
