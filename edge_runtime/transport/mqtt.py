@@ -202,7 +202,9 @@ class MqttTransport:
         retain: bool = False,
         correlation_data: bytes | None = None,
     ) -> int | None:
-        """Send now if connected; returns the message id, or None when offline.
+        """Send now if connected; returns the message id (the message went out, or the
+        client keeps it and sends it on reconnect: see ``publish_result``), or None when
+        offline or the client cannot take it now.
 
         Raises:
             TransportError: the message cannot be sent at all (bad topic, too large).
@@ -217,11 +219,7 @@ class MqttTransport:
             info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         except (ValueError, TypeError) as exc:
             raise TransportError(f"cannot publish to {topic!r}: {exc}") from exc
-        # NO_CONN: the connection dropped just now; the client keeps the message and
-        # sends it on reconnect, so it counts as accepted
-        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
-            raise TransportError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
-        return int(info.mid)
+        return publish_result(topic, int(info.rc), int(info.mid))
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
         """Add a subscription, now if connected and at every later connect."""
@@ -321,6 +319,31 @@ class MqttTransport:
         except (ValueError, OSError) as exc:
             log.debug("disconnect: %s", exc)
         self._connected.clear()
+
+
+#: paho's answers to ``publish`` for a message that can never be sent as it is. Any
+#: other failure is the connection's (NO_CONN: it dropped just before; CONN_LOST: it
+#: dropped while the message was being written): paho has already kept a QoS 1 message
+#: and sends it again on reconnect with the same message id, so it is "not sent yet".
+_NEVER = frozenset({paho.MQTT_ERR_PAYLOAD_SIZE, paho.MQTT_ERR_INVAL, paho.MQTT_ERR_NOT_SUPPORTED})
+#: "Not now": the client's queue is full and it did not keep the message.
+_NOT_NOW = frozenset({paho.MQTT_ERR_QUEUE_SIZE})
+
+
+def publish_result(topic: str, rc: int, mid: int) -> int | None:
+    """What a paho ``publish`` return code means for the message: its id when the
+    client took it (sent, or to be sent on reconnect), None when the caller must keep
+    it and offer it again later.
+
+    Raises:
+        TransportError: the message can never be sent as it is (too large, invalid):
+            only then may the caller drop it.
+    """
+    if rc in _NEVER:
+        raise TransportError(f"publish to {topic!r} failed: {paho.error_string(rc)}")
+    if rc in _NOT_NOW:
+        return None
+    return mid
 
 
 def _no_delay(sock: Any) -> None:
