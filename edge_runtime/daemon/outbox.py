@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +69,33 @@ class Entry:
     correlation: bytes | None
 
 
+def _set_aside(path: Path, why: str) -> None:
+    """Move an outbox that cannot be used (with its write-ahead log) out of the way,
+    under a name that says when, so that a person can recover what it holds; the
+    daemon starts a new one rather than refusing to serve."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = []
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            target = path.with_name(f"{path.name}.bad-{stamp}{suffix}")
+            os.replace(part, target)
+            kept.append(f"{target.name} ({target.stat().st_size} bytes)")
+    log.error(
+        "the outbox %s %s: set aside as %s; starting an empty outbox",
+        path,
+        why,
+        ", ".join(kept),
+    )
+
+
 class Outbox:
-    """Thread-safe persistent FIFO of outgoing messages."""
+    """Thread-safe persistent FIFO of outgoing messages.
+
+    An outbox file that is empty (0 bytes, as a power cut during a write can leave it)
+    or not a readable database is set aside under a ``.bad-<time>`` name with an error
+    in the log, never read as an empty outbox in its place nor left to stop the daemon.
+    """
 
     def __init__(self, path: Path, *, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -76,20 +103,33 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db.execute(_SCHEMA)
-            row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+            if path.exists() and path.stat().st_size == 0:
+                _set_aside(path, "is an empty file (0 bytes), not a database")
+            try:
+                row = self._open(path)
+            except sqlite3.OperationalError:  # cannot open, I/O, full: the folder's fault
+                raise
+            except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
+                self._db.close()
+                _set_aside(path, f"cannot be read ({exc})")
+                row = self._open(path)
             self._checkpointer = sqlite3.connect(
                 str(path), check_same_thread=False, isolation_level=None
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open the outbox {path}: {exc}; check state_dir") from exc
-        self._size = int(row[0])
-        self._count = int(row[1])
+        self._size, self._count = row
         self._commits = 0  # since the last checkpoint
+
+    def _open(self, path: Path) -> tuple[int, int]:
+        """Connect, set the database up; returns its rows' total size and count."""
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db.execute(_SCHEMA)
+        row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        return int(row[0]), int(row[1])
 
     def add(
         self,

@@ -402,3 +402,41 @@ def test_a_disk_that_fails_while_spilling_keeps_the_messages_held_until_it_works
     finally:
         monkeypatch.undo()
         pub.stop()
+
+
+def test_a_zero_byte_outbox_is_set_aside_with_an_error_not_taken_as_empty(tmp_path, caplog):
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(b"")
+    # a write-ahead log beside it may still hold the messages: it is kept too
+    path.with_name(path.name + "-wal").write_bytes(b"w" * 100)
+    box = Outbox(path, max_bytes=1 << 20)
+    assert len(box) == 0
+    aside = sorted(p.name for p in tmp_path.iterdir() if ".bad-" in p.name)
+    assert len(aside) == 2 and aside[0].startswith("outbox.sqlite3.bad-")
+    assert aside[1].endswith("-wal") and (tmp_path / aside[1]).read_bytes() == b"w" * 100
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("0 bytes" in m and "set aside" in m for m in errors), errors
+    box.add(ANSWER, "a", b"1")  # and the new outbox works
+    box.close()
+    assert len(Outbox(path, max_bytes=1 << 20)) == 1
+
+
+def test_a_corrupt_outbox_is_set_aside_and_the_daemon_keeps_going(tmp_path, caplog):
+    path = tmp_path / "outbox.sqlite3"
+    junk = b"not a database at all " * 200
+    path.write_bytes(junk)
+    box = Outbox(path, max_bytes=1 << 20)
+    assert len(box) == 0
+    aside = [p for p in tmp_path.iterdir() if ".bad-" in p.name]
+    assert [p.read_bytes() for p in aside] == [junk]  # kept as it was, for a person
+    assert any("set aside" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    box.add(ANSWER, "a", b"1")
+    assert len(box) == 1
+
+
+def test_an_outbox_in_a_folder_that_cannot_be_used_is_a_config_error(tmp_path):
+    from edge_runtime.errors import ConfigError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="check state_dir"):
+        Outbox(tmp_path / "file" / "outbox.sqlite3", max_bytes=1 << 20)
