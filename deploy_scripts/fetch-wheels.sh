@@ -7,7 +7,7 @@
 #                   [--python 3.11] [--glibc 2.36] [--index-url URL]...
 #
 # aarch64 gets the [litert] extra; armv7l gets [tflite] with numpy<2 (tflite-runtime has
-# no 32-bit ARM wheels on PyPI: add --index-url https://www.piwheels.org/simple).
+# no 32-bit ARM wheels on the default index: add --index-url with piwheels' simple index).
 # PYTHON selects the interpreter that runs pip (default python3).
 set -euo pipefail
 

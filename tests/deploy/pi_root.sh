@@ -11,6 +11,7 @@ set -eu
 cache=${1:?usage: pi_root.sh CACHE_DIR}
 suite=bookworm
 tarball="$cache/debian-$suite-arm64-minbase.tar"
+here=$(cd "$(dirname "$0")" && pwd)
 qemu=$(command -v qemu-aarch64-static || true)
 
 [ -n "$qemu" ] || { echo "pi_root.sh: qemu-aarch64-static is missing (apt-get install -t bookworm-backports qemu-user-static)" >&2; exit 2; }
@@ -30,12 +31,14 @@ if [ -s "$tarball" ]; then
     exit 0
 fi
 
+# the Debian mirror this machine's apt already uses (or DEBIAN_MIRROR)
+mirror=$(sh "$here/../../tools/debian_mirror.sh" "$suite")
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 debootstrap --arch=arm64 --variant=minbase \
     --include=python3,python3-venv,python3-pip,ca-certificates,systemd,udev \
-    "$suite" "$work/root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 || {
+    "$suite" "$work/root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 30 "$work/debootstrap.log" >&2
     exit 1
 }
