@@ -21,11 +21,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_runtime.daemon.config import Config, load_config
+from edge_runtime.daemon.intake import Intake
 from edge_runtime.daemon.notify import Notifier
 from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox, Outgoing
 from edge_runtime.daemon.pipeline import Answered, Job, Pipeline
 from edge_runtime.daemon.publisher import Publisher
-from edge_runtime.daemon.requests import RequestError, parse_request
+from edge_runtime.daemon.requests import (
+    RequestError,
+    correlation_id,
+    parse_request,
+    payload_id,
+)
 from edge_runtime.daemon.topics import Topics
 from edge_runtime.daemon.watch import WatchFolder
 from edge_runtime.errors import ConfigError, EdgeError
@@ -85,7 +91,7 @@ class Daemon:
             self._mqtt_options(config),
             subscriptions=[(self.topics.infer, 1), (self.topics.model_rollback, 1)]
             + [(t, 1) for t in sorted(self.update_topics)],
-            on_message=self._on_message,
+            on_message=self._receive,
             on_connection=self._on_connection,
             on_published=self.publisher.on_published,
         )
@@ -163,6 +169,10 @@ class Daemon:
                 ) from exc
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._answered_lock = threading.Lock()
+        # what the MQTT thread receives is handled here (parsing and storing included)
+        self.intake = Intake(
+            self._on_message, self._message_failed, size=self._mqtt_options(config).receive_maximum
+        )
 
     @staticmethod
     def _mqtt_options(config: Config) -> MqttOptions:
@@ -211,7 +221,45 @@ class Daemon:
             "connected to the broker" if up else "broker unreachable; answers go to the outbox"
         )
 
+    def _receive(self, msg: Message) -> None:
+        """The MQTT thread's callback: hand the message over, nothing more. While the
+        request worker is behind, this waits (the broker is slowed down); a message it
+        still cannot take is left unacknowledged, so the broker delivers it again."""
+        if not self.intake.put(msg, self._hold_wait()):
+            self.tally.refuse()
+            log.error(
+                "the request worker took no message for %.1f s; message on %s left unacknowledged",
+                self._hold_wait(),
+                msg.topic,
+            )
+
+    def _hold_wait(self) -> float:
+        """How long the MQTT thread may wait for room: short enough to keep the
+        connection alive."""
+        return min(self.config.requests.queue_wait, self.config.mqtt.keepalive / 3)
+
+    def _message_failed(self, msg: Message, exc: Exception) -> None:
+        """Handling ``msg`` raised ``exc``: a request gets an error answer (and is then
+        acknowledged), anything else is acknowledged and logged."""
+        log.error("could not handle a message on %s: %s: %s", msg.topic, type(exc).__name__, exc)
+        log.debug("the failure", exc_info=exc)
+        receipt = replace(msg, payload=b"")
+        if msg.topic != self.topics.infer:
+            self.transport.ack(receipt)
+            return
+        error = RequestError(
+            "internal_error",
+            f"the daemon could not handle this request: {type(exc).__name__}",
+            correlation_id(msg.correlation_data) or payload_id(msg.payload),
+            response_topic=msg.response_topic,
+            correlation_data=msg.correlation_data,
+        )
+        self._store_answers(
+            [(Job(None, error, lambda ok, doc: self.transport.ack(receipt)), None, error)]
+        )
+
     def _on_message(self, msg: Message) -> None:
+        """Handle one received message (on the request worker)."""
         if msg.topic == self.topics.model_rollback:
             self.transport.ack(msg)
             self.updates.request_rollback()
@@ -236,11 +284,8 @@ class Daemon:
                 correlation_data=msg.correlation_data,
                 response_topic=msg.response_topic,
             )
-        except RequestError as exc:
+        except RequestError as exc:  # it keeps where the answer goes
             error = exc
-            # keep where the answer goes even when the payload is bad
-            error.response_topic = msg.response_topic  # type: ignore[attr-defined]
-            error.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
         if msg.duplicate and request is not None and self._was_answered(request.id):
             # a redelivery of a request whose answer is already in the outbox
             self.transport.ack(msg)
@@ -249,11 +294,10 @@ class Daemon:
         job = Job(request, error, lambda ok, doc: self.transport.ack(receipt))
         if self._stop.is_set():
             return  # not acknowledged: the broker redelivers it to the next run
-        # a short bounded wait holds the network thread (TCP back-pressure on the broker)
-        # before refusing: bursts after a reconnect are absorbed, a stalled pipeline is not
-        if not self.pipeline.submit(
-            job, wait=min(self.config.requests.queue_wait, self.config.mqtt.keepalive / 3)
-        ):
+        # a short bounded wait holds this worker, and so the network thread behind it
+        # (TCP back-pressure on the broker), before refusing: bursts after a reconnect are
+        # absorbed, a stalled pipeline is not
+        if not self.pipeline.submit(job, wait=self._hold_wait()):
             if self._stop.is_set():
                 return
             self.tally.refuse()
@@ -268,9 +312,9 @@ class Daemon:
                 "queue_full",
                 f"the request queue is full ({self.config.requests.queue_size}); try again later",
                 rid,
+                response_topic=msg.response_topic,
+                correlation_data=msg.correlation_data,
             )
-            refusal.response_topic = msg.response_topic  # type: ignore[attr-defined]
-            refusal.correlation_data = msg.correlation_data  # type: ignore[attr-defined]
             self._store_answers([(Job(None, refusal, job.done), None, refusal)])
 
     # -- model updates ------------------------------------------------------------------
@@ -354,12 +398,8 @@ class Daemon:
                 "device_id": self.config.device_id,
                 "ts": utc_now(),
             }
-            response_topic = getattr(error, "response_topic", None) or (
-                request.response_topic if request else None
-            )
-            correlation = getattr(error, "correlation_data", None) or (
-                request.correlation_data if request else None
-            )
+            response_topic = error.response_topic or (request.response_topic if request else None)
+            correlation = error.correlation_data or (request.correlation_data if request else None)
             return doc, self.topics.errors, response_topic, correlation
         assert request is not None and result is not None
         doc = {"id": request.id, "device_id": self.config.device_id, "ts": utc_now(), **result}
@@ -436,6 +476,7 @@ class Daemon:
     def run(self) -> int:
         self.pipeline.start()
         self.publisher.start()
+        self.intake.start()
         self.transport.start()
         if self.watch is not None:
             self.watch.start()
@@ -475,6 +516,7 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.stop()
         self.updates.stop()
+        self.intake.stop()
         drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self._telemetry_wake.set()
         # give the publisher the rest of the bound to have everything acknowledged

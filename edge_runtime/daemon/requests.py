@@ -21,13 +21,24 @@ MAX_ID_LENGTH = 256
 
 class RequestError(InputError):
     """A request that cannot be served; ``request_id`` is what the error reply carries,
-    ``code`` the short machine-readable ``error`` field."""
+    ``code`` the short machine-readable ``error`` field; ``response_topic`` and
+    ``correlation_data`` (MQTT 5) say where the answer goes besides the errors topic."""
 
-    def __init__(self, code: str, detail: str, request_id: str) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        request_id: str,
+        *,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.request_id = request_id
+        self.response_topic = response_topic
+        self.correlation_data = correlation_data
 
 
 @dataclass(frozen=True)
@@ -70,11 +81,18 @@ def parse_request(
     """Parse one ``infer`` payload.
 
     Raises:
-        RequestError: over the size cap, bad JSON, bad base64, missing image.
+        RequestError: over the size cap, bad JSON (nested too deeply included), bad
+            base64, missing image; it carries the response topic and correlation data.
     """
     fallback = correlation_id(correlation_data)
+
+    def refuse(code: str, detail: str, rid: str) -> RequestError:
+        return RequestError(
+            code, detail, rid, response_topic=response_topic, correlation_data=correlation_data
+        )
+
     if len(payload) > max_bytes:
-        raise RequestError(
+        raise refuse(
             "too_large",
             f"payload is {len(payload)} bytes; the limit is {max_bytes} "
             "(requests.max_payload_bytes)",
@@ -86,11 +104,15 @@ def parse_request(
         try:
             doc = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise RequestError(
+            raise refuse(
                 "bad_json", f"payload looks like JSON but is not valid: {exc}", request_id
             ) from exc
+        except RecursionError as exc:  # a 2 kB payload of "[[[[..." nests past the stack
+            raise refuse(
+                "bad_json", "payload looks like JSON but nests too deeply", request_id
+            ) from exc
         if not isinstance(doc, dict):
-            raise RequestError("bad_json", 'expected a JSON object {"id", "image_b64"}', request_id)
+            raise refuse("bad_json", 'expected a JSON object {"id", "image_b64"}', request_id)
         raw_id = doc.get("id")
         if raw_id is not None:
             if (
@@ -98,7 +120,7 @@ def parse_request(
                 or isinstance(raw_id, bool)
                 or len(str(raw_id)) > MAX_ID_LENGTH
             ):
-                raise RequestError(
+                raise refuse(
                     "bad_json",
                     f'"id" must be a string of at most {MAX_ID_LENGTH} characters',
                     request_id,
@@ -106,15 +128,13 @@ def parse_request(
             request_id = str(raw_id)
         b64 = doc.get("image_b64")
         if not isinstance(b64, str) or not b64:
-            raise RequestError(
-                "bad_json", 'missing "image_b64" (the image as base64 text)', request_id
-            )
+            raise refuse("bad_json", 'missing "image_b64" (the image as base64 text)', request_id)
         try:
             image = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise RequestError(
+            raise refuse(
                 "bad_base64", f'"image_b64" is not valid base64: {exc}', request_id
             ) from exc
         if not image:
-            raise RequestError("bad_base64", '"image_b64" decodes to no bytes', request_id)
+            raise refuse("bad_base64", '"image_b64" decodes to no bytes', request_id)
     return Request(request_id, image, "mqtt", response_topic, correlation_data)

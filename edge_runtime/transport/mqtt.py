@@ -158,23 +158,28 @@ class MqttTransport:
             self._on_connection(False)
 
     def _handle_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        response_topic = correlation = None
-        props = getattr(msg, "properties", None)
-        if props is not None:
-            response_topic = getattr(props, "ResponseTopic", None)
-            correlation = getattr(props, "CorrelationData", None)
-        self._on_message(
-            Message(
-                topic=msg.topic,
-                payload=bytes(msg.payload),
-                qos=int(msg.qos),
-                mid=int(msg.mid),
-                generation=self._generation,
-                response_topic=response_topic or None,
-                correlation_data=bytes(correlation) if correlation else None,
-                duplicate=bool(getattr(msg, "dup", False)),
+        """Convert and hand over; the receiver must not parse or store here. Should it
+        raise all the same, the message is logged and left, not the network thread."""
+        try:
+            response_topic = correlation = None
+            props = getattr(msg, "properties", None)
+            if props is not None:
+                response_topic = getattr(props, "ResponseTopic", None)
+                correlation = getattr(props, "CorrelationData", None)
+            self._on_message(
+                Message(
+                    topic=msg.topic,
+                    payload=bytes(msg.payload),
+                    qos=int(msg.qos),
+                    mid=int(msg.mid),
+                    generation=self._generation,
+                    response_topic=response_topic or None,
+                    correlation_data=bytes(correlation) if correlation else None,
+                    duplicate=bool(getattr(msg, "dup", False)),
+                )
             )
-        )
+        except Exception:  # noqa: BLE001 - the network thread serves every other message
+            log.exception("an incoming message could not be handed over (message id %s)", msg.mid)
 
     def _handle_publish(
         self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any

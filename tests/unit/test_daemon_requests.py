@@ -59,6 +59,16 @@ def test_bad_json_requests(payload, code):
     assert info.value.request_id  # an error reply always has an id
 
 
+@pytest.mark.parametrize(
+    "payload", [b"[" * 1000 + b"]" * 1000, b'{"a":' * 50_000], ids=["arrays", "objects"]
+)
+def test_json_nested_past_the_stack_is_bad_json_with_where_the_answer_goes(payload):
+    with pytest.raises(RequestError) as info:
+        parse_request(payload, max_bytes=1 << 20, correlation_data=b"c1", response_topic="r/1")
+    assert info.value.code == "bad_json" and info.value.request_id == "c1"
+    assert info.value.response_topic == "r/1" and info.value.correlation_data == b"c1"
+
+
 def test_bad_base64_keeps_the_json_id():
     with pytest.raises(RequestError) as info:
         parse_request(b'{"id": "mine", "image_b64": "***"}', max_bytes=1024)
