@@ -3,13 +3,15 @@ that reports the broker's reason codes, and a mosquitto run with the shipped con
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import shutil
 import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -111,10 +113,13 @@ class Client:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
+        client_id: str | None = None,
+        session_expiry: int = 0,
     ) -> None:
+        """``session_expiry`` > 0: resume (clean start off) and keep the session that long."""
         self.client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"deploy-test-{time.monotonic_ns()}",
+            client_id=client_id or f"deploy-test-{time.monotonic_ns()}",
             protocol=paho.MQTTv5,
         )
         self.client.tls_set(
@@ -128,12 +133,19 @@ class Client:
         self.messages: list[tuple[str, bytes]] = []
         self.acks: dict[int, int] = {}
         self.connect_code: int | None = None
+        self.assigned_client_id: str | None = None
+        self.disconnects: list[int] = []  # reason codes of the broker's disconnections
         self._cond = threading.Condition()
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.on_disconnect = self._on_disconnect
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.SessionExpiryInterval = session_expiry
+        self.client.connect(
+            "127.0.0.1", port, keepalive=30, clean_start=session_expiry == 0, properties=connect
+        )
         self.client.loop_start()
         self._wait(lambda: self.connect_code is not None, timeout, "CONNACK")
 
@@ -141,6 +153,12 @@ class Client:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         with self._cond:
             self.connect_code = reason_code.value
+            self.assigned_client_id = getattr(properties, "AssignedClientIdentifier", None)
+            self._cond.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        with self._cond:
+            self.disconnects.append(reason_code.value)
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
@@ -173,8 +191,13 @@ class Client:
 
     def subscribe(self, *topics: str, timeout: float = 10.0) -> None:
         for topic in topics:
-            _, mid = self.client.subscribe(topic, qos=1)
-            self._wait(lambda mid=mid: mid in self.acks, timeout, f"SUBACK for {topic}")
+            self.subscribe_code(topic, timeout)
+
+    def subscribe_code(self, topic: str, timeout: float = 10.0) -> int:
+        """QoS 1 subscription; returns the SUBACK reason code (1 granted, 135 refused)."""
+        _, mid = self.client.subscribe(topic, qos=1)
+        self._wait(lambda: mid in self.acks, timeout, f"SUBACK for {topic}")
+        return self.acks[mid]
 
     def publish(
         self,
@@ -287,3 +310,38 @@ def mtools(*args: str) -> str:
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")
     return done.stdout
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file's or a block device's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def loop_devices_work() -> bool:
+    """Whether this machine lets the tests attach loop devices of their own."""
+    if missing("losetup") or not Path("/dev/loop-control").exists():
+        return False
+    done = subprocess.run(["losetup", "-f"], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and done.stdout.startswith("/dev/loop")
+
+
+@contextlib.contextmanager
+def loop_device(backing: Path, offset: int = 0) -> Iterator[Path]:
+    """A loop device of the test's own over the regular file ``backing`` (from ``offset``),
+    detached afterwards."""
+    done = subprocess.run(
+        ["losetup", "-f", "--show", "-o", str(offset), str(backing)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    device = Path(done.stdout.strip())
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", str(device)], check=False, timeout=30)

@@ -3,15 +3,18 @@ certificates made by make-ca.sh and add-device.sh; MQTT 5 clients show the ACLs.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy_helpers import BROKER, Client, ShippedBroker, missing, script
+from deploy_helpers import BROKER, DEPLOY, Client, ShippedBroker, missing, script
 
 from edge_runtime.daemon.config import parse_config
 
@@ -49,6 +52,10 @@ def _fleet(d: Path):  # type: ignore[no-untyped-def]
     script(BROKER / "make-ca.sh", d, "--host", "localhost", "--ip", "127.0.0.1")
     script(BROKER / "add-device.sh", "pi-a", "--dir", d, "--group", "line-1", "--group", "all")
     script(BROKER / "add-device.sh", "pi-b", "--dir", d, "--group", "line-2")
+    # A test-only user with every right, to send what the roles may or may not receive.
+    with (d / "acl").open("a") as acl:
+        acl.write(f"\n# tests only\nuser {PROBE[0]}\ntopic readwrite #\n")
+    subprocess.run(["mosquitto_passwd", "-b", str(d / "passwd"), *PROBE], check=True)
     with ShippedBroker(d) as broker:
         yield d, broker
 
@@ -64,6 +71,149 @@ def device(fleet, name: str) -> Client:  # type: ignore[no-untyped-def]
 def operator(fleet) -> Client:  # type: ignore[no-untyped-def]
     d, broker = fleet
     return Client(broker.cert_port, d / "ca.crt", cert=d / "operator.crt", key=d / "operator.key")
+
+
+PROBE = ("probe", "probe-password")
+GROUPS = {"pi-a": ("line-1", "all"), "pi-b": ("line-2",), "operator": ()}
+# The ACL's patterns give the operator a device's rights for the id "operator" too (a
+# reserved id, no device has it): those are not probed.
+DEVICES = ("pi-a", "pi-b")
+TABLE_HEADER = "| role | may publish to | may subscribe to |"
+
+
+@dataclass(frozen=True)
+class Rights:
+    """One role's row of the README's ACL table: topic filters with <id> and <group>."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+    def of(self, name: str) -> Rights:
+        """The filters for the client ``name`` (its id and groups filled in)."""
+        return Rights(_fill(self.publish, name), _fill(self.subscribe, name))
+
+
+def _fill(filters: tuple[str, ...], name: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for f in filters:
+        f = f.replace("<id>", name)
+        out += [f.replace("<group>", g) for g in GROUPS[name]] if "<group>" in f else [f]
+    return tuple(out)
+
+
+def acl_table() -> dict[str, Rights]:
+    """The per-role table of deploy_scripts/README.md: {"device": ..., "operator": ...}."""
+    lines = (DEPLOY / "README.md").read_text().splitlines()
+    start = lines.index(TABLE_HEADER) + 2
+    roles = {}
+    for line in itertools.takewhile(lambda s: s.startswith("|"), lines[start:]):
+        role, publish, subscribe = (cell.strip() for cell in line.strip("|").split("|"))
+        name = "device" if role.startswith("device") else role.strip("`")
+        roles[name] = Rights(
+            tuple(re.findall(r"`([^`]+)`", publish)), tuple(re.findall(r"`([^`]+)`", subscribe))
+        )
+    assert set(roles) == {"device", "operator"}, roles
+    return roles
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic matching of a concrete topic."""
+    return covers(topic_filter, topic)
+
+
+def covers(allowed: str, wanted: str) -> bool:
+    """Whether every topic that ``wanted`` (a filter) matches is matched by ``allowed``."""
+    a, w = allowed.split("/"), wanted.split("/")
+    for i, level in enumerate(a):
+        if level == "#":
+            return True
+        if i >= len(w) or w[i] == "#" or (level != "+" and (w[i] == "+" or w[i] != level)):
+            return False
+    return len(a) == len(w)
+
+
+def examples(topic_filter: str) -> list[str]:
+    """Concrete topics a filter matches: '+' as each device and group, '#' as two levels."""
+    names = [*DEVICES, *itertools.chain(*GROUPS.values())]
+    choices = [
+        names if lv == "+" else ["x/0"] if lv == "#" else [lv] for lv in topic_filter.split("/")
+    ]
+    return ["/".join(levels) for levels in itertools.product(*choices)]
+
+
+def probes(table: dict[str, Rights]) -> tuple[list[str], list[str]]:
+    """Topics to publish and filters to subscribe to: every one the table names, for
+    every client, and broader ones."""
+    filters: set[str] = {"#", "edge/#", "edge/+/infer", "edge/pi-b/#", "edge/bundles/+/+"}
+    for rights, name in itertools.product(table.values(), DEVICES):
+        mine = rights.of(name)
+        filters.update(mine.publish, mine.subscribe)
+    topics = sorted({t for f in filters for t in examples(f)})
+    return topics, sorted(filters)
+
+
+def login(fleet, name: str) -> Client:  # type: ignore[no-untyped-def]
+    return operator(fleet) if name == "operator" else device(fleet, name)
+
+
+def prober(fleet) -> Client:  # type: ignore[no-untyped-def]
+    d, broker = fleet
+    return Client(broker.password_port, d / "ca.crt", username=PROBE[0], password=PROBE[1])
+
+
+@pytest.mark.parametrize("name", sorted(GROUPS))
+def test_each_role_may_publish_and_subscribe_exactly_as_the_readme_table_says(
+    fleet, name: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Every topic the table names (for every client, and broader filters): published by
+    ``name`` (PUBACK 135 where the table does not allow it), subscribed to by ``name``
+    (SUBACK granted where it allows it) and then sent by a test-only user with every
+    right: ``name`` must receive exactly the topics its subscribe column covers.
+    mosquitto 2.0's acl_file grants every subscription and filters at delivery, so a
+    refused read shows as a message never delivered, or as SUBACK 135 on brokers that
+    check subscriptions."""
+    table = acl_table()
+    rights = table["operator" if name == "operator" else "device"].of(name)
+    topics, filters = probes(table)
+    wrong: list[str] = []
+    client, probe = login(fleet, name), prober(fleet)
+    try:
+        for topic in topics:
+            code = client.publish(topic, b"own")
+            allowed = any(matches(f, topic) for f in rights.publish)
+            if code not in ((*ACCEPTED,) if allowed else (NOT_AUTHORIZED,)):
+                wrong.append(f"publish {topic}: {code}, expected {'ok' if allowed else 135}")
+        for topic_filter in filters:
+            code = client.subscribe_code(topic_filter)
+            if any(covers(f, topic_filter) for f in rights.subscribe) and code != 1:
+                wrong.append(f"subscribe {topic_filter}: {code}, expected 1")
+            elif code not in (1, NOT_AUTHORIZED):
+                wrong.append(f"subscribe {topic_filter}: {code}")
+        marker = f"probe-{time.monotonic_ns()}".encode()
+        for topic in topics:
+            assert probe.publish(topic, marker) in ACCEPTED
+        readable = {t for t in topics if any(matches(f, t) for f in rights.subscribe)}
+        for topic in sorted(readable):
+            client.wait_for(topic, marker)
+        time.sleep(QUIET)
+        delivered = {t for t, payload in client.messages if payload == marker}
+        wrong += [f"read {t}: delivered, not in the table" for t in sorted(delivered - readable)]
+    finally:
+        client.close()
+        probe.close()
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_table_names_every_outbound_topic_of_the_daemon() -> None:
+    from edge_runtime.daemon.topics import Topics
+
+    t = Topics("edge", "pi-a")
+    device = acl_table()["device"].of("pi-a")
+    outbound = [t.status, t.predictions, t.errors, t.telemetry, t.model_events, t.model_state]
+    inbound = [t.infer, t.model_update, t.model_rollback, t.group_update("line-1")]
+    assert all(any(matches(f, topic) for f in device.publish) for topic in outbound)
+    assert all(any(covers(f, topic) for f in device.subscribe) for topic in inbound)
+    assert "edge/bundles/#" in device.subscribe
 
 
 def test_add_device_writes_a_config_the_daemon_accepts(fleet) -> None:  # type: ignore[no-untyped-def]
@@ -127,6 +277,25 @@ def test_device_cannot_send_model_updates(fleet) -> None:  # type: ignore[no-unt
         assert a.publish("edge/pi-b/infer", b"x") == NOT_AUTHORIZED
     finally:
         a.close()
+
+
+def test_device_cannot_send_itself_notices_or_rollback_orders(fleet) -> None:  # type: ignore[no-untyped-def]
+    """With one device's credentials nobody can push a (retained) notice or a rollback
+    order to that device: only the operator writes them."""
+    a, op = device(fleet, "pi-a"), operator(fleet)
+    try:
+        a.subscribe("edge/pi-a/model/update", "edge/pi-a/model/rollback")
+        assert a.publish("edge/pi-a/model/update", b"{}", retain=True) == NOT_AUTHORIZED
+        assert a.publish("edge/pi-a/model/rollback", b"{}") == NOT_AUTHORIZED
+        assert a.publish("edge/groups/all/model/update", b"{}", retain=True) == NOT_AUTHORIZED
+        assert op.publish("edge/pi-a/model/rollback", b"from operator") in ACCEPTED
+        a.wait_for("edge/pi-a/model/rollback", b"from operator")
+        time.sleep(QUIET)
+        assert a.payloads("edge/pi-a/model/update") == []
+        assert a.payloads("edge/pi-a/model/rollback") == [b"from operator"]
+    finally:
+        a.close()
+        op.close()
 
 
 def test_bundle_chunks_are_written_by_the_operator_and_read_by_devices(fleet) -> None:  # type: ignore[no-untyped-def]
