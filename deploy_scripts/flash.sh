@@ -34,16 +34,20 @@ say() { echo "flash.sh: $*"; }
 
 while [ $# -gt 0 ]; do
     case $1 in
-        --image) IMAGE=${2:?}; shift 2 ;;
-        --target) TARGET=${2:?}; shift 2 ;;
-        --device-id) DEVICE_ID=${2:?}; shift 2 ;;
-        --device-dir) DEVICE_DIR=${2:?}; shift 2 ;;
-        --wheel-dir) WHEEL_DIR=${2:?}; shift 2 ;;
-        --ssh-key) SSH_KEY=${2:?}; shift 2 ;;
-        --user) USER_NAME=${2:?}; shift 2 ;;
-        --wifi-ssid) WIFI_SSID=${2:?}; shift 2 ;;
-        --wifi-psk) WIFI_PSK=${2:?}; shift 2 ;;
-        --wifi-country) WIFI_COUNTRY=${2:?}; shift 2 ;;
+        --no-write|--yes|-h|--help) ;;
+        *) [ $# -ge 2 ] || die "$1 needs a value" ;;
+    esac
+    case $1 in
+        --image) IMAGE=$2; shift 2 ;;
+        --target) TARGET=$2; shift 2 ;;
+        --device-id) DEVICE_ID=$2; shift 2 ;;
+        --device-dir) DEVICE_DIR=$2; shift 2 ;;
+        --wheel-dir) WHEEL_DIR=$2; shift 2 ;;
+        --ssh-key) SSH_KEY=$2; shift 2 ;;
+        --user) USER_NAME=$2; shift 2 ;;
+        --wifi-ssid) WIFI_SSID=$2; shift 2 ;;
+        --wifi-psk) WIFI_PSK=$2; shift 2 ;;
+        --wifi-country) WIFI_COUNTRY=$2; shift 2 ;;
         --no-write) WRITE=no; shift ;;
         --yes) YES=yes; shift ;;
         -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -51,6 +55,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+# Every check of the inputs comes before the first byte written to the target.
 [ -n "$TARGET" ] || die "--target is required (an SD card device such as /dev/sdb, or an image file)"
 [ -n "$DEVICE_ID" ] || die "--device-id is required"
 [[ $DEVICE_ID =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "device id '$DEVICE_ID' must be 1-64 of A-Z a-z 0-9 _ . -"
@@ -65,13 +70,21 @@ if [ -n "$WIFI_SSID" ]; then
     [ -n "$WIFI_PSK" ] || die "--wifi-psk is required with --wifi-ssid"
     [[ $WIFI_COUNTRY =~ ^[A-Z]{2}$ ]] || die "--wifi-country must be a two-letter country code (GB, DE, US...)"
 fi
-for tool in sfdisk mcopy mmd mtype mdir; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install fdisk mtools)"
+for tool in sfdisk mcopy mmd mtype mdir od dd; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install fdisk mtools coreutils)"
 done
 # Host name: the device id, lower case, with '_' and '.' as '-'.
 HOSTNAME_=$(echo "$DEVICE_ID" | tr 'A-Z_.' 'a-z--')
 
 # ---------------------------------------------------------------- target safety
+# A /dev path must be a block device that is there now: never create a file in /dev.
+case $TARGET in
+    /dev/*)
+        [ -e "$TARGET" ] || die "refusing $TARGET: no such block device (card not inserted?)"
+        [ -b "$TARGET" ] || die "refusing $TARGET: not a block device"
+        ;;
+esac
+
 # refuse_mounted PATH: stop if PATH (a disk, a partition of it, or an image file behind a
 # loop device) is mounted, is swap, or is the disk holding /.
 refuse_mounted() {
@@ -106,52 +119,129 @@ refuse_mounted() {
     fi
 }
 refuse_mounted "$TARGET"
-if [ "$WRITE" = yes ]; then
-    [ -f "$IMAGE" ] || die "--image must be a Raspberry Pi OS .img or .img.xz file"
+if [ ! -b "$TARGET" ]; then
+    [ -d "$(dirname -- "$TARGET")" ] || die "refusing $TARGET: folder $(dirname -- "$TARGET") does not exist"
+fi
+if [ "$WRITE" = no ]; then
+    [ -e "$TARGET" ] || die "--no-write: $TARGET does not exist (flash the image first)"
+else
+    [ -n "$IMAGE" ] || die "--image is required (or --no-write to re-provision a flashed card)"
+    { [ -f "$IMAGE" ] && [ -r "$IMAGE" ]; } || die "--image must be a readable Raspberry Pi OS .img or .img.xz file"
+fi
+
+work=$(mktemp -d)
+pending=    # the temporary image file that replaces an image-file target at the end
+trap 'rm -rf "$work"; if [ -n "$pending" ]; then rm -f -- "$pending"; fi' EXIT
+
+# ---------------------------------------------------------------- image layout
+# read_table FILE WHAT: the partition table of FILE; sets BOOT_OFFSET and BOOT_END (the
+# first FAT partition: MBR type b, c or e, or GPT basic data) and ROOT_OFFSET (the first
+# Linux partition: MBR type 83 or the GPT Linux file system type), in bytes.
+read_table() {
+    local file=$1 what=$2 dump sector parts
+    dump=$(sfdisk --dump "$file" 2>/dev/null) || die "$what has no partition table: not a Raspberry Pi OS image"
+    sector=$(echo "$dump" | sed -n 's/^sector-size: *//p')
+    sector=${sector:-512}
+    parts=$(echo "$dump" | awk -F'[,:]' '
+        /start=/ {
+            st = ""; sz = ""; ty = ""
+            for (i = 2; i <= NF; i++) {
+                split($i, kv, "=")
+                gsub(/ /, "", kv[1]); gsub(/ /, "", kv[2])
+                if (kv[1] == "start") st = kv[2]
+                if (kv[1] == "size") sz = kv[2]
+                if (kv[1] == "type") ty = tolower(kv[2])
+            }
+            if (ty == "b" || ty == "c" || ty == "e" || ty == "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7") {
+                if (!fat) { print "fat", st, sz; fat = 1 }
+            } else if (ty == "83" || ty == "0fc63daf-8483-4772-8e79-3d69d8477de4") {
+                if (!linux) { print "linux", st, sz; linux = 1 }
+            }
+        }')
+    BOOT_OFFSET=$(echo "$parts" | awk -v s="$sector" '$1 == "fat" { print $2 * s }')
+    BOOT_END=$(echo "$parts" | awk -v s="$sector" '$1 == "fat" { print ($2 + $3) * s }')
+    ROOT_OFFSET=$(echo "$parts" | awk -v s="$sector" '$1 == "linux" { print $2 * s }')
+    [ -n "$BOOT_OFFSET" ] || die "$what has no FAT boot partition: not a Raspberry Pi OS image"
+    [ -n "$ROOT_OFFSET" ] || die "$what has no Linux root partition: not a Raspberry Pi OS image"
+}
+
+# check_file_systems FILE WHAT: the boot partition is FAT with cmdline.txt, the root ext4.
+check_file_systems() {
+    local file=$1 what=$2 magic
+    mtype -i "$file@@$BOOT_OFFSET" ::/cmdline.txt >/dev/null 2>&1 \
+        || die "the FAT partition of $what has no cmdline.txt: not a Raspberry Pi OS image"
+    # ext2/3/4 superblock: 1024 bytes into the partition, magic 0xEF53 at byte 56 of it.
+    magic=$(od -An -tx1 -j $((ROOT_OFFSET + 1080)) -N 2 "$file" 2>/dev/null | tr -d ' \n')
+    [ "$magic" = 53ef ] || die "the root partition of $what is not ext4: not a Raspberry Pi OS image"
+}
+
+# xz_head N: the first N bytes of the decompressed image, as a sparse file in $work.
+xz_head() {
+    rm -f "$work/head.img"
+    { xz -dc -- "$IMAGE" 2>/dev/null || true; } | head -c "$1" \
+        | dd of="$work/head.img" bs=1M iflag=fullblock conv=sparse status=none
+    echo "$work/head.img"
+}
+
+if [ "$WRITE" = no ]; then
+    read_table "$TARGET" "$TARGET"
+    check_file_systems "$TARGET" "$TARGET"
+else
+    case $IMAGE in
+        *.xz)
+            command -v xz >/dev/null || die "xz is missing (apt-get install xz-utils)"
+            say "checking $IMAGE"
+            xz -t -- "$IMAGE" 2>/dev/null || die "$IMAGE is not a complete xz file (download it again)"
+            IMAGE_SIZE=$(xz --robot --list -- "$IMAGE" | awk '$1 == "totals" { print $5 }')
+            head_img=$(xz_head 1048576)
+            read_table "$head_img" "$IMAGE"
+            need=$((ROOT_OFFSET + 65536))
+            [ "$BOOT_END" -le "$need" ] || need=$BOOT_END
+            head_img=$(xz_head "$need")
+            check_file_systems "$head_img" "$IMAGE"
+            ;;
+        *)
+            IMAGE_SIZE=$(stat -Lc %s -- "$IMAGE")
+            read_table "$IMAGE" "$IMAGE"
+            check_file_systems "$IMAGE" "$IMAGE"
+            ;;
+    esac
+    if [ -b "$TARGET" ]; then
+        card_size=$(blockdev --getsize64 "$TARGET")
+        [ "$IMAGE_SIZE" -le "$card_size" ] \
+            || die "refusing $TARGET: the image ($IMAGE_SIZE bytes) is larger than the card ($card_size bytes)"
+    fi
 fi
 
 # ---------------------------------------------------------------- write the image
+DEST=$TARGET
 if [ "$WRITE" = yes ]; then
     if [ -b "$TARGET" ] && [ "$YES" = no ]; then
         read -r -p "flash.sh: erase $TARGET ($(lsblk -ndo SIZE,MODEL "$TARGET" | xargs))? type yes: " answer
         [ "$answer" = yes ] || die "not confirmed"
     fi
     say "writing $IMAGE to $TARGET"
-    # An image file target is replaced whole; a device keeps what lies past the image.
-    if [ ! -b "$TARGET" ]; then : > "$TARGET"; fi
-    case $IMAGE in
-        *.xz) xz -dc -- "$IMAGE" | dd of="$TARGET" bs=4M conv=fsync,notrunc iflag=fullblock status=none ;;
-        *) dd if="$IMAGE" of="$TARGET" bs=4M conv=fsync,notrunc status=none ;;
-    esac
-    if [ -b "$TARGET" ]; then
-        blockdev --rereadpt "$TARGET" 2>/dev/null || partx -u "$TARGET" 2>/dev/null || true
+    if [ ! -b "$TARGET" ]; then
+        # An image file target is replaced whole, at the end, once everything is in place.
+        pending=$(mktemp "$(dirname -- "$TARGET")/.$(basename -- "$TARGET").XXXXXX")
+        if [ -e "$TARGET" ]; then chmod --reference="$TARGET" -- "$pending"; fi
+        DEST=$pending
     fi
+    # A device keeps what lies past the image.
+    case $IMAGE in
+        *.xz) xz -dc -- "$IMAGE" | dd of="$DEST" bs=4M conv=fsync,notrunc iflag=fullblock status=none ;;
+        *) dd if="$IMAGE" of="$DEST" bs=4M conv=fsync,notrunc status=none ;;
+    esac
+    if [ -b "$DEST" ]; then
+        blockdev --rereadpt "$DEST" 2>/dev/null || partx -u "$DEST" 2>/dev/null || true
+    fi
+    mtype -i "$DEST@@$BOOT_OFFSET" ::/cmdline.txt >/dev/null 2>&1 \
+        || die "the image written to $TARGET does not read back: no cmdline.txt on its FAT partition"
 fi
-
-# ---------------------------------------------------------------- find the boot partition
-dump=$(sfdisk --dump "$TARGET" 2>/dev/null) || die "$TARGET has no partition table sfdisk can read"
-sector=$(echo "$dump" | sed -n 's/^sector-size: *//p')
-sector=${sector:-512}
-# The first FAT partition: MBR types b, c, e (FAT32/FAT16 LBA), or the GPT basic data type.
-start=$(echo "$dump" | awk -F'[,:]' '
-    /start=/ {
-        st = ""; ty = ""
-        for (i = 2; i <= NF; i++) {
-            split($i, kv, "=")
-            gsub(/ /, "", kv[1]); gsub(/ /, "", kv[2])
-            if (kv[1] == "start") st = kv[2]
-            if (kv[1] == "type") ty = tolower(kv[2])
-        }
-        if (ty == "b" || ty == "c" || ty == "e" || ty == "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7") { print st; exit }
-    }')
-[ -n "$start" ] || die "no FAT boot partition in $TARGET"
-IMG="$TARGET@@$((start * sector))"
-mtype -i "$IMG" ::/cmdline.txt >/dev/null 2>&1 || die "the FAT partition of $TARGET has no cmdline.txt: not a Raspberry Pi OS image"
-say "boot partition at byte $((start * sector))"
+IMG="$DEST@@$BOOT_OFFSET"
+say "boot partition at byte $BOOT_OFFSET"
 
 # ---------------------------------------------------------------- compose the files
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/edge-runtime/device" "$work/edge-runtime/wheels"
 
 # yaml_quote TEXT: a YAML single-quoted scalar.
@@ -221,4 +311,8 @@ mcopy -i "$IMG" -o "$work/user-data" "$work/network-config" "$work/meta-data" "$
 mtype -i "$IMG" ::/edge-runtime/device/config.toml | cmp -s - "$DEVICE_DIR/config.toml" \
     || die "read-back of config.toml from the boot partition differs"
 sync
+if [ -n "$pending" ]; then
+    mv -f -- "$pending" "$TARGET"
+    pending=
+fi
 say "done: $TARGET boots as $HOSTNAME_ (user $USER_NAME, SSH key only${WIFI_SSID:+, Wi-Fi $WIFI_SSID}) and installs edge-runtime on first boot"

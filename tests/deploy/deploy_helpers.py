@@ -341,7 +341,12 @@ def loop_device(backing: Path, offset: int = 0) -> Iterator[Path]:
         timeout=30,
     )
     device = Path(done.stdout.strip())
+    nodes_before = set(device.parent.glob(f"{device.name}p*"))
     try:
         yield device
     finally:
         subprocess.run(["losetup", "-d", str(device)], check=False, timeout=30)
+        # Partition nodes the re-read of the table made; without udev they outlive the device.
+        for node in set(device.parent.glob(f"{device.name}p*")) - nodes_before:
+            if node.is_block_device():
+                node.unlink(missing_ok=True)

@@ -3,12 +3,23 @@ read back with mtools, without mounting anything."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_helpers import DEPLOY, missing, mtools, script, sfdisk_image
+from deploy_helpers import (
+    DEPLOY,
+    loop_device,
+    loop_devices_work,
+    missing,
+    mtools,
+    script,
+    sfdisk_image,
+    sha256,
+)
 
 pytestmark = pytest.mark.skipif(
     bool(missing("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "xz", "e2fsck")),
@@ -102,6 +113,17 @@ def boot_files(image: Path, offset: int) -> set:  # type: ignore[type-arg]
 
 def read(image: Path, offset: int, name: str) -> str:
     return mtools("mtype", "-i", f"{image}@@{offset}", f"::/{name}")
+
+
+def one_line_refusal(done: subprocess.CompletedProcess) -> str:  # type: ignore[type-arg]
+    """The single stderr line of a refused run."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, done.stdout + done.stderr
+    assert lines[0].startswith("flash.sh: "), lines
+    return lines[0]
+
+
+needs_loop = pytest.mark.skipif(not loop_devices_work(), reason="no loop devices here")
 
 
 def check_root_untouched(image: Path) -> None:
@@ -216,3 +238,124 @@ def test_bad_device_id_is_refused_before_anything_is_written(inputs: dict) -> No
     assert done.returncode != 0 and "device id" in done.stderr
     assert not target.exists()
     assert os.path.getsize(inputs["image"]) > 0
+
+
+def missing_dev_node(name: str, loop: Path | None) -> Path:
+    if name == "partition":
+        assert loop is not None
+        return Path(f"{loop}p3")  # the image has two partitions: no such node
+    return Path(name)
+
+
+@pytest.mark.parametrize("name", ["/dev/sdzz", "/dev/mmcblk9", "partition"])
+def test_a_missing_dev_node_is_refused_and_nothing_is_created(
+    inputs: dict,  # type: ignore[type-arg]
+    name: str,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        loop = None
+        if name == "partition":
+            if not loop_devices_work():
+                pytest.skip("no loop devices here")
+            card = inputs["tmp"] / "card.img"
+            shutil.copy(inputs["image"], card)
+            loop = stack.enter_context(loop_device(card))
+        node = missing_dev_node(name, loop)
+        if os.path.lexists(node):
+            pytest.skip(f"{node} exists on this machine")
+        try:
+            done = flash(inputs, node, "--yes", check=False)
+            line = one_line_refusal(done)
+            assert line == f"flash.sh: refusing {node}: no such block device (card not inserted?)"
+            assert not os.path.lexists(node)
+        finally:
+            if node.is_file() and not node.is_symlink():
+                node.unlink()  # left by a flash.sh that wrote a file into /dev
+
+
+def junk_image(kind: str, tmp: Path, good: Path) -> Path:
+    """An image flash.sh must refuse before it writes a byte."""
+    path = tmp / f"junk-{kind}.img"
+    if kind == "random":
+        path.write_bytes(os.urandom(4 * 1024 * 1024))
+    elif kind == "text":
+        path.write_text("Raspberry Pi OS, see https://www.raspberrypi.com/software/\n" * 100)
+    elif kind == "no-fat":
+        subprocess.run(["truncate", "-s", "16M", str(path)], check=True)
+        subprocess.run(
+            ["sfdisk", "-q", str(path)],
+            input="label: dos\nstart=2048, type=83\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+    elif kind == "no-cmdline":
+        sfdisk_image(path, boot_files=[("config.txt", b"arm_64bit=1\n")])
+    elif kind == "no-ext4-root":
+        shutil.copy(good, path)
+        with path.open("r+b") as f:  # the root file system's superblock gone
+            f.seek((8192 + 32 * 2048) * 512)
+            f.write(bytes(64 * 1024))
+    elif kind == "truncated-xz":
+        subprocess.run(["xz", "-k", "-0", "-T1", str(good)], check=True, timeout=120)
+        whole = Path(f"{good}.xz").read_bytes()
+        path = tmp / "junk-truncated.img.xz"
+        path.write_bytes(whole[: len(whole) // 2])  # a download cut short
+    return path
+
+
+JUNK = ["random", "text", "no-fat", "no-cmdline", "no-ext4-root", "truncated-xz"]
+
+
+@pytest.mark.parametrize("kind", JUNK)
+def test_a_junk_image_leaves_an_existing_image_file_unchanged(
+    inputs: dict,  # type: ignore[type-arg]
+    kind: str,
+) -> None:
+    target = inputs["tmp"] / "card.img"
+    flash(inputs, target)
+    before = sha256(target)
+    done = flash(
+        inputs, target, image=junk_image(kind, inputs["tmp"], inputs["image"]), check=False
+    )
+    one_line_refusal(done)
+    assert sha256(target) == before
+    assert sorted(p.name for p in inputs["tmp"].iterdir() if p.name.startswith(".card")) == []
+
+
+@needs_loop
+@pytest.mark.parametrize("kind", JUNK)
+def test_a_junk_image_leaves_a_card_unchanged(inputs: dict, kind: str) -> None:  # type: ignore[type-arg]
+    backing = inputs["tmp"] / "card.bin"
+    flash(inputs, backing)  # a card already flashed once
+    before = sha256(backing)
+    junk = junk_image(kind, inputs["tmp"], inputs["image"])
+    with loop_device(backing) as card:
+        done = flash(inputs, card, "--yes", image=junk, check=False)
+    one_line_refusal(done)
+    assert sha256(backing) == before
+
+
+@needs_loop
+def test_flash_to_a_block_device(inputs: dict) -> None:  # type: ignore[type-arg]
+    backing = inputs["tmp"] / "card.bin"
+    backing.write_bytes(b"\xa5" * 4096)
+    os.truncate(backing, 128 * 1024 * 1024)  # a card larger than the image
+    with loop_device(backing) as card:
+        flash(inputs, card, "--yes")
+    assert boot_files(backing, inputs["offset"]) == EXPECTED | {"config.txt"}
+    check_root_untouched(backing)
+    with backing.open("rb") as f:
+        f.seek(inputs["image"].stat().st_size)
+        assert f.read(4096) == bytes(4096)  # past the image: kept as it was
+
+
+@needs_loop
+def test_an_image_larger_than_the_card_is_refused(inputs: dict) -> None:  # type: ignore[type-arg]
+    backing = inputs["tmp"] / "card.bin"
+    backing.write_bytes(b"\xa5" * (64 * 1024 * 1024))
+    before = sha256(backing)
+    with loop_device(backing) as card:
+        line = one_line_refusal(flash(inputs, card, "--yes", check=False))
+    assert "larger than" in line
+    assert sha256(backing) == before
