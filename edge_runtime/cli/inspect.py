@@ -7,17 +7,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.bundle.reader import scan_bundle
+from edge_runtime.cli.inspect_text import summary_lines
+from edge_runtime.inference.outputs import resolve_layout
 from edge_runtime.inference.source import load_source
 from edge_runtime.inference.types import TensorSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("inspect", help="show tensors, ops, labels and manifest of a model")
+    p = sub.add_parser(
+        "inspect", help="summarise a model or bundle: input, outputs, labels, accuracy, signatures"
+    )
     p.add_argument("model", type=Path, metavar="MODEL", help=".tflite file or .edgebundle")
     p.add_argument(
         "--labels", type=Path, default=None, help="labels file to check against the model"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="everything as JSON: tensors with quantization, ops, labels, the whole manifest",
+    )
     p.set_defaults(handler=run)
 
 
@@ -36,6 +45,12 @@ def _tensor(t: TensorSpec) -> dict[str, Any]:
 def describe(path: Path, labels: Path | None = None) -> dict[str, Any]:
     source = load_source(path, labels_path=labels)
     model = source.model_file
+    layout = resolve_layout(
+        model.outputs,
+        manifest_outputs=source.manifest.get("outputs") if source.manifest is not None else None,
+        detection_op_outputs=model.detection_outputs,
+    )
+    roles = {pos: role for role, pos in layout.roles.items()}
     return {
         "path": str(path),
         "model": {
@@ -46,7 +61,8 @@ def describe(path: Path, labels: Path | None = None) -> dict[str, Any]:
         },
         "edgetpu_compiled": model.is_edgetpu,
         "inputs": [_tensor(t) for t in model.inputs],
-        "outputs": [_tensor(t) for t in model.outputs],
+        "output_kind": layout.kind,
+        "outputs": [{**_tensor(t), "role": roles.get(pos)} for pos, t in enumerate(model.outputs)],
         "ops": model.op_counts,
         "labels": list(source.labels) if source.labels is not None else None,
         "labels_source": source.labels_source,
@@ -57,7 +73,14 @@ def describe(path: Path, labels: Path | None = None) -> dict[str, Any]:
             "std": list(model.metadata.std),
         },
         "manifest": dict(source.manifest) if source.manifest is not None else None,
+        "signatures": _signature_keyids(path) if source.manifest is not None else None,
+        "file_bytes": path.stat().st_size,
     }
+
+
+def _signature_keyids(path: Path) -> list[str]:
+    """Key ids of a bundle's signatures, as listed (not verified: see ``verify``)."""
+    return [s.keyid for s in scan_bundle(path).signatures]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,28 +88,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    m = info["model"]
-    print(
-        f"{info['path']}: {m['name']} {m['version'] or ''} "
-        f"({m['bytes']} bytes, sha256 {m['sha256'][:16]}...)"
-    )
-    print(f"  Edge TPU compiled: {'yes' if info['edgetpu_compiled'] else 'no'}")
-    for role in ("inputs", "outputs"):
-        print(f"  {role}:")
-        for t in info[role]:
-            q = f" scale={t['scale']:.6g} zero_point={t['zero_point']}" if t["scale"] else ""
-            dynamic = " (dynamic)" if t["dynamic"] else ""
-            print(f"    [{t['index']}] {t['name']}: {t['dtype']}{t['shape']}{q}{dynamic}")
-    ops = ", ".join(f"{name} x{count}" for name, count in sorted(info["ops"].items()))
-    print(f"  ops: {ops}")
-    labels = info["labels"]
-    if labels is not None:
-        shown = ", ".join(labels[:10]) + (", ..." if len(labels) > 10 else "")
-        print(f"  labels ({len(labels)}, from {info['labels_source']}): {shown}")
-    else:
-        print("  labels: none")
-    if info["manifest"] is not None:
-        print("  manifest:")
-        for line in json.dumps(info["manifest"], indent=2, sort_keys=True).splitlines():
-            print(f"    {line}")
+    print("\n".join(summary_lines(info)))
     return 0

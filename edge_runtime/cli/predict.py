@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from edge_runtime.cli.common import add_model_arguments, finite_float, load_engine, positive_int
+from edge_runtime.cli.predict_text import format_prediction
 from edge_runtime.errors import InputError
 from edge_runtime.inference.preprocess import DEFAULT_MAX_PIXELS
 from edge_runtime.inference.serialize import prediction_to_dict
-from edge_runtime.inference.types import Prediction
 
 #: Image files larger than this are refused before reading (a 50 MP JPEG is ~25 MB).
 MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
@@ -19,9 +19,16 @@ MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("predict", help="run the model on image files")
     add_model_arguments(p)
-    p.add_argument("--top-k", type=positive_int, default=5)
-    p.add_argument("--threshold", type=finite_float, default=0.3, help="detection score threshold")
-    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes shown (default 5)")
+    p.add_argument(
+        "--threshold", type=finite_float, default=0.3, help="detections below it are left out"
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line per image")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     p.set_defaults(handler=run)
@@ -43,7 +50,7 @@ def read_image_file(path: Path) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     engine = load_engine(args)
-    for path in args.images:
+    for number, path in enumerate(args.images):
         try:
             prediction = engine.predict(
                 read_image_file(path),
@@ -59,22 +66,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(prediction_to_dict(prediction, image=str(path))), flush=True)
         else:
-            print(format_prediction(str(path), prediction), flush=True)
+            text = format_prediction(
+                str(path), prediction, first=number == 0, threshold=args.threshold
+            )
+            print(text, flush=True)
     return 0
-
-
-def format_prediction(image: str, prediction: Prediction) -> str:
-    t = prediction.timings
-    lines = [
-        f"{image}  ({prediction.model.name} {prediction.model.version or ''}; "
-        f"preprocess {t.preprocess_ms:.1f} ms, invoke {t.invoke_ms:.1f} ms)".replace(" ;", ";")
-    ]
-    for c in prediction.top:
-        lines.append(f"  {c.score:7.4f}  {c.index:5d}  {c.label or ''}")
-    for d in prediction.detections:
-        box = ", ".join(f"{v:.3f}" for v in d.box)
-        lines.append(f"  {d.score:7.4f}  {d.index:5d}  {d.label or '':20s} [{box}]")
-    for name, shape, values in prediction.raw:
-        head = ", ".join(f"{v:.4g}" for v in values[:8])
-        lines.append(f"  {name} {list(shape)}: {head}{', ...' if len(values) > 8 else ''}")
-    return "\n".join(lines)

@@ -118,7 +118,7 @@ def test_one_extra_background_label_is_accepted(edge_runtime_cli, tmp_path: Path
         "predict", "--model", DIGITS, "--labels", labels, IMAGES / "digit_3.png"
     )
     assert done.returncode == 0, done.stderr
-    assert "digit 3" in done.stdout.splitlines()[1]
+    assert "digit 3" in done.stdout.splitlines()[2]  # under the heading and the header row
 
 
 def test_bad_flag_values(edge_runtime_cli) -> None:
