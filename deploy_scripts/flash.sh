@@ -57,8 +57,12 @@ done
 
 # Every check of the inputs comes before the first byte written to the target.
 [ -n "$TARGET" ] || die "--target is required (an SD card device such as /dev/sdb, or an image file)"
-[ -n "$DEVICE_ID" ] || die "--device-id is required"
-[[ $DEVICE_ID =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "device id '$DEVICE_ID' must be 1-64 of A-Z a-z 0-9 _ . -"
+[ -n "$DEVICE_ID" ] || die "--device-id is required (the device's host name, such as pi-01)"
+# The device id rule, the same in broker/add-device.sh and the daemon config: a host name
+# label (RFC 1123, lower case only) that is also an MQTT topic level and a certificate CN.
+[[ $DEVICE_ID =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] \
+    || die "device id '$DEVICE_ID' must be 1-63 of a-z 0-9 and '-', not starting or ending with '-' (it is the host name)"
+case $DEVICE_ID in groups|bundles|operator) die "device id '$DEVICE_ID' is reserved" ;; esac
 [ -d "$DEVICE_DIR" ] || die "--device-dir must be a folder (from broker/add-device.sh)"
 [ -f "$DEVICE_DIR/config.toml" ] || die "$DEVICE_DIR has no config.toml"
 [ -d "$WHEEL_DIR" ] || die "--wheel-dir must be a folder with the runtime wheel(s)"
@@ -73,8 +77,6 @@ fi
 for tool in sfdisk mcopy mmd mtype mdir od dd; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install fdisk mtools coreutils)"
 done
-# Host name: the device id, lower case, with '_' and '.' as '-'.
-HOSTNAME_=$(echo "$DEVICE_ID" | tr 'A-Z_.' 'a-z--')
 
 # ---------------------------------------------------------------- target safety
 # A /dev path must be a block device that is there now: never create a file in /dev.
@@ -250,7 +252,7 @@ yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 {
     echo "#cloud-config"
     echo "# Written by edge-runtime flash.sh for device $DEVICE_ID."
-    echo "hostname: $(yaml_quote "$HOSTNAME_")"
+    echo "hostname: $(yaml_quote "$DEVICE_ID")"
     echo "manage_etc_hosts: true"
     echo "ssh_pwauth: false"
     echo "users:"
@@ -288,7 +290,7 @@ yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
 } > "$work/network-config"
 
 # A new instance id makes cloud-init run again on a re-flashed card.
-printf 'instance-id: edge-%s-%s\nlocal-hostname: %s\n' "$HOSTNAME_" "$(date -u +%Y%m%dT%H%M%SZ)" "$HOSTNAME_" \
+printf 'instance-id: edge-%s-%s\nlocal-hostname: %s\n' "$DEVICE_ID" "$(date -u +%Y%m%dT%H%M%SZ)" "$DEVICE_ID" \
     > "$work/meta-data"
 
 cp "$SCRIPT_DIR/install.sh" "$SCRIPT_DIR/firstboot.sh" "$SCRIPT_DIR/edge-runtime.service" "$work/edge-runtime/"
@@ -315,4 +317,4 @@ if [ -n "$pending" ]; then
     mv -f -- "$pending" "$TARGET"
     pending=
 fi
-say "done: $TARGET boots as $HOSTNAME_ (user $USER_NAME, SSH key only${WIFI_SSID:+, Wi-Fi $WIFI_SSID}) and installs edge-runtime on first boot"
+say "done: $TARGET boots as $DEVICE_ID (user $USER_NAME, SSH key only${WIFI_SSID:+, Wi-Fi $WIFI_SSID}) and installs edge-runtime on first boot"

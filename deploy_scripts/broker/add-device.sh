@@ -31,9 +31,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-# The id is a topic level and a certificate CN: no wildcards, no '/', and not a name the
-# ACL gives another meaning to.
-[[ $ID =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "device id '$ID' must be 1-64 of A-Z a-z 0-9 _ . -"
+# The id is the device's host name, a topic level and a certificate CN (the same rule as
+# flash.sh and the daemon config): an RFC 1123 label in lower case, and not a name the ACL
+# gives another meaning to.
+[[ $ID =~ ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$ ]] \
+    || die "device id '$ID' must be 1-63 of a-z 0-9 and '-', not starting or ending with '-' (it is the host name)"
 case $ID in operator|groups|bundles) die "device id '$ID' is reserved" ;; esac
 for g in ${GROUPS_[@]+"${GROUPS_[@]}"}; do
     [[ $g =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || die "group '$g' must be 1-64 of A-Z a-z 0-9 _ . -"

@@ -27,6 +27,9 @@ except ImportError:  # pragma: no cover - Python 3.9/3.10
 PASSWORD_ENV = "EDGE_RUNTIME_MQTT_PASSWORD"
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# device_id: the device's host name (an RFC 1123 label, lower case) and a topic level; the
+# same rule as deploy_scripts/flash.sh and broker/add-device.sh.
+HOST_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DELEGATES = ("auto", "cpu", "edgetpu")
@@ -392,7 +395,11 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     problems: list[str] = []
     root = _Table(dict(data), "", problems)
     device_id = root.text(
-        "device_id", "device", pattern=DEVICE_ID, required=True, hint=" (1-64 of [A-Za-z0-9_.-])"
+        "device_id",
+        "device",
+        pattern=HOST_ID,
+        required=True,
+        hint=" (1-63 of a-z 0-9 and '-', not starting or ending with '-')",
     )
     if device_id in RESERVED_IDS:
         problems.append(

@@ -35,7 +35,7 @@ SSH_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmY5bF7v1v1qzZz9m8n5u0j6n2o3p4q5r6s7t8u9v0w ops@fleet\n"
 )
 DEVICE_FILES = {
-    "config.toml": b'device_id = "Pi_07"\n',
+    "config.toml": b'device_id = "pi-07"\n',
     "trust.json": b"{}\n",
     "ca.crt": b"ca\n",
     "device.crt": b"crt\n",
@@ -88,7 +88,7 @@ def flash(inputs: dict, target: Path, *extra: object, image: object = None, chec
         "--target",
         target,
         "--device-id",
-        "Pi_07",
+        "pi-07",
         "--device-dir",
         inputs["device"],
         "--wheel-dir",
