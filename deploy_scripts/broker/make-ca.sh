@@ -1,6 +1,7 @@
 #!/bin/bash
 # Make the fleet's broker folder: a CA, the broker's server certificate (with SANs), the
-# operator's credentials, an empty password file, the ACL and mosquitto.conf.
+# operator's credentials, a password file, the operator listener's password file
+# (operators.passwd), the ACL and mosquitto.conf.
 #
 #   make-ca.sh DIR [--host NAME]... [--ip ADDRESS]... [--days N]
 #
@@ -80,6 +81,11 @@ if [ ! -f "$DIR/operator.password" ]; then
     openssl rand -base64 24 | tr -d '\n' > "$DIR/operator.password"
     mosquitto_passwd -b "$DIR/passwd" operator "$(cat "$DIR/operator.password")"
 fi
+# The operator listener's password file: the operator alone, never a device.
+if [ ! -s "$DIR/operators.passwd" ]; then
+    : > "$DIR/operators.passwd"
+    mosquitto_passwd -b "$DIR/operators.passwd" operator "$(cat "$DIR/operator.password")"
+fi
 
 [ -f "$DIR/acl" ] || cp "$SCRIPT_DIR/acl" "$DIR/acl"
 sed "s#@BROKER_DIR@#$DIR#g" "$SCRIPT_DIR/mosquitto.conf" > "$DIR/mosquitto.conf"
@@ -88,9 +94,9 @@ sed "s#@BROKER_DIR@#$DIR#g" "$SCRIPT_DIR/mosquitto.conf" > "$DIR/mosquitto.conf"
 chmod 0644 "$DIR/ca.crt" "$DIR/server.crt" "$DIR/mosquitto.conf"
 chmod 0755 "$DIR"
 chmod 0750 "$DIR/data"
-chmod 0640 "$DIR/server.key" "$DIR/acl" "$DIR/passwd"
+chmod 0640 "$DIR/server.key" "$DIR/acl" "$DIR/passwd" "$DIR/operators.passwd"
 if getent passwd mosquitto >/dev/null && [ "$(id -u)" -eq 0 ]; then
-    chgrp "$(id -gn mosquitto)" "$DIR/server.key" "$DIR/acl" "$DIR/passwd"
+    chgrp "$(id -gn mosquitto)" "$DIR/server.key" "$DIR/acl" "$DIR/passwd" "$DIR/operators.passwd"
     chown mosquitto "$DIR/data"
 fi
 echo "make-ca.sh: broker folder ready: mosquitto -c $DIR/mosquitto.conf"

@@ -180,7 +180,7 @@ class Daemon:
         return MqttOptions(
             host=m.host,
             port=m.port,
-            client_id=m.client_id or f"edge-runtime-{config.device_id}",
+            client_id=config.client_id,
             protocol=m.protocol,
             keepalive=m.keepalive,
             username=m.username,

@@ -153,6 +153,13 @@ class Config:
     log_level: str = "info"
     shutdown_timeout: float = 10.0
 
+    @property
+    def client_id(self) -> str:
+        """The MQTT client id: ``[mqtt] client_id``, else the device id, which is what a
+        broker that binds client ids to identities expects (the shipped broker set-up:
+        the username, or the client certificate's CN, is the device id)."""
+        return self.mqtt.client_id or self.device_id
+
 
 _MISSING = object()
 #: Device ids whose topics would overlap the fleet's own (group notices, bundle chunks).

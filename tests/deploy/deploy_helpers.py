@@ -60,10 +60,15 @@ class ShippedBroker:
         self.dir = broker_dir
         self.cert_port = free_port()
         self.password_port = free_port()
+        self.operator_port = free_port()
         text = (broker_dir / "mosquitto.conf").read_text()
-        text, n1 = re.subn(r"(?m)^listener 8883$", f"listener {self.cert_port} 127.0.0.1", text)
-        text, n2 = re.subn(r"(?m)^listener 8884$", f"listener {self.password_port} 127.0.0.1", text)
-        assert n1 == 1 and n2 == 1, "shipped mosquitto.conf no longer has listeners 8883 and 8884"
+        for shipped, port in (
+            (8883, self.cert_port),
+            (8884, self.password_port),
+            (8885, self.operator_port),
+        ):
+            text, n = re.subn(rf"(?m)^listener {shipped}$", f"listener {port} 127.0.0.1", text)
+            assert n == 1, f"shipped mosquitto.conf no longer has listener {shipped}"
         self.log = broker_dir / "mosquitto.log"
         self.config = broker_dir / "mosquitto.test.conf"
         self.config.write_text(text)
@@ -76,8 +81,8 @@ class ShippedBroker:
             ["mosquitto", "-c", str(self.config)], stdout=self._log_file, stderr=subprocess.STDOUT
         )
         try:
-            wait_port(self.cert_port)
-            wait_port(self.password_port)
+            for port in (self.cert_port, self.password_port, self.operator_port):
+                wait_port(port)
         except TimeoutError:
             self.__exit__()
             log = self.log.read_text() if self.log.exists() else ""

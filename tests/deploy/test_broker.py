@@ -60,11 +60,22 @@ def _fleet(d: Path):  # type: ignore[no-untyped-def]
         yield d, broker
 
 
-def device(fleet, name: str) -> Client:  # type: ignore[no-untyped-def]
+def device(fleet, name: str, listener: str = "certificate", **session) -> Client:  # type: ignore[no-untyped-def]
+    """``name``'s credentials on the certificate or the password listener; ``session``:
+    the Client's client_id and session_expiry."""
     d, broker = fleet
     files = d / "devices" / name
+    if listener == "password":
+        password = files.joinpath("mqtt-password").read_text()
+        return Client(
+            broker.password_port, files / "ca.crt", username=name, password=password, **session
+        )
     return Client(
-        broker.cert_port, files / "ca.crt", cert=files / "device.crt", key=files / "device.key"
+        broker.cert_port,
+        files / "ca.crt",
+        cert=files / "device.crt",
+        key=files / "device.key",
+        **session,
     )
 
 
@@ -296,6 +307,80 @@ def test_device_cannot_send_itself_notices_or_rollback_orders(fleet) -> None:  #
     finally:
         a.close()
         op.close()
+
+
+@pytest.mark.parametrize("listener", ["certificate", "password"])
+def test_a_device_cannot_take_over_another_devices_session(fleet, listener: str) -> None:  # type: ignore[no-untyped-def]
+    """pi-a's credentials with pi-b's client id (the daemon's default, and the former
+    default edge-runtime-<id>) neither knock pi-b off nor resume pi-b's persistent
+    session: a request queued for pi-b while it is offline still reaches pi-b."""
+    claims = ("pi-b", "edge-runtime-pi-b")
+    persistent = {"session_expiry": 3600}
+    op = operator(fleet)
+    b = device(fleet, "pi-b", listener, client_id="pi-b", **persistent)
+    try:
+        b.subscribe("edge/pi-b/infer")
+        for claim in claims:
+            a = device(fleet, "pi-a", listener, client_id=claim, **persistent)
+            a.close()
+        assert op.publish("edge/pi-b/infer", b"while online") in ACCEPTED
+        b.wait_for("edge/pi-b/infer", b"while online")
+        assert b.disconnects == [], "pi-b was disconnected"
+        b.close()  # offline; its session (and subscription) stays on the broker
+        assert op.publish("edge/pi-b/infer", b"queued for pi-b") in ACCEPTED
+        for claim in claims:
+            a = device(fleet, "pi-a", listener, client_id=claim, **persistent)
+            time.sleep(QUIET)
+            a.close()
+            assert a.payloads("edge/pi-b/infer") == []
+        b = device(fleet, "pi-b", listener, client_id="pi-b", **persistent)
+        b.wait_for("edge/pi-b/infer", b"queued for pi-b")
+    finally:
+        b.close()
+        op.close()
+
+
+def test_the_broker_binds_the_client_id_to_the_username(fleet) -> None:  # type: ignore[no-untyped-def]
+    """The broker ignores the client id a device sends: its session is its username's."""
+    first = device(fleet, "pi-a", client_id="anything", session_expiry=3600)
+    try:
+        first.subscribe("edge/pi-a/infer")
+    finally:
+        first.close()
+    op = operator(fleet)
+    second = device(fleet, "pi-a", client_id="pi-a", session_expiry=3600)
+    try:
+        assert op.publish("edge/pi-a/infer", b"to the session of pi-a") in ACCEPTED
+        second.wait_for("edge/pi-a/infer", b"to the session of pi-a")
+    finally:
+        second.close()
+        op.close()
+
+
+def test_operator_tools_run_side_by_side_on_the_operator_listener(fleet) -> None:  # type: ignore[no-untyped-def]
+    d, broker = fleet
+    password = (d / "operator.password").read_text()
+    ops = [
+        Client(broker.operator_port, d / "ca.crt", username="operator", password=password)
+        for _ in range(2)
+    ]
+    try:
+        for op in ops:
+            op.subscribe("edge/pi-a/status")
+        assert ops[0].publish("edge/pi-a/infer", b"x") in ACCEPTED
+        assert ops[1].publish("edge/pi-a/infer", b"y") in ACCEPTED
+        assert [op.disconnects for op in ops] == [[], []]
+    finally:
+        for op in ops:
+            op.close()
+    for name in ("pi-a", "pi-b"):
+        files = d / "devices" / name
+        pw = files.joinpath("mqtt-password").read_text()
+        c = Client(broker.operator_port, d / "ca.crt", username=name, password=pw)
+        try:
+            assert c.connect_code is not None and not c.connected, "a device on 8885"
+        finally:
+            c.close()
 
 
 def test_bundle_chunks_are_written_by_the_operator_and_read_by_devices(fleet) -> None:  # type: ignore[no-untyped-def]
