@@ -242,6 +242,19 @@ def run_remove(args: argparse.Namespace) -> int:
     return _write_update(args, current, keys)
 
 
+def _signing_rule(version: int) -> str:
+    """What the "signed" marks mean for this version, in one sentence."""
+    if version == 1:
+        return (
+            "v1 is placed on devices when provisioned, so its own signatures are optional; "
+            "each later version needs a threshold of the previous version's keys and of its own"
+        )
+    return (
+        f"devices holding v{version - 1} take v{version} only when a threshold of "
+        f"v{version - 1}'s keys and a threshold of these keys signed it"
+    )
+
+
 def run_show(args: argparse.Namespace) -> int:
     trust = load_trust(args.trust)
     result = tally(trust.signed_bytes, trust.signatures, trust.keys)
@@ -260,9 +273,11 @@ def run_show(args: argparse.Namespace) -> int:
         f"{args.trust}: trust file v{trust.version}, threshold {trust.threshold}, "
         f"expires {info['expires'] or 'never'}"
     )
+    print(f"  keys (a bundle needs valid signatures from {trust.threshold} of them):")
     for keyid in trust.keys:
-        mark = "signed" if keyid in result.valid else "-"
-        print(f"  {keyid}  {mark}")
+        mark = "signed this trust file" if keyid in result.valid else "has not signed this file"
+        print(f"    {keyid}  {mark}")
+    print(f"  ({_signing_rule(trust.version)})")
     others: list[str] = info["other_signatures"]  # type: ignore[assignment]
     if others:
         print(

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_runtime.bundle.reader import scan_bundle
+from edge_runtime.errors import SignatureError
 from edge_runtime.trust.check import check_bundle_file
 from edge_runtime.trust.summary import describe, text_lines
 
@@ -20,7 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    result = check_bundle_file(args.bundle, args.trust, None, args.device_class)
+    try:
+        result = check_bundle_file(args.bundle, args.trust, None, args.device_class)
+    except SignatureError as exc:
+        if scan_bundle(args.bundle).signatures:
+            raise
+        raise SignatureError(
+            f"{exc}; sign it first: edge-fleet sign {args.bundle} --key KEY"
+        ) from exc
     info = describe(result.verified, result.bundle)
     if args.json:
         print(json.dumps({"ok": True, **info}))

@@ -23,6 +23,8 @@ class Tally:
 
     def describe(self, threshold: int) -> str:
         parts = [f"{len(self.valid)} valid signature(s) from trusted keys, {threshold} required"]
+        if not (self.valid or self.invalid or self.untrusted):
+            parts[0] += ": it carries no signature at all (unsigned)"
         if self.invalid:
             parts.append(
                 f"invalid (forged or altered) from {', '.join(map(short_id, self.invalid))}"

@@ -141,6 +141,40 @@ def test_verify_refuses_unsigned_and_tampered_bundles(fleet: Path, tmp_path: Pat
     )
 
 
+def test_verify_says_an_unsigned_bundle_carries_no_signature(fleet: Path, tmp_path: Path) -> None:
+    unsigned = bf.make_bundle(tmp_path / "unsigned.edgebundle", **bf.real_clock_times())
+    one_line_error(
+        run("edge-fleet", "verify", unsigned, "--trust", fleet / "trust.json", cwd=fleet),
+        "0 valid signature(s) from trusted keys, 1 required",
+        "carries no signature at all",
+        f"edge-fleet sign {unsigned} --key KEY",
+    )
+    ok(run("edge-fleet", "keygen", "--out", "other", cwd=tmp_path))
+    ok(run("edge-fleet", "sign", unsigned, "--key", "other/signing.key", cwd=tmp_path))
+    line = one_line_error(
+        run("edge-fleet", "verify", unsigned, "--trust", fleet / "trust.json", cwd=fleet),
+        "1 by untrusted keys ignored",
+    )
+    assert "no signature" not in line and "edge-fleet sign" not in line
+
+
+def test_trust_show_says_what_each_mark_means(fleet: Path, tmp_path: Path) -> None:
+    keyid_a = key_id(load_public_key(fleet / "keys" / "a.pub"))
+    keyid_b = key_id(load_public_key(fleet / "keys" / "b.pub"))
+    v1 = ok(run("edge-fleet", "trust", "show", "trust.json", cwd=fleet)).splitlines()
+    assert v1[0] == "trust.json: trust file v1, threshold 1, expires never"
+    assert v1[1] == "  keys (a bundle needs valid signatures from 1 of them):"
+    assert v1[2] == f"    {keyid_a}  has not signed this file"
+    assert "v1 is placed on devices when provisioned" in v1[3] and len(v1) == 4
+    v2_args = ("trust", "add-key", fleet / "trust.json", "--key", fleet / "keys" / "b.pub")
+    signers = ("--sign-key", fleet / "keys" / "a.key", "--sign-key", fleet / "keys" / "b.key")
+    ok(run("edge-fleet", *v2_args, *signers, "--out", "v2.json", cwd=tmp_path))
+    v2 = ok(run("edge-fleet", "trust", "show", "v2.json", cwd=tmp_path)).splitlines()
+    assert sorted(v2[2:4]) == sorted(f"    {k}  signed this trust file" for k in (keyid_a, keyid_b))
+    assert "devices holding v1 take v2 only when a threshold of v1's keys" in v2[4]
+    assert not any(line.rstrip().endswith(" -") for line in v1 + v2)
+
+
 def test_trust_rotation_commands(tmp_path: Path) -> None:
     for name in ("a", "b", "c"):
         ok(run("edge-fleet", "keygen", "--out", "keys", "--name", name, cwd=tmp_path))
