@@ -40,6 +40,11 @@ class TransportError(EdgeError):
     """The MQTT connection or a publish failed."""
 
 
+class StorageError(EdgeError):
+    """The state folder cannot take a write now (full, or failing); worth another try
+    once space returns."""
+
+
 class BundleError(EdgeError):
     """A bundle is malformed: bad tar, bad manifest, missing or extra files."""
 

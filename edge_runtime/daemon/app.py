@@ -422,6 +422,11 @@ class Daemon:
                     "bytes": self.outbox.size_bytes,
                     "dropped_telemetry": self.outbox.dropped_telemetry,
                     "spilled": self.publisher.spilled,
+                    # the state folder is full: messages wait in memory, and those that
+                    # fit neither there nor on disk are refused (their requests redelivered)
+                    "disk_full": self.outbox.disk_full,
+                    "in_memory": self.publisher.in_memory(),
+                    "not_kept": self.publisher.not_kept,
                 }
                 self._latest_telemetry = doc
                 self.publisher.send(

@@ -11,6 +11,14 @@ into the database (and sync it) inside whichever ``add`` or ``remove`` crossed t
 threshold, stalling the answer that made that write (milliseconds here, far more on an
 SD card). The publisher thread calls ``checkpoint`` instead, from a connection of its
 own, which runs beside the writers without blocking them.
+
+A full state folder is a mode, not an end: a write that fails (``database or disk is
+full``) raises ``StorageError`` and sets ``disk_full``; the publisher then keeps new
+messages in memory. Deleting acknowledged rows must work even then (a delete appends to
+the write-ahead log), so the outbox keeps a reserve file of ``RESERVE_BYTES`` beside it,
+made while there is room and given up the first time a delete finds no space; a
+checkpoint lets the log be written over from its start again. ``recover`` re-makes the
+reserve once the folder has room again and leaves the mode.
 """
 
 from __future__ import annotations
@@ -25,12 +33,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_runtime.errors import ConfigError
+from edge_runtime.errors import ConfigError, StorageError
 
 log = logging.getLogger(__name__)
 
 ANSWER = "answer"
 TELEMETRY = "telemetry"
+#: Bytes kept free for the outbox's deletes and checkpoints while the disk is full:
+#: deleting 50 acknowledged rows takes about 15 pages of log, and the checkpoint that
+#: lets the log be reused may have to grow the database by what the log held.
+RESERVE_BYTES = 256 * 1024
+#: Free space, beyond the reserve, at which a full state folder counts as writable again.
+HEADROOM = 256 * 1024
 #: Commits after which ``checkpoint`` copies the write-ahead log into the database
 #: (about SQLite's own default of 1000 pages, at two to three pages per commit).
 CHECKPOINT_EVERY = 400
@@ -100,6 +114,8 @@ class Outbox:
     def __init__(self, path: Path, *, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.dropped_telemetry = 0
+        self._full = False
+        self._reserve = path.with_name(path.name + ".reserve")
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +135,7 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open the outbox {path}: {exc}; check state_dir") from exc
         self._size, self._count = row
+        self._make_reserve()
         self._commits = 0  # since the last checkpoint
 
     def _open(self, path: Path) -> tuple[int, int]:
@@ -155,14 +172,20 @@ class Outbox:
         """BEGIN ... COMMIT, or ROLLBACK on any error (and the counts kept in memory
         back as they were); the caller holds the lock."""
         books = (self._size, self._count, self.dropped_telemetry)
-        self._db.execute("BEGIN")
         try:
-            yield
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._size, self._count, self.dropped_telemetry = books
-            raise
+            self._db.execute("BEGIN")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back already (a full disk does)
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._size, self._count, self.dropped_telemetry = books
+                raise
+        except sqlite3.OperationalError as exc:  # full, or failing storage
+            self._full = True
+            raise StorageError(f"the outbox cannot be written: {exc}") from exc
         self._commits += 1
 
     def _insert(self, m: Outgoing) -> int | None:
@@ -219,10 +242,24 @@ class Outbox:
         self.remove_many((seq,))
 
     def remove_many(self, seqs: Iterable[int]) -> None:
-        """Delete these entries (unknown ones are skipped) in one transaction."""
+        """Delete these entries (unknown ones are skipped) in one transaction; on a full
+        disk, with the room the reserve leaves.
+
+        Raises:
+            StorageError: not even the reserve made room; the entries are still there.
+        """
         wanted = [(seq,) for seq in seqs]
         if not wanted:
             return
+        try:
+            self._delete(wanted)
+        except StorageError:
+            if not self._release_reserve():
+                raise
+            self.checkpoint(force=True)
+            self._delete(wanted)
+
+    def _delete(self, wanted: list[tuple[int]]) -> None:
         with self._lock, self._transaction():
             for key in wanted:
                 row = self._db.execute("SELECT size FROM outbox WHERE seq = ?", key).fetchone()
@@ -232,21 +269,78 @@ class Outbox:
                     self._count -= 1
 
     @property
+    def disk_full(self) -> bool:
+        """True from a write that failed for want of space until ``recover``."""
+        return self._full
+
+    def recover(self) -> bool:
+        """While ``disk_full``: checkpoint (giving the log's space back) and
+        leave the mode once the folder has ``RESERVE_BYTES + HEADROOM`` free and the
+        reserve is made again. True when the outbox can store again."""
+        if not self._full:
+            return True
+        self.checkpoint(force=True, truncate=True)  # the log's space back to the folder
+        try:
+            st = os.statvfs(self._reserve.parent)
+        except OSError:
+            return False
+        if st.f_bavail * st.f_frsize < RESERVE_BYTES + HEADROOM or not self._make_reserve():
+            return False
+        self._full = False
+        log.warning("the state folder has room again: the outbox stores messages again")
+        return True
+
+    def _make_reserve(self) -> bool:
+        """Write the reserve file where missing; False when there is no room for it."""
+        try:
+            if self._reserve.stat().st_size >= RESERVE_BYTES:
+                return True
+        except OSError:
+            pass
+        try:
+            with open(self._reserve, "wb") as f:
+                f.write(bytes(RESERVE_BYTES))  # written, not sparse: the blocks are taken
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            log.warning("no room for the outbox's %d-byte reserve: %s", RESERVE_BYTES, exc)
+            return False
+        return True
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve's space to the outbox's deletes; False when there was none."""
+        try:
+            self._reserve.unlink()
+        except OSError:
+            return False
+        log.warning(
+            "the state folder is full: released the outbox's %d-byte reserve to delete "
+            "acknowledged messages",
+            RESERVE_BYTES,
+        )
+        return True
+
+    @property
     def checkpoint_due(self) -> bool:
         """True once ``CHECKPOINT_EVERY`` commits piled up since the last checkpoint."""
         with self._lock:
             return self._commits >= CHECKPOINT_EVERY
 
-    def checkpoint(self, force: bool = False) -> bool:
+    def checkpoint(self, force: bool = False, *, truncate: bool = False) -> bool:
         """Copy the write-ahead log into the database once ``CHECKPOINT_EVERY`` commits
         piled up (or now, with ``force``); True when a checkpoint ran. Writers go on
-        meanwhile: this uses its own connection and takes no lock of the outbox."""
+        meanwhile: this uses its own connection and takes no lock of the outbox.
+        ``truncate`` also cuts the log file to nothing, giving its space back (it waits
+        for no writer: busy, it does what it can)."""
         with self._lock:
             if not force and self._commits < CHECKPOINT_EVERY:
                 return False
             self._commits = 0
+        mode = "TRUNCATE" if truncate else "PASSIVE"
         try:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._checkpointer.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error as exc:  # busy or failing storage: the log just grows a bit
             log.warning("outbox checkpoint failed: %s", exc)
             return False

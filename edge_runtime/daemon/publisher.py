@@ -21,10 +21,21 @@ lines of ``send`` that register a message id; the transport's callbacks only pos
 message ids and connection changes here (so no lock is held across a call into the MQTT
 library). The outbox's checkpoints (an fsync, which an SD card can take a tenth of a
 second over) run on a thread of their own, so no answer waits behind one on its way out.
+
+When the state folder is full (``Outbox.disk_full``), what would go to the outbox waits
+in memory instead (up to ``KEEP_IN_MEMORY`` messages) and goes out behind the outbox's
+rows; ``on_safe`` then waits for the broker's acknowledgement, as nothing is on disk.
+Held messages are not spilled, acknowledged rows are still deleted (a failed delete is
+tried again, never forgotten: a row left behind would be sent again after a restart),
+and once ``Outbox.recover`` finds room the messages waiting in memory are stored and the
+outbox carries on, without a restart. A message that fits neither on disk nor in memory
+is refused (``StorageError``) and counted in ``not_kept``: its request stays
+unacknowledged, and the broker delivers it again.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -34,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from edge_runtime.daemon.outbox import Entry, Outbox, Outgoing
-from edge_runtime.errors import TransportError
+from edge_runtime.errors import StorageError, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,10 @@ SPILL_AFTER = 1.0
 #: Most messages held in memory unacknowledged: a burst of answers (a batch can carry
 #: dozens) fits; beyond it, messages go through the outbox. A few hundred kB at most.
 HOLD = 500
+#: Most messages waiting in memory for their turn while the state folder is full.
+KEEP_IN_MEMORY = 2000
+#: Seconds between looks at a full state folder for room.
+RECOVER_EVERY = 1.0
 
 
 @dataclass(eq=False)
@@ -57,6 +72,11 @@ class _Held:
     since: float
     waiting: dict[int, Outgoing] = field(default_factory=dict)  # message id -> message
     open: bool = True  # ``send`` may still add to it
+    queued: int = 0  # messages in the memory queue, not yet handed to the client
+
+    @property
+    def done(self) -> bool:
+        return not self.open and not self.waiting and not self.queued
 
 
 class Publisher:
@@ -75,6 +95,11 @@ class Publisher:
         self.hold = hold
         self.spill_after = spill_after
         self.spilled = 0  # messages stored because the broker was slow to acknowledge them
+        self.not_kept = 0  # refused: the state folder was full and so was the memory queue
+        # what waits in memory for its turn while the state folder is full, oldest first
+        self._queued: collections.deque[tuple[Outgoing, _Held]] = collections.deque()
+        self._unremoved: list[int] = []  # acknowledged rows a full disk kept us from deleting
+        self._next_recover = 0.0
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -115,9 +140,13 @@ class Publisher:
 
     def pending(self) -> int:
         """Messages not yet acknowledged by the broker: in the outbox or held in memory."""
+        return len(self.outbox) + self.in_memory()
+
+    def in_memory(self) -> int:
+        """Messages kept in memory only: handed to the client and unacknowledged, or
+        waiting for their turn while the state folder is full."""
         with self._books:
-            held = len(self._held)
-        return len(self.outbox) + held
+            return len(self._held) + len(self._queued)
 
     def settle(self, deadline: float, connected: Callable[[], bool]) -> None:
         """Wait until the broker acknowledged everything, the connection dropped or the
@@ -150,7 +179,7 @@ class Publisher:
         stored = False
         try:
             if store:
-                self.outbox.add_many(store)
+                self._store(store, group)
                 self._wake.set()
             stored = True
         finally:
@@ -158,9 +187,27 @@ class Publisher:
                 group.open = False
                 if not stored:  # its requests stay unacknowledged: delivered again
                     group.on_safe = None
-                done = not group.waiting
+                done = group.done
         if done and group.on_safe is not None:
             group.on_safe()
+
+    def _store(self, store: list[Outgoing], group: _Held) -> None:
+        """Into the outbox; while the state folder is full, into the memory queue."""
+        if not self.outbox.disk_full:
+            try:
+                self.outbox.add_many(store)
+                return
+            except StorageError as exc:
+                log.error("the state folder is full; messages wait in memory: %s", exc)
+        with self._books:
+            if len(self._queued) + len(store) > KEEP_IN_MEMORY:
+                self.not_kept += len(store)
+                raise StorageError(
+                    f"{len(store)} message(s) not kept: the state folder is full and "
+                    f"{len(self._queued)} already wait in memory"
+                )
+            group.queued += len(store)
+            self._queued.extend((m, group) for m in store)
 
     def stop(self) -> None:
         """Stop the threads; what is still held in memory is stored in the outbox."""
@@ -170,7 +217,15 @@ class Publisher:
         self._thread.join(5)
         self._checkpoints.join(5)
         self._drain_acks()
-        self._spill(everything=True)
+        try:
+            self._store_queued()
+            self._spill(everything=True)
+        except StorageError as exc:
+            log.error(
+                "%d message(s) not kept at shutdown (their requests are delivered again): %s",
+                self.in_memory(),
+                exc,
+            )
 
     # -- the publisher's thread ---------------------------------------------------------
     def _direct(self) -> bool:
@@ -179,7 +234,7 @@ class Publisher:
         if len(self.outbox):
             return False
         with self._books:
-            return len(self._held) < self.hold
+            return not self._queued and len(self._held) < self.hold
 
     def _hand_over(self, m: Outgoing | Entry) -> int | None:
         """The message id the client gave ``m``, None when offline, -1 when the message
@@ -207,12 +262,26 @@ class Publisher:
                     done.append(seq)
                 elif group is not None:
                     del group.waiting[mid]
-                    if not group.waiting and not group.open:
+                    if group.done:
                         safe.append(group)
                 elif len(self._early) < 10000:
                     self._early.add(mid)
-        self.outbox.remove_many(done)
         _call_on_safe(safe)
+        self._remove(done)
+
+    def _remove(self, seqs: list[int]) -> None:
+        """Delete acknowledged rows, with those a full disk kept back before."""
+        before = self._unremoved
+        todo = before + seqs
+        try:
+            self.outbox.remove_many(todo)
+        except StorageError as exc:
+            # tried again on the next round; the pump has passed them: never sent again
+            if not before:
+                log.warning("%d acknowledged message(s) not deleted yet: %s", len(todo), exc)
+            self._unremoved = todo
+        else:
+            self._unremoved = []
 
     def _spill(self, everything: bool = False) -> None:
         """Store the held sends waiting longer than ``spill_after`` (all of them with
@@ -224,7 +293,7 @@ class Publisher:
                 for g in self._held.values()
                 if not g.open and (everything or g.since <= cutoff)
             }
-            if not groups:
+            if not groups or self.outbox.disk_full:  # the client has them: they stay held
                 return
             moving = [(mid, m) for g in groups.values() for mid, m in g.waiting.items()]
         seqs = self.outbox.add_many([m for _, m in moving])
@@ -253,7 +322,34 @@ class Publisher:
         with self._books:
             done = [self._inflight.pop(mid) for mid in self._inflight_qos0 if mid in self._inflight]
             self._inflight_qos0.clear()
-        self.outbox.remove_many(done)
+        self._remove(done)
+
+    def _recover(self) -> None:
+        """While the state folder is full, look for room now and then; once there is,
+        store what waits in memory and carry on through the outbox."""
+        if not self.outbox.disk_full or time.monotonic() < self._next_recover:
+            return
+        self._next_recover = time.monotonic() + RECOVER_EVERY
+        if self.outbox.recover():
+            moved = self._store_queued()
+            log.warning("the outbox stores again; %d message(s) moved there from memory", moved)
+
+    def _store_queued(self) -> int:
+        """Store the memory queue in the outbox (its groups count as safe); how many."""
+        with self._books:
+            queued = list(self._queued)
+        if not queued:
+            return 0
+        self.outbox.add_many([m for m, _ in queued])
+        safe = []
+        with self._books:
+            for _ in queued:
+                _, group = self._queued.popleft()
+                group.queued -= 1
+                if group.done:
+                    safe.append(group)
+        _call_on_safe(list({id(g): g for g in safe}.values()))
+        return len(queued)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -264,6 +360,7 @@ class Publisher:
                 if self._reconnected.is_set():
                     self._reconnected.clear()
                     self._settle_qos0()
+                self._recover()
                 self._spill()
                 if self.outbox.checkpoint_due:
                     self._checkpoint_due.set()
@@ -273,11 +370,13 @@ class Publisher:
                 self._stop.wait(1.0)
 
     def _pump(self) -> None:
-        """Hand the outbox's next rows to the client, up to the window."""
+        """Hand the outbox's next rows to the client, up to the window; then what waits
+        in memory."""
         room = self.window - len(self._inflight)
         if room <= 0:
             return
-        for entry in self.outbox.after(self._last_seq, room):
+        entries = self.outbox.after(self._last_seq, room)
+        for entry in entries:
             with self._books:
                 if entry.seq in self._handed:  # a spilled message: the client has it
                     self._handed.discard(entry.seq)
@@ -288,7 +387,7 @@ class Publisher:
                 break
             self._last_seq = entry.seq
             if mid < 0:
-                self.outbox.remove(entry.seq)
+                self._remove([entry.seq])
                 continue
             with self._books:
                 if mid in self._early:
@@ -300,8 +399,34 @@ class Publisher:
                         self._inflight_qos0.add(mid)
                     early = False
             if early:
-                self.outbox.remove(entry.seq)
+                self._remove([entry.seq])
             self._wake.set()
+        else:
+            if len(entries) < room:  # the outbox is done: its turn for the memory queue
+                self._pump_queued()
+
+    def _pump_queued(self) -> None:
+        """Hand messages waiting in memory to the client, as many as ``hold`` allows."""
+        while True:
+            with self._books:
+                if not self._queued or len(self._held) >= self.hold:
+                    return
+                m, group = self._queued[0]
+            mid = self._hand_over(m)
+            if mid is None:
+                return
+            safe = False
+            with self._books:
+                self._queued.popleft()
+                group.queued -= 1
+                if mid >= 0 and mid in self._early:
+                    self._early.discard(mid)
+                elif mid >= 0:
+                    group.waiting[mid] = m
+                    self._held[mid] = group
+                safe = group.done
+            if safe:
+                _call_on_safe([group])
 
     def _checkpoint_loop(self) -> None:
         while True:

@@ -8,9 +8,11 @@ import sqlite3
 import time
 
 import pytest
+from support.smalldisk import fill, small_disk
 
 from edge_runtime.daemon.outbox import ANSWER, CHECKPOINT_EVERY, TELEMETRY, Outbox, Outgoing
 from edge_runtime.daemon.publisher import Publisher
+from edge_runtime.errors import StorageError
 
 
 def test_fifo_order_and_remove(tmp_path):
@@ -440,3 +442,105 @@ def test_an_outbox_in_a_folder_that_cannot_be_used_is_a_config_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="check state_dir"):
         Outbox(tmp_path / "file" / "outbox.sqlite3", max_bytes=1 << 20)
+
+
+def _fill_outbox(box, size=300):
+    """Answers into ``box`` until its disk is full; returns their sequence numbers."""
+    seqs = []
+    with pytest.raises(StorageError, match="full"):
+        for i in range(100_000):
+            seqs.append(box.add(ANSWER, "edge/d/predictions", b"%06d" % i + bytes(size)))
+    return seqs
+
+
+def test_on_a_full_disk_acknowledged_rows_are_still_deleted_and_storing_resumes(tmp_path):
+    with small_disk(tmp_path / "small", 2 << 20) as folder:
+        path = folder / "outbox.sqlite3"
+        box = Outbox(path, max_bytes=64 << 20)
+        seqs = _fill_outbox(box)
+        fill(folder / "filler")  # and whatever else there was room for
+        # the failed write left the books as they were: no "cannot rollback"
+        assert box.disk_full and len(box) == len(seqs) > 100
+        assert [e.seq for e in box.after(0, 100_000)] == seqs
+        # every acknowledged row can be deleted, 50 at a time as the publisher does
+        for i in range(0, len(seqs), 50):
+            box.remove_many(seqs[i : i + 50])
+        assert len(box) == 0 and box.disk_full
+        # the log's space goes back to the folder: the outbox itself filled it here
+        assert box.recover() and not box.disk_full
+        fill(folder / "filler")  # something else takes the room
+        with pytest.raises(StorageError):
+            box.add(ANSWER, "a", bytes(10_000))
+        assert box.disk_full and not box.recover()
+        (folder / "filler").unlink()
+        assert box.recover() and not box.disk_full
+        assert box.add(ANSWER, "a", b"after") is not None
+        box.close()
+        again = Outbox(path, max_bytes=64 << 20)
+        assert [e.payload for e in again.after(0, 10)] == [b"after"]
+        again.close()
+
+
+def test_on_a_full_disk_answers_go_out_from_memory_and_nothing_twice(tmp_path):
+    """Broker away, disk full: what the outbox cannot take waits in memory, goes out
+    behind the stored rows once the broker is back, and counts as safe only when the
+    broker acknowledged it; when space returns the outbox stores again by itself."""
+    with small_disk(tmp_path / "small", 2 << 20) as folder:
+        box = Outbox(folder / "o.db", max_bytes=64 << 20)
+        link = FakeLink()
+        pub = Publisher(box, link.publish, window=10, hold=10, spill_after=0.1)
+        pub.start()
+        try:
+            stored = _fill_outbox(box)
+            fill(folder / "filler")
+            safe = []
+            for i in range(30):
+                pub.send([Outgoing(ANSWER, "a", b"mem%d" % i)], lambda i=i: safe.append(i))
+            assert pub.in_memory() == 30 and safe == []
+            link.up = True
+            pub.poke()
+            acked = set()
+
+            def ack_all():
+                for mid, _ in list(link.sent):
+                    if mid not in acked:
+                        acked.add(mid)
+                        pub.on_published(mid)
+                return len(link.sent) == len(stored) + 30 and len(safe) == 30
+
+            assert wait(ack_all, 20), (len(link.sent), len(safe))
+            payloads = [p for _, p in link.sent]
+            assert len(payloads) == len(set(payloads))  # nothing sent twice
+            assert payloads[-30:] == [b"mem%d" % i for i in range(30)]  # in order
+            assert wait(lambda: len(box) == 0), "acknowledged rows were not deleted"
+            # space returns: the next messages that must wait are stored again
+            (folder / "filler").unlink()
+            assert wait(lambda: not box.disk_full, 5)
+            link.up = False
+            pub.send([Outgoing(ANSWER, "a", b"stored")], lambda: safe.append(-1))
+            assert len(box) == 1 and safe[-1] == -1
+        finally:
+            pub.stop()
+            box.close()
+
+
+def test_past_the_memory_bound_a_full_disk_refuses_and_counts(tmp_path, monkeypatch):
+    from edge_runtime.daemon import publisher
+
+    monkeypatch.setattr(publisher, "KEEP_IN_MEMORY", 5)
+    with small_disk(tmp_path / "small", 1 << 20) as folder:
+        box = Outbox(folder / "o.db", max_bytes=64 << 20)
+        link = FakeLink()
+        pub = Publisher(box, link.publish)
+        pub.start()
+        try:
+            _fill_outbox(box)
+            fill(folder / "filler")
+            safe = []
+            pub.send([Outgoing(ANSWER, "a", b"x")] * 5, lambda: safe.append(1))
+            with pytest.raises(StorageError, match="not kept"):
+                pub.send([Outgoing(ANSWER, "a", b"y")] * 2, lambda: safe.append(2))
+            assert pub.not_kept == 2 and pub.in_memory() == 5 and safe == []
+        finally:
+            pub.stop()
+            box.close()
