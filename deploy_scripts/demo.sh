@@ -23,8 +23,7 @@ done
 step() { printf '\n== %s\n' "$*"; }
 
 if [ "$SETUP" -eq 1 ]; then
-    step "Setting up (system packages, .venv)"
-    bash tools/setup.sh
+    bash tools/setup.sh  # one line when nothing changed
 fi
 BIN=$ROOT/.venv/bin
 PY=$BIN/python
@@ -123,6 +122,7 @@ interval = 2
 
 [update]
 trust = "$WORK/trust.json"
+file_roots = ["$WORK"]    # the demo publishes file:// URLs of bundles in its own folder
 probation_requests = 10   # a new model is on probation for its first 10 requests
 EOF
 "$BIN/edge-runtime" run --config "$WORK/config.toml" --check
@@ -133,17 +133,8 @@ status=$(sub -t "$PREFIX/$DEVICE/status" -C 1 -W 30 || true)
 echo "status: ${status:-no answer}"
 [ "$status" = online ] || { echo "demo.sh: the daemon did not come online; its log:" >&2; cat "$WORK/daemon.log" >&2; exit 1; }
 
-show_predictions() {  # show_predictions FILE: prediction JSON, one per line
-    "$PY" - "$1" <<'EOF'
-import json
-import sys
-
-for line in open(sys.argv[1], encoding="utf-8"):
-    p = json.loads(line)
-    best, model, lat = p["top"][0], p["model"], p["latency_ms"]
-    print(f"  {p['id']:>16s} -> {best['label']:<6s} {best['score']:.3f}  "
-          f"model {model['name']} {model['version']}  invoke {lat['invoke']:.2f} ms")
-EOF
+show() {  # show KIND FILE: one readable line per message (deploy_scripts/demo_show.py)
+    "$PY" "$ROOT/deploy_scripts/demo_show.py" "$@"
 }
 send_requests() {  # send_requests TAG: publishes the ten digits as JSON requests, prints answers
     local tag=$1 answers=$WORK/answers-$1.jsonl
@@ -157,7 +148,7 @@ send_requests() {  # send_requests TAG: publishes the ten digits as JSON request
             | pub -t "$PREFIX/$DEVICE/infer" -q 1 -s
     done
     wait "$listener" || true
-    show_predictions "$answers"
+    show predictions "$answers"
     echo "  $(wc -l < "$answers") of 10 answered"
 }
 
@@ -165,31 +156,20 @@ step "Requests: ten digit images published to $PREFIX/$DEVICE/infer"
 send_requests v1
 
 step "A bad request gets an error, and the daemon keeps serving"
-sub -t "$PREFIX/$DEVICE/errors" -C 1 -W 10 &
+sub -t "$PREFIX/$DEVICE/errors" -C 1 -W 10 > "$WORK/error.json" &
 listener=$!
 sleep 1
 printf 'this is not an image' | pub -t "$PREFIX/$DEVICE/infer" -q 1 -s
 wait "$listener" || true
+show error "$WORK/error.json"
 
 step "Telemetry from $PREFIX/$DEVICE/telemetry"
 sub -t "$PREFIX/$DEVICE/telemetry" -C 1 -W 10 > "$WORK/telemetry.json"
-"$PY" - "$WORK/telemetry.json" <<'EOF'
-import json
-import sys
-
-t = json.load(open(sys.argv[1], encoding="utf-8"))
-inf, lat = t["inference"], t["inference"]["latency_ms"]
-print(f"  cpu {t['cpu_percent']}%  rss {t['memory']['rss_bytes'] / 2**20:.0f} MiB  "
-      f"temperature {t['temperature_c']}  throttled {t['throttled']}  "
-      f"disk free {t['disk_free_bytes'] / 2**30:.1f} GiB")
-print(f"  inferences {inf['count']}  errors {inf['errors']}  p50 {lat['p50']} ms  "
-      f"p99 {lat['p99']} ms  model {t['model']['name']} {t['model']['version']}  "
-      f"delegate {t['delegate']}")
-EOF
+show telemetry "$WORK/telemetry.json"
 
 step "Update: convert and sign v1.1.0 (uint8 input), publish it to group demo while requests stream"
 convert 1.1.0 "$WORK/digits-1.1.0.edgebundle" --input-type uint8 > "$WORK/convert-1.1.0.log"
-tail -n 3 "$WORK/convert-1.1.0.log"
+grep -E '^(size|accuracy|bundle) ' "$WORK/convert-1.1.0.log"
 sub -t "$PREFIX/$DEVICE/predictions" -C 40 -W 60 > "$WORK/during-swap.jsonl" &
 stream=$!
 sleep 1
@@ -206,21 +186,16 @@ sender=$!
 wait "$sender"
 wait "$stream" || true
 echo "  requests sent during the swap: 40, answered: $(wc -l < "$WORK/during-swap.jsonl")," \
-    "by version: $(grep -o '"version":"[0-9.]*"' "$WORK/during-swap.jsonl" | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
-echo "  retained state: $(sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5)"
+    "by version: $(grep -o '"version":"[0-9.]*"' "$WORK/during-swap.jsonl" | cut -d'"' -f4 | sort | uniq -c \
+        | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
+sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5 > "$WORK/state-after-swap.json"
+show state "$WORK/state-after-swap.json"
 
 step "Requests after the swap"
 send_requests v1.1
 sleep 1  # the gate gives its verdict within half a second of the last request it needs
 sub -t "$PREFIX/$DEVICE/model/state" -C 1 -W 5 > "$WORK/state.json"
-"$PY" - "$WORK/state.json" <<'EOF'
-import json
-import sys
-
-last = json.load(open(sys.argv[1], encoding="utf-8"))["last_update"]
-print(f"  probation of {last['version']}: {last.get('health')} "
-      "(the health gate watched its failures and service times; a bad one rolls back)")
-EOF
+show probation "$WORK/state.json"
 
 step "Fleet status"
 "$BIN/edge-fleet" status --host 127.0.0.1 --port "$PORT" --wait 2.5
