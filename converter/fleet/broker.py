@@ -97,6 +97,20 @@ class Session:
                 f"the broker did not acknowledge {len(self._pending)} messages in {timeout:g} s"
             )
 
+    def retained(self, topic_filter: str, seconds: float) -> list[tuple[str, bytes]]:
+        """What the broker sends within ``seconds`` of a new subscription to
+        ``topic_filter`` (the retained messages it holds, up to its own limit per
+        subscription); unsubscribed again afterwards."""
+        with self._cond:
+            start = len(self.heard)
+        self.transport.subscribe(topic_filter)
+        try:
+            self.wait(lambda _: False, seconds)
+        finally:
+            self.transport.unsubscribe(topic_filter)
+        with self._cond:
+            return self.heard[start:]
+
     def wait(self, done: Callable[[list[tuple[str, bytes]]], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -5,7 +5,9 @@ group's ``model/update`` topic, so devices that are offline get it when they com
 Devices download the bundle from ``--url`` (any HTTP(S) origin or object store). With
 ``--mqtt`` the bundle itself goes through the broker, in retained chunks on
 ``<prefix>/bundles/<key>/<i>`` (see ``edge_runtime.update.chunks``), for devices that
-reach nothing else. With neither, the notice names the bundle's ``file://`` path, for
+reach nothing else; never more than ``MAX_CHUNKS`` of them (a larger bundle gets larger
+chunks than ``--chunk-size``), since a broker may deliver no more retained messages to
+one subscription. With neither, the notice names the bundle's ``file://`` path, for
 devices that share this machine's file system. ``--wait`` follows the device's events
 until it applies or refuses the update. ``--withdraw`` clears the retained notice (and,
 with ``--mqtt``, the chunks).
@@ -22,7 +24,14 @@ from converter.fleet.broker import Session, add_broker_arguments
 from edge_runtime.bundle.reader import scan_bundle
 from edge_runtime.errors import UpdateError
 from edge_runtime.trust.check import check_bundle_file
-from edge_runtime.update.chunks import DEFAULT_CHUNK_BYTES, ChunkPlan, chunk_topic, split
+from edge_runtime.update.chunks import (
+    DEFAULT_CHUNK_BYTES,
+    MAX_CHUNKS,
+    ChunkPlan,
+    chunk_size_for,
+    chunk_topic,
+    split,
+)
 from edge_runtime.update.service import build_notice
 
 
@@ -42,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--chunk-size",
         type=int,
         default=DEFAULT_CHUNK_BYTES,
-        help=f"bytes per chunk with --mqtt (default {DEFAULT_CHUNK_BYTES})",
+        help=f"bytes per chunk with --mqtt (default {DEFAULT_CHUNK_BYTES}; larger where the "
+        f"bundle would need more than {MAX_CHUNKS} chunks)",
     )
     p.add_argument("--trust", type=Path, default=None, help="check signatures against this first")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to follow --device's events")
@@ -70,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 session.publish(f"{folder}/{i}", piece, retain=True)
             session.flush(60.0 + len(pieces))
             notice = build_notice(args.bundle, None, chunks=plan)
-            where = f"{len(pieces)} chunks on {folder}/+"
+            where = f"{len(pieces)} chunks on {folder}/+, {plan.size} bytes each"
         else:
             url = args.url or args.bundle.resolve().as_uri()
             notice = build_notice(args.bundle, url)
@@ -85,23 +95,51 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Rounds of "subscribe, clear what the broker sends" in a withdrawal: a broker that sends
+#: at most 1,000 retained messages per subscription still gives up 10,000 chunks.
+WITHDRAW_ROUNDS = 10
+
+
 def _withdraw(args: argparse.Namespace, topic: str) -> int:
     """Clear the retained notice and, with ``--mqtt``, every retained chunk the broker
     holds for the bundle (whatever chunk size it was sent with)."""
-    folder = None
-    if args.mqtt:
-        folder = chunk_topic(args.prefix, hashlib.sha256(args.bundle.read_bytes()).hexdigest())
-    session = Session(args, [folder + "/+"] if folder else [])
+    session = Session(args)
+    cleared = 0
     try:
         session.publish(topic, b"", retain=True)
-        if folder is not None:
-            session.wait(lambda heard: False, 1.0)  # the broker sends what it retains at once
-            for chunk in sorted({t for t, payload in session.heard if payload}):
-                session.publish(chunk, b"", retain=True)
+        if args.mqtt:
+            cleared = _clear_chunks(session, args)
     finally:
         session.close()
-    print(f"withdrew the notice on {topic}" + (" and its chunks" if folder else ""))
+    print(
+        f"withdrew the notice on {topic}"
+        + (f" and its chunks ({cleared} topics cleared)" if args.mqtt else "")
+    )
     return 0
+
+
+def _clear_chunks(session: Session, args: argparse.Namespace) -> int:
+    """Clear the chunks a publish with these arguments sent, then, round after round,
+    whatever the broker still retains under the bundle's folder (chunks of another size,
+    or more than it delivers to one subscription). Returns how many were cleared."""
+    data = args.bundle.read_bytes()
+    folder = chunk_topic(args.prefix, hashlib.sha256(data).hexdigest())
+    try:
+        size = chunk_size_for(len(data), args.chunk_size)
+    except ValueError as exc:
+        raise UpdateError(f"--chunk-size: {exc}") from exc
+    chunks = [f"{folder}/{i}" for i in range(-(-len(data) // size))]
+    cleared = 0
+    for _ in range(WITHDRAW_ROUNDS + 1):
+        for chunk in chunks:
+            session.publish(chunk, b"", retain=True)
+        session.flush(60.0 + len(chunks))
+        cleared += len(chunks)
+        heard = session.retained(folder + "/+", 1.0)  # a broker sends what it retains at once
+        chunks = sorted({t for t, payload in heard if payload})
+        if not chunks:
+            return cleared
+    raise UpdateError(f"chunks are still retained on {folder}/+ after {WITHDRAW_ROUNDS} rounds")
 
 
 def _chunks(args: argparse.Namespace) -> tuple[ChunkPlan, list[bytes], str]:

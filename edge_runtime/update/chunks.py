@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_BYTES = 256 * 1024
 MIN_CHUNK_BYTES = 1024
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
-#: Most chunks a notice may list (its hashes must fit in the notice).
-MAX_CHUNKS = 3000
+#: Most chunks of one bundle. A device receives them as retained messages on one
+#: subscription, and a broker may deliver no more than 1,000 of those at once (ejabberd's
+#: ``match_retained_limit``); larger bundles are sent in larger chunks instead.
+MAX_CHUNKS = 1000
 #: The assembly's record is saved at most this often (and when complete).
 SAVE_EVERY = 0.5
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -69,16 +71,31 @@ class ChunkPlan:
         return {"size": self.size, "sha256": list(self.hashes)}
 
 
-def split(data: bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[ChunkPlan, list[bytes]]:
-    """The host side: a bundle's chunks and their plan for the notice."""
+def chunk_size_for(total: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """The chunk size a ``total``-byte bundle is sent with: ``chunk_bytes``, or the
+    smallest multiple of ``MIN_CHUNK_BYTES`` above it that needs at most ``MAX_CHUNKS``.
+
+    Raises:
+        ValueError: ``chunk_bytes`` is out of bounds, or the bundle is too large for MQTT.
+    """
     if not MIN_CHUNK_BYTES <= chunk_bytes <= MAX_CHUNK_BYTES:
         raise ValueError(f"chunk size must be {MIN_CHUNK_BYTES}..{MAX_CHUNK_BYTES} bytes")
-    pieces = [data[i : i + chunk_bytes] for i in range(0, len(data), chunk_bytes)]
-    if len(pieces) > MAX_CHUNKS:
+    least = math.ceil(math.ceil(total / MAX_CHUNKS) / MIN_CHUNK_BYTES) * MIN_CHUNK_BYTES
+    size = max(chunk_bytes, least)
+    if size > MAX_CHUNK_BYTES:
         raise ValueError(
-            f"{len(pieces)} chunks of {chunk_bytes} bytes; at most {MAX_CHUNKS}: use larger chunks"
+            f"a {total}-byte bundle needs more than {MAX_CHUNKS} chunks of {MAX_CHUNK_BYTES} "
+            "bytes: send it with --url"
         )
-    plan = ChunkPlan(chunk_bytes, tuple(hashlib.sha256(p).hexdigest() for p in pieces))
+    return size
+
+
+def split(data: bytes, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[ChunkPlan, list[bytes]]:
+    """The host side: a bundle's chunks and their plan for the notice, in chunks of
+    ``chunk_size_for(len(data), chunk_bytes)`` bytes (at most ``MAX_CHUNKS`` of them)."""
+    size = chunk_size_for(len(data), chunk_bytes)
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    plan = ChunkPlan(size, tuple(hashlib.sha256(p).hexdigest() for p in pieces))
     return plan, pieces
 
 
@@ -98,7 +115,13 @@ def parse_plan(doc: object, bundle_size: int) -> ChunkPlan:
     ):
         raise BadChunkPlan('notice "chunks.sha256" must be a list of 64-hex hashes')
     expected = math.ceil(bundle_size / size)
-    if len(hashes) != expected or expected > MAX_CHUNKS:
+    if max(expected, len(hashes)) > MAX_CHUNKS:
+        raise BadChunkPlan(
+            f"notice plans {max(expected, len(hashes))} chunks; at most {MAX_CHUNKS} (a broker "
+            "may deliver no more retained messages to one subscription): publish it again "
+            "with larger chunks"
+        )
+    if len(hashes) != expected:
         raise BadChunkPlan(
             f"notice lists {len(hashes)} chunks; a {bundle_size}-byte bundle in {size}-byte "
             f"chunks has {expected}"

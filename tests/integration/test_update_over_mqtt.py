@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge_runtime.update.chunks import chunk_topic, split
+from edge_runtime.update.chunks import MAX_CHUNKS, ChunkPlan, chunk_topic, split
 from edge_runtime.update.service import build_notice
+from tests.conftest import MODELS
 from tests.integration.test_update_mqtt import (
     events,
     fleet,  # noqa: F401 - the module's broker, keys and v1
     fleet_tool,
     make_bundle,
     start_device,
+    wait_result,
 )
 from tests.integration.test_update_probation import state, stream, wait_stage
 from tests.support.client import TestClient
@@ -101,6 +104,82 @@ def test_edge_fleet_publish_sends_the_bundle_through_the_broker(fleet: dict[str,
         assert late.wait_for(lambda r: len(r) > 0, 1.0) == []
         late.close()
     finally:
+        client.close()
+        daemon.kill()
+
+
+def big_bundle(fleet: dict[str, Any], version: str) -> Path:  # noqa: F811
+    """A signed bundle of more than 1,250 KiB (its model padded after the flatbuffer,
+    which the interpreter ignores): more than 1,000 chunks of 1 KiB."""
+    with tarfile.open(MODELS / "digits_v1.edgebundle") as tar:
+        model = tar.extractfile("model.tflite").read()  # type: ignore[union-attr]
+    padded = model + bytes(range(256)) * 5000
+    path = make_bundle(fleet["root"], version, fleet["key"], {"model.tflite": padded})
+    assert path.stat().st_size > 1250 * CHUNK
+    return path
+
+
+def retained_chunks(port: int, folder: str) -> set[str]:
+    """The chunk topics the broker retains under ``folder``, with a payload."""
+    census = TestClient(port)
+    try:
+        census.subscribe(folder + "/+")
+        got = census.wait_for(lambda r: False, 1.5)
+    finally:
+        census.close()
+    return {m.topic for m in got if m.payload}
+
+
+def test_a_bundle_that_needed_over_1000_chunks_goes_in_at_most_1000(fleet: dict[str, Any]) -> None:  # noqa: F811
+    """A broker may deliver at most 1,000 retained messages to one subscription (ejabberd):
+    a bundle of more than 1,000 chunks at --chunk-size is sent in larger chunks, applied,
+    and --withdraw (here with another --chunk-size) leaves no chunk behind."""
+    device = "mqtt-only-big"
+    daemon = start_device(fleet, device, download_timeout=30.0)
+    client = TestClient(fleet["broker"].port)
+    v2 = big_bundle(fleet, "2.0.0")
+    port = fleet["broker"].port
+    folder = chunk_topic("edge", hashlib.sha256(v2.read_bytes()).hexdigest())
+    try:
+        client.subscribe(f"edge/{device}/#")
+        args = ("publish", v2, "--port", port, "--device", device, "--mqtt")
+        done = fleet_tool(*args, "--chunk-size", CHUNK, "--wait", 45)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "applied" in done.stdout
+        sent = int(done.stdout.split(" chunks on ")[0].rsplit("(", 1)[1])
+        assert len(retained_chunks(port, folder)) == sent <= MAX_CHUNKS == 1000
+        assert {a["model"]["version"] for a in stream(client, device, "r", 2)} == {"2.0.0"}
+        gone = fleet_tool(*args, "--withdraw")
+        assert gone.returncode == 0 and "and its chunks" in gone.stdout, gone.stderr
+        assert retained_chunks(port, folder) == set()
+    finally:
+        client.close()
+        daemon.kill()
+
+
+def test_a_device_refuses_a_plan_of_more_chunks_than_a_broker_delivers(
+    fleet: dict[str, Any],  # noqa: F811
+) -> None:
+    """A notice whose plan has more than 1,000 chunks (as edge-fleet made them before) is
+    refused at once, saying why, rather than waited on until a timeout."""
+    device = "mqtt-only-cap"
+    daemon = start_device(fleet, device)
+    client = TestClient(fleet["broker"].port)
+    v2 = big_bundle(fleet, "2.1.0")
+    data = v2.read_bytes()
+    hashes = tuple(
+        hashlib.sha256(data[i : i + CHUNK]).hexdigest() for i in range(0, len(data), CHUNK)
+    )
+    notice = build_notice(v2, None, chunks=ChunkPlan(CHUNK, hashes))
+    topic = f"edge/{device}/model/update"
+    try:
+        client.subscribe(f"edge/{device}/#")
+        client.client.publish(topic, json.dumps(notice), qos=1, retain=True).wait_for_publish(10)
+        result = wait_result(client, device, "2.1.0", 30)
+        assert result["stage"] == "rejected" and result["reason"] == "bad_notice", result
+        assert f"{len(hashes)} chunks; at most 1000" in result["detail"], result
+    finally:
+        client.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
         client.close()
         daemon.kill()
 

@@ -12,8 +12,10 @@ import pytest
 
 from edge_runtime.errors import IntegrityError
 from edge_runtime.update.chunks import (
+    MAX_CHUNKS,
     BadChunkPlan,
     ChunkAssembly,
+    chunk_size_for,
     chunk_topic,
     parse_plan,
     split,
@@ -102,3 +104,30 @@ def test_chunks_that_match_their_hashes_but_not_the_bundle(tmp_path: Path) -> No
     with pytest.raises(IntegrityError, match="assembled bundle"):
         assembly.finish()
     assert not assembly.part.exists() and not assembly.record.exists()
+
+
+def test_a_bundle_is_never_split_into_more_chunks_than_a_broker_delivers() -> None:
+    """A broker may deliver at most 1,000 retained messages to one subscription (ejabberd's
+    match_retained_limit): a bundle that would need more chunks at the asked size gets
+    larger chunks instead."""
+    data = os.urandom(1024 * 1250 + 7)  # 1,251 chunks of 1 KiB
+    plan, pieces = split(data, 1024)
+    assert MAX_CHUNKS == 1000
+    assert len(pieces) == plan.count <= MAX_CHUNKS
+    assert plan.size == chunk_size_for(len(data), 1024) > 1024 and plan.size % 1024 == 0
+    assert b"".join(pieces) == data and parse_plan(plan.to_json(), len(data)) == plan
+    assert chunk_size_for(10_000, 4096) == 4096  # a size that fits is kept
+
+
+def test_a_plan_over_the_chunk_cap_is_refused_saying_so() -> None:
+    size = 1024 * (MAX_CHUNKS + 1)
+    with pytest.raises(BadChunkPlan, match=r"1001 chunks; at most 1000") as info:
+        parse_plan({"size": 1024, "sha256": ["a" * 64] * (MAX_CHUNKS + 1)}, size)
+    assert info.value.reason == "bad_notice"
+    notice = {
+        "manifest": {"name": "m", "version": "2.0.0"},
+        "bundle": {"size": size, "sha256": SHA},
+        "chunks": {"size": 1024, "sha256": ["a" * 64] * (MAX_CHUNKS + 1)},
+    }
+    with pytest.raises(BadNotice, match="at most 1000"):
+        parse_notice(json.dumps(notice).encode())
