@@ -74,7 +74,7 @@ if [ -n "$WIFI_SSID" ]; then
     [ -n "$WIFI_PSK" ] || die "--wifi-psk is required with --wifi-ssid"
     [[ $WIFI_COUNTRY =~ ^[A-Z]{2}$ ]] || die "--wifi-country must be a two-letter country code (GB, DE, US...)"
 fi
-for tool in sfdisk mcopy mmd mtype mdir od dd; do
+for tool in sfdisk mcopy mmd mtype mdir minfo mshowfat od dd; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install fdisk mtools coreutils)"
 done
 
@@ -304,6 +304,46 @@ mtype -i "$IMG" ::/cmdline.txt | tr -d '\r' | head -n 1 > "$work/cmdline.txt"
 if [ -n "$WIFI_COUNTRY" ]; then
     sed -i -e 's/ *cfg80211.ieee80211_regdom=[A-Z]*//g' -e "s/\$/ cfg80211.ieee80211_regdom=$WIFI_COUNTRY/" "$work/cmdline.txt"
 fi
+
+# ---------------------------------------------------------------- scrub what they replace
+# mtools deletes a file by freeing its clusters, which keep their bytes: the files of a
+# previous device (its credentials, its Wi-Fi password) are overwritten in place first.
+# fat_value LABEL: a number from minfo's description of the boot sector.
+fat_value() {
+    echo "$fat_info" | sed -n "s/^$1[:=] *\([0-9]*\).*/\1/p" | head -n 1
+}
+fat_info=$(minfo -i "$IMG" 2>/dev/null) || die "cannot read the FAT boot sector of $TARGET"
+sector_bytes=$(fat_value "sector size")
+cluster_sectors=$(fat_value "cluster size")
+reserved=$(fat_value "reserved (boot) sectors")
+fats=$(fat_value "fats")
+root_slots=$(fat_value "max available root directory slots")
+fat_sectors=$(fat_value "sectors per fat")
+[ "${fat_sectors:-0}" != 0 ] || fat_sectors=$(fat_value "Big fatlen")
+for value in "$sector_bytes" "$cluster_sectors" "$reserved" "$fats" "$root_slots" "$fat_sectors"; do
+    [ -n "$value" ] || die "cannot read the FAT geometry of $TARGET"
+done
+CLUSTER_BYTES=$((cluster_sectors * sector_bytes))
+DATA_OFFSET=$((BOOT_OFFSET + (reserved + fats * fat_sectors + (root_slots * 32 + sector_bytes - 1) / sector_bytes) * sector_bytes))
+
+# scrub_fat PATH: zeros over every cluster of the file ::PATH, or of every file under it.
+scrub_fat() {
+    local files file range first last
+    files=$(mdir -/ -b -i "$IMG" "::$1" 2>/dev/null || mdir -b -i "$IMG" "::$1" 2>/dev/null || true)
+    while IFS= read -r file; do
+        case $file in ""|*/) continue ;; esac
+        for range in $(mshowfat -i "$IMG" "$file" | grep -o '<[0-9-]*>' | tr -d '<>'); do
+            first=${range%-*}
+            last=${range#*-}
+            dd if=/dev/zero of="$DEST" bs="$CLUSTER_BYTES" count=$((last - first + 1)) \
+                seek=$((DATA_OFFSET + (first - 2) * CLUSTER_BYTES)) oflag=seek_bytes \
+                conv=notrunc,fsync status=none
+        done
+    done <<< "$files"
+}
+for old in /edge-runtime /user-data /network-config /meta-data; do
+    scrub_fat "$old"
+done
 
 # ---------------------------------------------------------------- write them
 mdeltree -i "$IMG" ::/edge-runtime >/dev/null 2>&1 || true

@@ -3,6 +3,7 @@ read back with mtools, without mounting anything."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -359,3 +360,83 @@ def test_an_image_larger_than_the_card_is_refused(inputs: dict) -> None:  # type
         line = one_line_refusal(flash(inputs, card, "--yes", check=False))
     assert "larger than" in line
     assert sha256(backing) == before
+
+
+def device_secrets(folder: Path, device_id: str) -> dict[str, bytes]:
+    """A device folder as add-device.sh writes it, with secrets of its own."""
+    folder.mkdir()
+    secrets = {  # what is the device's own: the key's body, the password
+        "device.key": base64.encodebytes(os.urandom(180)),
+        "mqtt-password": base64.b64encode(os.urandom(24)),
+    }
+    (folder / "config.toml").write_text(f'device_id = "{device_id}"\n')
+    (folder / "ca.crt").write_bytes(b"ca\n")
+    (folder / "device.crt").write_bytes(device_id.encode() + b" crt\n")
+    (folder / "device.key").write_bytes(
+        b"-----BEGIN PRIVATE KEY-----\n" + secrets["device.key"] + b"-----END PRIVATE KEY-----\n"
+    )
+    (folder / "mqtt-password").write_bytes(secrets["mqtt-password"])
+    return secrets
+
+
+def traces(raw: bytes, secret: bytes, window: int = 16) -> list[int]:
+    """Offsets into ``raw`` of any ``window`` bytes of ``secret``."""
+    hits = []
+    for start in range(0, max(1, len(secret) - window + 1), 4):
+        at = raw.find(secret[start : start + window])
+        if at >= 0:
+            hits.append(at)
+    return hits
+
+
+def reprovision(inputs: dict, target: Path, device: Path, device_id: str, psk: str) -> None:  # type: ignore[type-arg]
+    script(
+        FLASH,
+        "--target",
+        target,
+        "--no-write",
+        "--device-id",
+        device_id,
+        "--device-dir",
+        device,
+        "--wheel-dir",
+        inputs["wheels"],
+        "--ssh-key",
+        inputs["key"],
+        "--wifi-ssid",
+        "plant 3",
+        "--wifi-psk",
+        psk,
+        "--wifi-country",
+        "DE",
+    )
+
+
+@pytest.mark.parametrize("flashed_by", ["this version", "an older version"])
+def test_reprovisioning_leaves_nothing_of_the_previous_devices_secrets(
+    inputs: dict,  # type: ignore[type-arg]
+    flashed_by: str,
+) -> None:
+    target = inputs["tmp"] / "card.img"
+    old = device_secrets(inputs["tmp"] / "pi-01", "pi-01")
+    old["psk"] = base64.b64encode(os.urandom(18))
+    if flashed_by == "this version":
+        shutil.copy(inputs["image"], target)
+        reprovision(inputs, target, inputs["tmp"] / "pi-01", "pi-01", old["psk"].decode())
+    else:  # its device folder, with the secrets, on the FAT partition
+        shutil.copy(inputs["image"], target)
+        img = f"{target}@@{inputs['offset']}"
+        mtools("mmd", "-i", img, "::/edge-runtime")
+        mtools("mcopy", "-i", img, "-s", str(inputs["tmp"] / "pi-01"), "::/edge-runtime/device")
+        network = inputs["tmp"] / "network-config"
+        network.write_bytes(b"password: '" + old["psk"] + b"'\n")
+        mtools("mcopy", "-i", img, str(network), "::/network-config")
+    raw = target.read_bytes()
+    assert all(traces(raw, secret) for secret in old.values())  # they were there
+
+    new = device_secrets(inputs["tmp"] / "pi-02", "pi-02")
+    reprovision(inputs, target, inputs["tmp"] / "pi-02", "pi-02", "another-psk")
+    raw = target.read_bytes()
+    for name, secret in old.items():
+        assert traces(raw, secret) == [], f"pi-01's {name} is still on the card"
+    assert all(traces(raw, secret) for secret in new.values())
