@@ -267,13 +267,9 @@ def build(out_dir: Path) -> PretrainedClassifier | None:
     labels = imagenet_labels()
     if weights is None or labels is None:
         return None
-    import tensorflow as tf  # noqa: PLC0415 - host venv only
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_keras_model(load_state_dict(weights))
     keras_path = out_dir / KERAS_NAME
-    model.save(keras_path)
-    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    flatbuffer = _keras_and_tflite(weights, keras_path)
     model_path = out_dir / MODEL_NAME
     tmp = model_path.with_suffix(".tmp")
     tmp.write_bytes(flatbuffer)
@@ -281,6 +277,26 @@ def build(out_dir: Path) -> PretrainedClassifier | None:
     labels_path = out_dir / LABELS_NAME
     labels_path.write_text("\n".join(labels) + "\n", encoding="utf-8")
     return PretrainedClassifier(model_path, labels_path, keras_path, tuple(labels))
+
+
+def _keras_and_tflite(weights: Path, keras_path: Path) -> bytes:
+    """Save the Keras model to ``keras_path`` and return it as a float .tflite. TensorFlow's
+    and Keras's chatter (hundreds of lines) is kept back, and shown only if this fails."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
+    from converter.capture import captured_output  # noqa: PLC0415 - host venv only
+
+    chatter: list[str] = []
+    try:
+        with captured_output() as chatter:
+            import tensorflow as tf  # noqa: PLC0415 - host venv only
+
+            model = build_keras_model(load_state_dict(weights))
+            model.save(keras_path)
+            flatbuffer: bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    except BaseException:
+        sys.stderr.write("".join(chatter))
+        raise
+    return flatbuffer
 
 
 def build_with_host_python(out_dir: Path, *, timeout: float = 600) -> PretrainedClassifier | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ from edge_runtime.daemon.requests import (
     parse_request,
     payload_id,
 )
+from edge_runtime.daemon.supervisor import Fault, Health, Supervisor
 from edge_runtime.daemon.topics import Topics
 from edge_runtime.daemon.watch import WatchFolder
 from edge_runtime.errors import ConfigError, EdgeError
@@ -57,6 +59,14 @@ RECEIVE_MAXIMUM = 8
 SWAP_WAIT = 0.05
 #: Ids of recently answered requests, to recognise QoS 1 redeliveries (DUP flag).
 RECENT_IDS = 10_000
+#: Exit status when a worker died: systemd's ``Restart=on-failure`` starts the daemon
+#: again (EX_SOFTWARE).
+EXIT_WORKER_DIED = 70
+#: Seconds a daemon whose worker died spends stopping before it exits.
+FAILED_STOP = 5.0
+#: Longest one round of telemetry may take (collecting, handing over) before the
+#: telemetry worker counts as stuck.
+TELEMETRY_BOUND = 60.0
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
@@ -77,12 +87,17 @@ class Daemon:
         self.config_path = config_path
         self.engine = engine
         self.notifier = notifier or Notifier()
+        self.supervisor = Supervisor(Fault.from_env(os.environ))
+        heartbeats = self.supervisor.heartbeat
         self.topics = Topics(config.mqtt.prefix, config.device_id)
         self.tally = Tally(config.telemetry.latency_window)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_bytes=config.outbox.max_bytes)
         self.publisher = Publisher(
-            self.outbox, self._publish, spill_after=config.outbox.spill_after
+            self.outbox,
+            self._publish,
+            spill_after=config.outbox.spill_after,
+            heartbeats=heartbeats,
         )
         self.update_topics = {self.topics.model_update} | {
             self.topics.group_update(g) for g in config.groups
@@ -94,6 +109,7 @@ class Daemon:
             on_message=self._receive,
             on_connection=self._on_connection,
             on_published=self.publisher.on_published,
+            heartbeats=heartbeats,
         )
         self.pipeline = Pipeline(
             engine,
@@ -102,7 +118,7 @@ class Daemon:
             top_k=config.model.top_k,
             answer=self._store_answers,
             tally=self.tally,
-            heartbeat=self.notifier.watchdog,
+            heartbeats=heartbeats,
             served=lambda version, ok, ms: self.updates.record(version, ok, ms),
             workers=config.requests.workers(),
             max_bytes=config.requests.queue_bytes,
@@ -135,6 +151,7 @@ class Daemon:
             keep=u.keep,
             health=u.health_policy(),
             crash_loop=crash_loop,
+            heartbeats=heartbeats,
             prefix=config.mqtt.prefix,
             subscribe=self.transport.subscribe,
             unsubscribe=self.transport.unsubscribe,
@@ -149,6 +166,7 @@ class Daemon:
                 interval=config.requests.watch_interval,
                 max_bytes=config.requests.max_payload_bytes,
                 submit=self.pipeline.submit,
+                heartbeats=heartbeats,
             )
         self._stop = threading.Event()
         self._hup = threading.Event()
@@ -171,8 +189,16 @@ class Daemon:
         self._answered_lock = threading.Lock()
         # what the MQTT thread receives is handled here (parsing and storing included)
         self.intake = Intake(
-            self._on_message, self._message_failed, size=self._mqtt_options(config).receive_maximum
+            self._on_message,
+            self._message_failed,
+            size=self._mqtt_options(config).receive_maximum,
+            # a submit's wait and the storing of a refusal
+            bound=self._hold_wait() + 30.0,
+            heartbeats=heartbeats,
         )
+        self._telemetry_beat = heartbeats("telemetry", TELEMETRY_BOUND)
+        self._health = Health(())
+        self._exit_code = 0
 
     @staticmethod
     def _mqtt_options(config: Config) -> MqttOptions:
@@ -414,9 +440,12 @@ class Daemon:
 
     # -- loops --------------------------------------------------------------------------
     def _telemetry_loop(self) -> None:
+        beat = self._telemetry_beat
         while not self._stop.is_set():
+            beat.beat()
             try:
                 doc = self.collector.collect()
+                doc["workers"] = self.supervisor.check().to_json()
                 doc["outbox"] = {
                     "messages": len(self.outbox),
                     "bytes": self.outbox.size_bytes,
@@ -441,6 +470,7 @@ class Daemon:
                 )
             except Exception:  # noqa: BLE001 - telemetry must not stop the daemon
                 log.exception("telemetry failed")
+            beat.idle()
             self._telemetry_wake.wait(self.config.telemetry.interval)
             self._telemetry_wake.clear()
 
@@ -490,7 +520,7 @@ class Daemon:
         self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
         self.updates.start()
         self._telemetry_thread = threading.Thread(
-            target=self._telemetry_loop, name="telemetry", daemon=True
+            target=self._telemetry_beat.guard(self._telemetry_loop), name="telemetry", daemon=True
         )
         self._telemetry_thread.start()
         state = "connected" if self.transport.connected else "broker unreachable, using the outbox"
@@ -507,21 +537,52 @@ class Daemon:
             self.engine.identity.name,
             state,
         )
-        while not self._stop.wait(0.5):
+        # the supervisor's round: at least twice per watchdog ping
+        tick = min(0.5, self.notifier.watchdog_every / 2)
+        while not self._stop.wait(tick):
             if self._hup.is_set():
                 self._hup.clear()
                 self.reload()
-        return self.shutdown()
+            self._supervise()
+        self.shutdown(FAILED_STOP if self._exit_code else None)
+        return self._exit_code
 
-    def shutdown(self) -> int:
+    def _supervise(self) -> None:
+        """Read every worker's heartbeat: feed the watchdog only while all are well; say
+        which is not (log, ``STATUS=``; telemetry reads the same); stop the daemon, to
+        exit non-zero, when one died."""
+        health = self.supervisor.check()
+        before, self._health = self._health, health
+        if health.ok:
+            self.notifier.watchdog()
+            if not before.ok:
+                log.warning("every worker is well again")
+                self.notifier.status(f"serving {self.engine.identity.name}; workers well again")
+            return
+        if health.summary() != before.summary():
+            self.notifier.status(f"unhealthy: {health.summary()}")
+        if {w.name for w in health.unhealthy} != {w.name for w in before.unhealthy}:
+            log.error("%s; the watchdog is no longer fed", health.summary())
+        if health.dead:
+            log.critical(
+                "stopping, to exit with status %d so that systemd starts the daemon again: %s",
+                EXIT_WORKER_DIED,
+                "; ".join(f"worker {w.name} died ({w.detail})" for w in health.dead),
+            )
+            self._exit_code = EXIT_WORKER_DIED
+            self._stop.set()
+
+    def shutdown(self, timeout: float | None = None) -> int:
+        """Stop within ``timeout`` s (``shutdown_timeout`` when None)."""
         self.notifier.stopping()
-        deadline = time.monotonic() + self.config.shutdown_timeout
+        bound = self.config.shutdown_timeout
+        deadline = time.monotonic() + (bound if timeout is None else min(timeout, bound))
         if self.watch is not None:
             self.watch.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.updates.stop()
-        self.intake.stop()
+        self.intake.stop(max(0.1, deadline - time.monotonic()))
         drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self._telemetry_wake.set()
         # give the publisher the rest of the bound to have everything acknowledged
@@ -534,7 +595,8 @@ class Daemon:
         self.outbox.close()
         self.engine.close()
         self.notifier.close()
-        note_clean_stop(self.config.state_dir)
+        if not self._exit_code:  # a dead worker counts as a crash of the model it served
+            note_clean_stop(self.config.state_dir)
         log.warning(
             "edge-runtime daemon stopped (%s; %d messages kept in the outbox)",
             "queue drained" if drained else "queue NOT drained",

@@ -15,6 +15,7 @@ import queue
 import threading
 from typing import Callable, cast
 
+from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 from edge_runtime.transport.mqtt import Message
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,18 @@ class Intake:
         fail: Callable[[Message, Exception], None],
         *,
         size: int,
+        bound: float,
+        heartbeats: Heartbeats = unsupervised,
     ) -> None:
+        """``bound``: the longest the handling of one message may take before the
+        worker counts as stuck."""
         self._handle = handle
         self._fail = fail
         self._queue: queue.Queue[Message | object] = queue.Queue(maxsize=max(1, size))
-        self._thread = threading.Thread(target=self._run, name="requests", daemon=True)
+        self._beat = heartbeats("requests", bound)
+        self._thread = threading.Thread(
+            target=self._beat.guard(self._run), name="requests", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -59,8 +67,11 @@ class Intake:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        beat = self._beat
         while True:
+            beat.idle()
             item = self._queue.get()
+            beat.beat()
             if item is _STOP:
                 return
             message = cast(Message, item)

@@ -17,6 +17,7 @@ caller answers with an error; every accepted job is in exactly one batch handed 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from edge_runtime.daemon.requests import Request, RequestError
+from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
 from edge_runtime.errors import EdgeError, InputError
 from edge_runtime.inference.serialize import prediction_to_dict
 from edge_runtime.telemetry.stats import Tally
@@ -51,8 +53,13 @@ Answer = Callable[[list[Answered]], None]
 #: Most answers handed over in one batch.
 MAX_BATCH = 64
 #: A hand-over of answers running longer than this counts as stuck (a failing disk):
-#: the watchdog is no longer pinged, so systemd restarts the daemon.
+#: the watchdog is no longer fed, so systemd restarts the daemon.
 STUCK_AFTER = 10.0
+#: Longest decoding of one image, and longest inference, before the worker counts as
+#: stuck (a 16-megapixel JPEG takes about a second on a Pi 4; a large model's invoke
+#: several).
+PREPARE_BOUND = 30.0
+INFER_BOUND = 60.0
 #: served(model version, ok, service ms or None): each request that reached the model
 Served = Callable[[Optional[str], bool, Optional[float]], None]
 #: Niceness added to the preprocessing workers beyond the first. At equal priority two
@@ -74,7 +81,7 @@ class Pipeline:
         top_k: int,
         answer: Answer,
         tally: Tally,
-        heartbeat: Callable[[], None] = lambda: None,
+        heartbeats: Heartbeats = unsupervised,
         served: Served | None = None,
         workers: int = 1,
         max_bytes: int | None = None,
@@ -82,26 +89,24 @@ class Pipeline:
     ) -> None:
         """``max_bytes`` bounds the image bytes of the jobs not yet answered (at least one
         job is always taken): memory stays bounded even when a broker pushes more
-        messages than its receive maximum allows."""
+        messages than its receive maximum allows. Each worker reports to its heartbeat
+        from ``heartbeats``; the hand-over of answers is stuck after ``stuck_after`` s."""
         self.engine = engine
         self.max_pixels = max_pixels
         self.top_k = top_k
         self._answer = answer
         self._tally = tally
-        self._heartbeat = heartbeat
         self._served = served
         self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=queue_size)
         self._workers = max(1, workers)
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=self._workers + 1)
         self._closing = threading.Event()
         self._threads = [
-            threading.Thread(
-                target=self._prepare_loop, args=(i,), name=f"preprocess-{i}", daemon=True
-            )
+            _thread(heartbeats, f"preprocess-{i}", PREPARE_BOUND, self._prepare_loop, i)
             for i in range(self._workers)
         ] + [
-            threading.Thread(target=self._infer_loop, name="inference", daemon=True),
-            threading.Thread(target=self._answer_loop, name="answers", daemon=True),
+            _thread(heartbeats, "inference", INFER_BOUND, self._infer_loop),
+            _thread(heartbeats, "answers", stuck_after, self._answer_loop),
         ]
         self._done: queue.SimpleQueue[Answered | object] = queue.SimpleQueue()
         self._busy = 0
@@ -110,8 +115,6 @@ class Pipeline:
         self._bytes = 0  # image bytes of the jobs taken and not yet answered
         self._room = threading.Condition()
         self._backlog = threading.Condition()  # wakes the extra workers when jobs pile up
-        self._stuck_after = stuck_after
-        self._handing_since: float | None = None  # when the running hand-over began
         self._invoking = threading.Condition()  # notified as each inference starts
 
     def start(self) -> None:
@@ -189,7 +192,7 @@ class Pipeline:
         return not any(t.is_alive() for t in self._threads)
 
     # -- workers ------------------------------------------------------------------------
-    def _prepare_loop(self, rank: int) -> None:
+    def _prepare_loop(self, rank: int, beat: Heartbeat) -> None:
         """Worker ``rank`` > 0 helps only while more than ``rank`` jobs wait: under light
         load one worker decodes at a time, so it does not compete with ``invoke()`` for
         the cores and latency stays low; under a backlog every worker decodes, the extra ones
@@ -197,11 +200,13 @@ class Pipeline:
         if rank:
             lower_thread_priority(BACKLOG_NICE)
         while True:
+            beat.idle()
             if rank:
                 with self._backlog:
                     while self._queue.qsize() <= rank and not self._closing.is_set():
                         self._backlog.wait(0.05)
             item = self._queue.get()
+            beat.beat()
             if item is _STOP:
                 self._ready.put(_STOP)
                 return
@@ -219,17 +224,15 @@ class Pipeline:
                     error = RequestError(
                         "bad_image", f"cannot read the image: {exc}", job.request.id
                     )
+            beat.idle()  # waiting for the inference worker, which has its own heartbeat
             self._ready.put((job, prepared, error, engine))
 
-    def _infer_loop(self) -> None:
+    def _infer_loop(self, beat: Heartbeat) -> None:
         running = self._workers
         while True:
-            if not self._answers_stuck():
-                self._heartbeat()
-            try:
-                item = self._ready.get(timeout=0.5)
-            except queue.Empty:
-                continue
+            beat.idle()
+            item = self._ready.get()
+            beat.beat()
             if item is _STOP:
                 running -= 1
                 if running == 0:
@@ -261,10 +264,12 @@ class Pipeline:
                     )
             self._done.put((job, result, error))
 
-    def _answer_loop(self) -> None:
+    def _answer_loop(self, beat: Heartbeat) -> None:
         while True:
             batch: list[Answered] = []
+            beat.idle()
             item = self._done.get()
+            beat.beat()
             while item is not _STOP:
                 batch.append(item)  # type: ignore[arg-type]
                 if len(batch) >= MAX_BATCH:
@@ -278,24 +283,27 @@ class Pipeline:
             if item is _STOP:
                 return
 
-    def _answers_stuck(self) -> bool:
-        since = self._handing_since
-        return since is not None and time.monotonic() - since > self._stuck_after
-
     def _hand_over(self, batch: list[Answered]) -> None:
         for _, _, error in batch:
             if error is not None:
                 self._tally.failed()
-        self._handing_since = time.monotonic()
         try:
             self._answer(batch)
         except Exception:  # noqa: BLE001
             log.exception("could not store %d answers", len(batch))
-        finally:
-            self._handing_since = None
         with self._lock:
             self._busy -= len(batch)
         self._release(sum(_size(job) for job, _, _ in batch))
+
+
+def _thread(
+    heartbeats: Heartbeats, name: str, bound: float, loop: Callable[..., None], *args: Any
+) -> threading.Thread:
+    """A worker thread running ``loop(*args, heartbeat)`` under its heartbeat."""
+    beat = heartbeats(name, bound)
+    return threading.Thread(
+        target=beat.guard(functools.partial(loop, *args, beat)), name=name, daemon=True
+    )
 
 
 def lower_thread_priority(increment: int) -> None:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from edge_runtime.daemon.outbox import Entry, Outbox, Outgoing
+from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 from edge_runtime.errors import StorageError, TransportError
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Publisher:
         window: int = 50,
         hold: int = HOLD,
         spill_after: float = SPILL_AFTER,
+        heartbeats: Heartbeats = unsupervised,
     ) -> None:
         self.outbox = outbox
         self._publish = publish
@@ -114,10 +116,17 @@ class Publisher:
         self._inflight_qos0: set[int] = set()
         self._reconnected = threading.Event()
         self._last_seq = 0
-        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        # stuck: a round of the outbox, or one checkpoint, past a minute (a failing disk)
+        self._beat = heartbeats("publisher", 60.0)
+        self._thread = threading.Thread(
+            target=self._beat.guard(self._run), name="publisher", daemon=True
+        )
         self._checkpoint_due = threading.Event()
+        self._checkpoint_beat = heartbeats("outbox-checkpoint", 60.0)
         self._checkpoints = threading.Thread(
-            target=self._checkpoint_loop, name="outbox-checkpoint", daemon=True
+            target=self._checkpoint_beat.guard(self._checkpoint_loop),
+            name="outbox-checkpoint",
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -353,8 +362,10 @@ class Publisher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._beat.idle()
             self._wake.wait(0.2)
             self._wake.clear()
+            self._beat.beat()
             try:
                 self._drain_acks()
                 if self._reconnected.is_set():
@@ -430,8 +441,10 @@ class Publisher:
 
     def _checkpoint_loop(self) -> None:
         while True:
+            self._checkpoint_beat.idle()
             self._checkpoint_due.wait()
             self._checkpoint_due.clear()
+            self._checkpoint_beat.beat()
             if self._stop.is_set():
                 return
             try:

@@ -14,15 +14,25 @@ from typing import Any, Callable
 
 from edge_runtime.daemon.pipeline import Job
 from edge_runtime.daemon.requests import Request, RequestError
+from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 0.3  # a file younger than this may still be being written
+#: Longest one scan may take (reading the files it submits included) before the worker
+#: counts as stuck.
+SCAN_BOUND = 120.0
 
 
 class WatchFolder:
     def __init__(
-        self, folder: Path, *, interval: float, max_bytes: int, submit: Callable[[Job], bool]
+        self,
+        folder: Path,
+        *,
+        interval: float,
+        max_bytes: int,
+        submit: Callable[[Job], bool],
+        heartbeats: Heartbeats = unsupervised,
     ) -> None:
         self.folder = folder
         self.interval = interval
@@ -31,7 +41,10 @@ class WatchFolder:
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watch", daemon=True)
+        self._beat = heartbeats("watch", SCAN_BOUND)
+        self._thread = threading.Thread(
+            target=self._beat.guard(self._run), name="watch", daemon=True
+        )
         for sub in ("done", "failed"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
 
@@ -44,10 +57,12 @@ class WatchFolder:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            self._beat.beat()
             try:
                 self.scan()
             except OSError as exc:
                 log.warning("cannot scan %s: %s", self.folder, exc)
+            self._beat.idle()
 
     def scan(self) -> int:
         """Submit settled new files; returns how many were submitted."""

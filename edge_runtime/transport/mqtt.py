@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 from edge_runtime.errors import TransportError
 from edge_runtime.transport.backoff import backoff_delay
 
@@ -78,8 +79,13 @@ class MqttTransport:
         on_message: Callable[[Message], None],
         on_connection: Callable[[bool], None] = lambda up: None,
         on_published: Callable[[int], None] = lambda mid: None,
+        heartbeats: Heartbeats = unsupervised,
     ) -> None:
+        """The network thread reports to the heartbeat ``mqtt``: stuck when one round
+        of the client's loop (callbacks included) or one connection attempt takes
+        longer than the keepalive and a TCP connect together."""
         self.options = options
+        self._beat = heartbeats("mqtt", options.keepalive + 30.0)
         self._subscriptions = list(subscriptions)
         self._subscriptions_lock = threading.Lock()
         self._on_message = on_message
@@ -195,7 +201,9 @@ class MqttTransport:
         return self._connected.wait(timeout)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread = threading.Thread(
+            target=self._beat.guard(self._run), name="mqtt", daemon=True
+        )
         self._thread.start()
 
     def publish(
@@ -275,7 +283,9 @@ class MqttTransport:
 
     def _run(self) -> None:
         attempt, first = 0, True
+        beat = self._beat
         while not self._stop.is_set():
+            beat.beat()
             try:
                 self._connect(first)
                 first = False
@@ -288,9 +298,11 @@ class MqttTransport:
                 )
                 log.warning("MQTT %s; retrying in %.1fs", self.last_error, delay)
                 attempt += 1
+                beat.idle()
                 self._stop.wait(delay)
                 continue
             while not self._stop.is_set():
+                beat.beat()
                 rc = self._client.loop(timeout=0.2)
                 if self._connected.is_set():
                     attempt = 0
@@ -303,7 +315,9 @@ class MqttTransport:
                 attempt, minimum=self.options.reconnect_min, maximum=self.options.reconnect_max
             )
             attempt += 1
+            beat.idle()
             self._stop.wait(delay)
+        beat.beat()
         self._shutdown()
 
     def _shutdown(self) -> None:

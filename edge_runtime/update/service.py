@@ -39,6 +39,7 @@ from typing import Any
 
 from edge_runtime.bundle.atomic import atomic_writer
 from edge_runtime.bundle.canonical import canonical_bytes
+from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 from edge_runtime.errors import (
     BundleError,
     ConfigError,
@@ -83,6 +84,9 @@ TRANSIENT_REASONS = frozenset({"timeout", "truncated", "download", "busy"})
 RETRY_CAP = 3600.0
 #: How often the update thread looks at the health gate while a model is on probation.
 PROBATION_TICK = 0.5
+#: Longest the update worker may spend on one notice (a slow download of a large bundle
+#: and its validation) before it counts as stuck.
+UPDATE_BOUND = 3600.0
 
 
 class BadNotice(UpdateError):
@@ -204,6 +208,7 @@ class UpdateService:
         keep: int,
         health: HealthPolicy | None = None,
         crash_loop: Probation | None = None,
+        heartbeats: Heartbeats = unsupervised,
         prefix: str = "edge",
         subscribe: Callable[[str], None] | None = None,
         unsubscribe: Callable[[str], None] | None = None,
@@ -239,6 +244,7 @@ class UpdateService:
         self._chunks: queue.Queue[tuple[int, bytes]] = queue.Queue(maxsize=8)
         self._receiving: str | None = None  # chunk topic folder being received
         self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
+        self._beat = heartbeats("updates", UPDATE_BOUND)
         self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
         self._handled: set[str] = set()
         self.retry_interval = retry_interval
@@ -296,11 +302,14 @@ class UpdateService:
 
     # -- worker ------------------------------------------------------------------------
     def _run(self) -> None:
+        self._beat.attach()
         while True:
+            self._beat.idle()
             try:
                 payload = self._queue.get(timeout=self._wait())
             except queue.Empty:
                 payload = ()
+            self._beat.beat()
             if payload is None:
                 return
             try:

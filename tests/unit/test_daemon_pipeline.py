@@ -8,6 +8,7 @@ import time
 
 from edge_runtime.daemon.pipeline import BACKLOG_NICE, Job, Pipeline
 from edge_runtime.daemon.requests import Request, RequestError
+from edge_runtime.daemon.supervisor import Health, Supervisor
 from edge_runtime.errors import InputError
 from edge_runtime.telemetry.stats import Tally
 
@@ -112,9 +113,22 @@ def test_preprocessing_overlaps_invoke():
     assert engine.prepared_during_invoke > 0
 
 
-def _pings_stop_while_stuck(engine, answer, release, settle, **options):  # type: ignore[no-untyped-def]
-    """Pings while idle, none while a request is stuck, pings again once it moves."""
-    beats = []
+def _health_later(supervisor: Supervisor) -> Health:
+    """The verdict as it will be an hour from now, if nothing moves meanwhile."""
+    return supervisor.check(time.monotonic() + 3600)
+
+
+def _wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def _stuck_worker_is_named(engine, answer, release, stuck, **options):  # type: ignore[no-untyped-def]
+    """Idle workers are never stuck; the one whose step does not end is, by name, until
+    it moves again."""
+    supervisor = Supervisor()
     pipe = Pipeline(
         engine,
         queue_size=4,
@@ -122,32 +136,31 @@ def _pings_stop_while_stuck(engine, answer, release, settle, **options):  # type
         top_k=1,
         answer=answer,
         tally=Tally(10),
-        heartbeat=lambda: beats.append(time.monotonic()),
+        heartbeats=supervisor.heartbeat,
         **options,
     )
     pipe.start()
-    time.sleep(0.6)
-    assert beats, "an idle inference loop still pings"
+    assert {"preprocess-0", "inference", "answers"} <= set(supervisor.names())
+    assert _wait_for(lambda: all(b.thread is not None for b in supervisor.heartbeats()))
+    assert _health_later(supervisor).ok, "idle workers waiting for work are not stuck"
     assert pipe.submit(job(1))
-    time.sleep(settle)
-    hung_from = len(beats)
-    time.sleep(1.2)  # no progress, so no pings
-    assert len(beats) == hung_from
+    assert _wait_for(lambda: not _health_later(supervisor).ok)
+    assert [(w.name, w.state) for w in _health_later(supervisor).unhealthy] == [(stuck, "stuck")]
+    assert supervisor.check().ok  # within its bound it is busy, not stuck
     release.set()
-    time.sleep(0.8)
-    assert len(beats) > hung_from  # progress again
+    assert _wait_for(lambda: _health_later(supervisor).ok)
     assert pipe.stop(5)
 
 
-def test_watchdog_pings_stop_while_invoke_hangs():
+def test_a_hanging_invoke_makes_the_inference_worker_stuck():
     gate = threading.Event()
-    _pings_stop_while_stuck(FakeEngine(gate), lambda batch: None, gate, 0.3)
+    _stuck_worker_is_named(FakeEngine(gate), lambda batch: None, gate, "inference")
 
 
-def test_watchdog_pings_stop_while_storing_answers_hangs():
+def test_a_hanging_store_of_answers_makes_the_answer_worker_stuck():
     release = threading.Event()  # a disk that does not answer until set
-    _pings_stop_while_stuck(
-        FakeEngine(), lambda batch: release.wait(10), release, 0.6, stuck_after=0.3
+    _stuck_worker_is_named(
+        FakeEngine(), lambda batch: release.wait(10), release, "answers", stuck_after=0.3
     )
 
 
