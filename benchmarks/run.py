@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         results["ready_seconds"] = by_threads[threads]["ready_seconds"]
 
         trust, after = _signed_next(tmp, bundle)
-        daemon, _ = start_daemon(tmp, broker.port, bundle, threads, 30.0, {"trust": str(trust)})
+        update = {"trust": str(trust), "file_roots": [str(after.parent)]}  # the notice's file://
+        daemon, _ = start_daemon(tmp, broker.port, bundle, threads, 30.0, update)
         try:
             driver = LoadDriver(broker.port, f"edge/{DEVICE}/infer", f"edge/{DEVICE}/predictions")
             driver.run(image, 5, None, 60, alive=daemon.alive)  # warm up

@@ -157,6 +157,7 @@ class Daemon:
             unsubscribe=self.transport.unsubscribe,
             connected=lambda: self.transport.connected,
             download_ca=u.download_ca,
+            file_roots=u.file_roots,
         )
         self._chunk_topics = f"{config.mqtt.prefix}/bundles/"
         self.watch: WatchFolder | None = None

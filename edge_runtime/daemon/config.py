@@ -31,6 +31,7 @@ DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # same rule as deploy_scripts/flash.sh and broker/add-device.sh.
 HOST_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+ABSOLUTE_PATH = re.compile(r"^/(?!.*(^|/)\.\.(/|$)).*$")  # no ".." component
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DELEGATES = ("auto", "cpu", "edgetpu")
 PROTOCOLS = ("5", "3.1.1")
@@ -102,6 +103,7 @@ class UpdateConfig:
     max_bundle_bytes: int = 256 * 1024 * 1024
     download_timeout: float = 60.0  # seconds without progress before a download fails
     download_ca: Path | None = None  # CAs for https downloads (default: the system's)
+    file_roots: tuple[Path, ...] = ()  # folders file:// bundles may come from (none: refused)
     validation_timeout: float = 120.0
     retry_interval: float = 300.0  # first wait before a passing failure is tried again; 0: never
     max_invoke_ms: float | None = None  # latency bound a candidate must meet in validation
@@ -258,16 +260,16 @@ class _Table:
             return default
         return value
 
-    def strings(self, key: str, pattern: re.Pattern[str]) -> tuple[str, ...]:
+    def strings(
+        self, key: str, pattern: re.Pattern[str], what: str = "names ([A-Za-z0-9_.-])"
+    ) -> tuple[str, ...]:
         value = self._get(key)
         if value is _MISSING:
             return ()
         if not isinstance(value, list) or not all(
             isinstance(v, str) and pattern.match(v) for v in value
         ):
-            self.problems.append(
-                f"{self.key(key)}: expected a list of names ([A-Za-z0-9_.-]), found {value!r}"
-            )
+            self.problems.append(f"{self.key(key)}: expected a list of {what}, found {value!r}")
             return ()
         return tuple(value)
 
@@ -356,6 +358,12 @@ def _telemetry(t: _Table) -> TelemetryConfig:
     )
 
 
+def _folders(t: _Table, key: str) -> tuple[Path, ...]:
+    """A list of absolute folder paths (not resolved against the config's folder: these
+    bound what a notice may make the device read)."""
+    return tuple(Path(v) for v in t.strings(key, ABSOLUTE_PATH, "absolute folder paths"))
+
+
 def _update(t: _Table) -> UpdateConfig:
     d = UpdateConfig()
     max_invoke = t.number("max_invoke_ms", 0.0, 0.0, 600_000, integer=False)
@@ -365,6 +373,7 @@ def _update(t: _Table) -> UpdateConfig:
         max_bundle_bytes=t.number("max_bundle_bytes", d.max_bundle_bytes, 1024, 16 * 1024**3),
         download_timeout=t.number("download_timeout", d.download_timeout, 1, 3600, integer=False),
         download_ca=t.path("download_ca"),
+        file_roots=_folders(t, "file_roots"),
         validation_timeout=t.number(
             "validation_timeout", d.validation_timeout, 5, 3600, integer=False
         ),

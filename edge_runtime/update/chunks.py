@@ -143,8 +143,11 @@ class ChunkAssembly:
         self.rejected = 0
         self._dirty = False
         self._saved = time.monotonic()
-        with open(self.part, "ab") as handle:
-            handle.truncate(total)
+        fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.ftruncate(fd, total)
+        finally:
+            os.close(fd)
         self.kept = len(self.have)
 
     def _load(self) -> set[int]:

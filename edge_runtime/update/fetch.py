@@ -1,7 +1,7 @@
-"""Download a bundle named by an update notice: ``file://``, ``http://`` or ``https://``
-(TLS verified against the system's CAs), streamed to disk with a size cap and a timeout
-on every read, so a server that never answers or never stops cannot hold or fill the
-device.
+"""Download a bundle named by an update notice: ``http://`` or ``https://`` (TLS verified
+against the system's CAs), or ``file://`` below the configured folders (``localfile``),
+streamed to disk with a size cap and a timeout on every read, so a server that never
+answers or never stops cannot hold or fill the device.
 
 A dropped connection is resumed where it stopped (an HTTP ``Range`` request; a server
 that ignores it sends the whole file again and the download starts over), as long as
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import os
 import re
 import socket
 import ssl
@@ -21,29 +22,23 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.errors import IntegrityError, SizeLimitError, UpdateError
+from edge_runtime.errors import IntegrityError, SizeLimitError
+from edge_runtime.update.download_errors import (
+    DownloadError,
+    DownloadTimeout,
+    TruncatedDownload,
+)
+from edge_runtime.update.localfile import copy_local
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 #: Attempts after a dropped connection (each must have brought new bytes).
 MAX_RESUMES = 20
-
-
-class DownloadError(UpdateError):
-    reason = "download"
-
-
-class DownloadTimeout(DownloadError):
-    reason = "timeout"
-
-
-class TruncatedDownload(DownloadError):
-    reason = "truncated"
 
 
 def fetch(
@@ -56,10 +51,12 @@ def fetch(
     timeout: float,
     progress: Callable[[int, int], None] | None = None,
     ca_file: Path | None = None,
+    file_roots: Sequence[Path] = (),
 ) -> Path:
-    """Write the bundle at ``url`` to ``dest`` (resuming what ``dest`` holds already);
-    its size and sha256 must match the notice. ``https`` servers are verified against
-    ``ca_file`` when given, else against the system's CAs.
+    """Write the bundle at ``url`` to ``dest`` (created 0600; resuming what ``dest``
+    holds already); its size and sha256 must match the notice. ``https`` servers are
+    verified against ``ca_file`` when given, else against the system's CAs. A ``file://``
+    URL is read only below one of ``file_roots`` (none: refused), see ``localfile``.
 
     Raises:
         SizeLimitError: the notice's size, or the bytes received, exceed ``max_bytes``.
@@ -68,12 +65,23 @@ def fetch(
             brought nothing more.
         IntegrityError: more bytes than announced, or another sha256.
         DownloadError: the URL cannot be fetched (scheme, refused, HTTP error).
+        LocalFileRefused: a ``file://`` URL this device may not read.
     """
     if size > max_bytes:
         raise SizeLimitError(f"the bundle is {size} bytes; this device takes at most {max_bytes}")
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("file", "http", "https"):
         raise DownloadError(f"unsupported URL scheme {scheme!r}; use https, http or file")
+    if scheme == "file":
+        return copy_local(
+            url,
+            dest,
+            roots=file_roots,
+            size=size,
+            sha256=sha256,
+            timeout=timeout,
+            progress=progress,
+        )
     try:
         context = ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
     except (OSError, ssl.SSLError) as exc:
@@ -142,7 +150,7 @@ def _hash_existing(dest: Path, digest: Any, size: int) -> int:
 def _open(url: str, start: int, timeout: float, context: ssl.SSLContext) -> tuple[Any, int]:
     """The response and the offset its body starts at (0 when a range was ignored)."""
     request = urllib.request.Request(url)
-    if start and not url.startswith("file:"):
+    if start:
         request.add_header("Range", f"bytes={start}-")
     try:
         response = urllib.request.urlopen(request, timeout=timeout, context=context)
@@ -161,9 +169,6 @@ def _open(url: str, start: int, timeout: float, context: ssl.SSLContext) -> tupl
         if match is None or int(match.group(1)) != start:
             response.close()
             raise DownloadError(f"{url} answered the range request with another range")
-        return response, start
-    if start and url.startswith("file:"):
-        response.seek(start)  # a local file: seek instead of a range
         return response, start
     return response, 0
 
@@ -190,7 +195,8 @@ def _transfer(
         raise _Restart
     received = start
     try:
-        out = open(dest, "ab")  # noqa: SIM115 - closed by the ``with`` below, with the source
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        out = os.fdopen(os.open(dest, flags, 0o600), "ab")
     except OSError as exc:
         source.close()
         raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc

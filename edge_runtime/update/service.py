@@ -26,6 +26,7 @@ applied, fails for good or a newer notice takes its place.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import queue
@@ -37,20 +38,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.bundle.atomic import atomic_writer
 from edge_runtime.bundle.canonical import canonical_bytes
+from edge_runtime.bundle.manifest import NAME_RE
+from edge_runtime.bundle.semver import SemVer, as_semver
 from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 from edge_runtime.errors import (
     BundleError,
     ConfigError,
     EdgeError,
     IntegrityError,
+    RollbackError,
     SizeLimitError,
     UpdateError,
 )
 from edge_runtime.telemetry.collect import utc_after, utc_now
 from edge_runtime.transport.backoff import backoff_delay
-from edge_runtime.trust.state import record_seen
+from edge_runtime.trust.state import highest_seen_for, record_seen
 from edge_runtime.update.chunks import ChunkAssembly, ChunkPlan, chunk_topic, parse_plan
 from edge_runtime.update.fetch import DownloadTimeout, fetch
 from edge_runtime.update.health import (
@@ -62,7 +65,15 @@ from edge_runtime.update.health import (
     note_start,
     save_probation,
 )
-from edge_runtime.update.store import ModelStore
+from edge_runtime.update.memory import FINAL_REASONS, RefusedBundles, SessionMemory
+from edge_runtime.update.modelstate import (
+    SavedState,
+    Source,
+    load_model_state,
+    save_model_state,
+    source_from,
+)
+from edge_runtime.update.store import ModelStore, private_folder
 from edge_runtime.update.validate import validate_in_child
 
 log = logging.getLogger(__name__)
@@ -71,12 +82,6 @@ log = logging.getLogger(__name__)
 ROLLBACK = object()
 #: Largest notice accepted (a manifest with its signatures is a few KB).
 MAX_NOTICE_BYTES = 256 * 1024
-#: Reasons that will not change if the same bundle is tried again; such a bundle is not
-#: tried again when its retained notice comes back (passing failures are: see
-#: ``TRANSIENT_REASONS``).
-FINAL_REASONS = frozenset(
-    {"signature", "expired", "rollback", "incompatible", "validation", "health", "crash_loop"}
-)
 #: Reasons worth another try, after ``retry_interval`` or when the notice comes again (a
 #: reconnect, a restart); what was received so far is kept and the transfer resumes.
 TRANSIENT_REASONS = frozenset({"timeout", "truncated", "download", "busy"})
@@ -90,7 +95,13 @@ UPDATE_BOUND = 3600.0
 
 
 class BadNotice(UpdateError):
+    """A notice that cannot be read; ``version`` is its manifest's, when it has one."""
+
     reason = "bad_notice"
+
+    def __init__(self, message: str, version: str | None = None) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,11 @@ def next_retry(
     return Retry(sha256, payload, attempt, now + delay)
 
 
+def notice_key(payload: bytes) -> str:
+    """What a notice is remembered by: the sha256 of its bytes."""
+    return hashlib.sha256(payload).hexdigest()
+
+
 def parse_notice(payload: bytes) -> Notice:
     """Raises BadNotice with what is wrong."""
     if len(payload) > MAX_NOTICE_BYTES:
@@ -146,38 +162,14 @@ def parse_notice(payload: bytes) -> Notice:
         raise BadNotice('notice "bundle" needs a positive "size" and a 64-hex "sha256"')
     name, version = str(manifest.get("name", "")), manifest["version"]
     if "chunks" in doc:
-        plan = parse_plan(doc["chunks"], size)
+        try:
+            plan = parse_plan(doc["chunks"], size)
+        except UpdateError as exc:
+            raise BadNotice(str(exc), version) from exc
         return Notice(name, version, manifest, None, size, sha256.lower(), plan)
     if not isinstance(url, str) or not url:
         raise BadNotice('notice has neither a "url" nor "chunks" (the bundle over MQTT)')
     return Notice(name, version, manifest, url, size, sha256.lower())
-
-
-class RefusedBundles:
-    """The sha256 of bundles refused for good or rolled back, kept across restarts (the
-    newest ``limit``), so that a retained notice for one of them is ignored quietly."""
-
-    def __init__(self, path: Path, limit: int = 32) -> None:
-        self.path = path
-        self.limit = limit
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            self._shas = [s for s in doc if isinstance(s, str)] if isinstance(doc, list) else []
-        except (OSError, ValueError):
-            self._shas = []
-
-    def __contains__(self, sha256: str) -> bool:
-        return sha256 in self._shas
-
-    def add(self, sha256: str) -> None:
-        if sha256 in self._shas:
-            return
-        self._shas = (self._shas + [sha256])[-self.limit :]
-        try:
-            with atomic_writer(self.path) as handle:
-                handle.write(json.dumps(self._shas).encode())
-        except OSError as exc:
-            log.warning("cannot record the refused bundle in %s: %s", self.path, exc)
 
 
 @dataclass(frozen=True)
@@ -215,6 +207,7 @@ class UpdateService:
         connected: Callable[[], bool] = lambda: True,
         download_ca: Path | None = None,
         retry_interval: float = 300.0,
+        file_roots: tuple[Path, ...] = (),
     ) -> None:
         """``crash_loop``: the record of a model the start-up rolled back (see
         ``recover_crash_loop``), reported once the service runs. ``retry_interval``: the
@@ -227,6 +220,8 @@ class UpdateService:
         self.active_path = active_path
         self.previous: Identity | None = None
         self.last_update: dict[str, Any] | None = None
+        self.source: Source | None = None  # where the active version came from
+        self.previous_source: Source | None = None
         self._swap = swap
         self._publish = publish
         self.max_bundle_bytes = max_bundle_bytes
@@ -237,6 +232,7 @@ class UpdateService:
         self.work = state_dir / "update"
         self.downloads = state_dir / "downloads"
         self.download_ca = download_ca
+        self.file_roots = file_roots
         self.prefix = prefix
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
@@ -246,17 +242,40 @@ class UpdateService:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
         self._beat = heartbeats("updates", UPDATE_BOUND)
         self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
-        self._handled: set[str] = set()
+        self._answered = SessionMemory()  # notices this process answered
         self.retry_interval = retry_interval
         self.retry: Retry | None = None  # the notice to handle again, if any
         self.gate = HealthGate(health or HealthPolicy())
         self.refused = RefusedBundles(state_dir / "refused-updates.json")
         self._crash_loop = crash_loop
+        self._saved: SavedState | None = None
+        self._restore(load_model_state(state_dir))
         if crash_loop is not None:  # before any notice is looked at
-            self.refused.add(crash_loop.sha256)
+            self.refused.add(crash_loop.sha256, "crash_loop")
         record = load_probation(state_dir)
         if record is not None and record.version == active.version:
             self.gate.begin(record.version)  # probation goes on after a restart
+
+    def _restore(self, saved: SavedState | None) -> None:
+        """Take over the state saved by the previous process (see ``modelstate``)."""
+        if saved is None:
+            return
+        last = saved.published.get("last_update")
+        self.last_update = last if isinstance(last, dict) else None
+        sources = saved.sources
+        if saved.published.get("active") == _ident(self.active):
+            previous = saved.published.get("previous")
+            if isinstance(previous, dict):
+                self.previous = Identity(
+                    str(previous.get("name")), previous.get("version"), str(previous.get("sha256"))
+                )
+            self.source = source_from(sources.get("active"))
+            self.previous_source = source_from(sources.get("previous"))
+        elif self._crash_loop is not None:  # the start-up rolled the saved active back
+            crashed = source_from(sources.get("active"))
+            if crashed is not None and crashed.sha256 == self._crash_loop.sha256:
+                self.refused.add_notice(crashed.notice, "crash_loop")
+            self.source = source_from(sources.get("previous"))
 
     def start(self) -> None:
         if self._crash_loop is not None:
@@ -351,33 +370,91 @@ class UpdateService:
         self.rollback("health", verdict.detail)
 
     def handle(self, payload: bytes) -> None:
+        """Answer one notice: exactly one outcome event (``applied`` or ``rejected``) per
+        distinct notice, whatever goes wrong; a notice answered before is not handled
+        again (see ``memory``), except after a passing failure."""
+        key = notice_key(payload)
+        if self.refused.has_notice(key):
+            log.info("update notice %s ignored: it was refused or rolled back before", key[:16])
+            return
+        if key in self._answered:
+            log.info("update notice %s ignored: answered before", key[:16])
+            return
+        self._answered.add(key)
+        version: str | None = None
         try:
             notice = parse_notice(payload)
+            version = notice.version
+            if notice.version == self.active.version and notice.name == self.active.name:
+                return  # already running it (a retained notice seen again)
+            refused = self.refused.reason(notice.sha256)
+            if refused is not None:  # another notice for a bundle refused for good
+                self.refused.add_notice(key, refused)
+                self._event(
+                    notice.version,
+                    "rejected",
+                    None,
+                    refused,
+                    f"this bundle was refused before ({refused}); it is not fetched again",
+                )
+                return
+            self._check_version(notice)
+            self._attempt(notice, payload, key)
         except BadNotice as exc:
-            self._reject(None, exc)
-            return
-        if notice.version == self.active.version and notice.name == self.active.name:
-            return  # already running it (a retained notice seen again)
-        if notice.sha256 in self._handled:
-            return
-        self._handled.add(notice.sha256)
-        if notice.sha256 in self.refused:
-            log.info(
-                "update %s ignored: this bundle was refused or rolled back before", notice.version
+            self._reject(exc.version, exc)
+        except RollbackError as exc:  # decided on the notice: nothing fetched, state kept
+            self.refused.add_notice(key, exc.reason)
+            log.warning("update %s rejected (%s): %s", version, exc.reason, exc)
+            self._event(version, "rejected", None, exc.reason, f"{exc}; not fetched")
+        except Exception as exc:  # noqa: BLE001 - every notice gets its outcome
+            log.exception("update %s failed unexpectedly", version or "?")
+            self._reject(
+                version,
+                UpdateError(f"the update failed unexpectedly ({type(exc).__name__})"),
+                reason="internal_error",
             )
-            return
+
+    def _check_version(self, notice: Notice) -> None:
+        """Refuse before any download a notice whose version could never be installed:
+        not above the installed one or the highest seen (what verification would say
+        after the download; the notice's manifest is checked against the bundle's then).
+
+        Raises:
+            BadNotice: the version is not semver.
+            RollbackError: not above.
+        """
+        try:
+            announced = SemVer.parse(notice.version)
+        except BundleError as exc:
+            raise BadNotice(f"notice version: {exc}", notice.version) from exc
+        if not NAME_RE.match(notice.name):
+            raise BadNotice(f"notice model name {notice.name[:80]!r} is not valid", notice.version)
+        try:
+            seen = highest_seen_for(self.state_dir, notice.name)
+        except RollbackError:
+            return  # an unreadable record: verification refuses with the full reason
+        known = [v for v in (self.active.version, seen) if v is not None]
+        floor = max(as_semver(v) for v in known) if known else None
+        if floor is not None and announced <= floor:
+            raise RollbackError(
+                f"the notice's version {announced} is not above the installed or highest "
+                f"seen {floor}; refused (a new update needs a higher version)"
+            )
+
+    def _attempt(self, notice: Notice, payload: bytes, key: str) -> None:
+        """Download, verify, validate and activate; report the outcome."""
         retry, self.retry = self.retry, None  # this notice's outcome decides what comes next
         if retry is not None and retry.sha256 != notice.sha256:
             log.info("a newer notice takes the place of the update waiting to be retried")
             retry = None
         keep = False
         try:
-            self._apply(notice)
+            self._apply(notice, key)
         except UpdateError as exc:
             keep = exc.reason in TRANSIENT_REASONS
             detail = next_try = None
             if keep:  # tried again later or when the notice comes again; transfers resume
-                self._handled.discard(notice.sha256)
+                self._answered.discard(key)
                 detail = f"{exc}; tried again when its notice comes back"
                 if self.retry_interval > 0:
                     self.retry = next_retry(
@@ -385,8 +462,14 @@ class UpdateService:
                     )
                     wait = self.retry.due - time.monotonic()
                     detail, next_try = f"{exc}; tried again in {wait:.0f} s", utc_after(wait)
+            # a final reason comes from the bundle's own bytes (their sha256 matched)
+            final = exc.reason in FINAL_REASONS
             self._reject(
-                notice.version, exc, sha256=notice.sha256, detail=detail, next_try=next_try
+                notice.version,
+                exc,
+                detail=detail,
+                next_try=next_try,
+                remember=(notice.sha256, key) if final else None,
             )
         except (BundleError, ConfigError) as exc:
             self._reject(
@@ -402,11 +485,11 @@ class UpdateService:
                 for leftover in self.downloads.glob(f"{notice.sha256}.*"):
                     leftover.unlink(missing_ok=True)
 
-    def _apply(self, notice: Notice) -> None:
+    def _apply(self, notice: Notice, key: str) -> None:
         if self.trust is None:
             raise UpdateError("this device has no trust file ([update] trust); updates are refused")
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.downloads.mkdir(parents=True, exist_ok=True)
+        private_folder(self.work)
+        private_folder(self.downloads)
         for stale in self.downloads.iterdir():  # partial transfers of other bundles
             if not stale.name.startswith(notice.sha256):
                 stale.unlink(missing_ok=True)
@@ -432,6 +515,7 @@ class UpdateService:
                 timeout=self.download_timeout,
                 progress=progress,
                 ca_file=self.download_ca,
+                file_roots=self.file_roots,
             )
         self._event(notice.version, "verifying", None)
         # imported here: the signature library (about 9 MiB resident) is loaded once a
@@ -474,6 +558,7 @@ class UpdateService:
             raise
         record_seen(self.state_dir, manifest.name, str(manifest.version))
         self.previous, self.active = self.active, identity
+        self.previous_source, self.source = self.source, Source(notice.sha256, key)
         self.gate.begin(identity.version)
         self._finish(notice.version, "applied", None, None, health="probation")
 
@@ -557,8 +642,12 @@ class UpdateService:
         finally:
             clear_probation(self.state_dir)
         if record is not None and record.version == failed:
-            self.refused.add(record.sha256)
+            self.refused.add(record.sha256, "rolled_back")
+        if self.source is not None:  # its notice, coming back, is not taken again
+            self.refused.add(self.source.sha256, "rolled_back")
+            self.refused.add_notice(self.source.notice, "rolled_back")
         self.previous, self.active = self.active, identity
+        self.previous_source, self.source = self.source, self.previous_source
         detail = f"now serving {identity.version}" + (f"; {why}" if why else "")
         self._finish(failed, "rolled_back", reason, detail)
 
@@ -596,16 +685,18 @@ class UpdateService:
         version: str | None,
         exc: EdgeError,
         reason: str | None = None,
-        sha256: str | None = None,
         detail: str | None = None,
         next_try: str | None = None,
+        remember: tuple[str, str] | None = None,
     ) -> None:
-        """Report a refused update; ``next_try``: when it is tried again by itself (UTC)."""
+        """Report a refused update; ``next_try``: when it is tried again by itself (UTC);
+        ``remember``: the bundle sha256 and notice key of a final refusal, kept."""
         code = reason or getattr(exc, "reason", "update_failed")
         detail = detail or str(exc)
         log.warning("update %s rejected (%s): %s", version or "?", code, detail)
-        if sha256 is not None and code in FINAL_REASONS:
-            self.refused.add(sha256)
+        if remember is not None:
+            self.refused.add(remember[0], code)
+            self.refused.add_notice(remember[1], code)
         self._finish(version, "rejected", code, detail, next_try=next_try)
 
     def _finish(
@@ -627,18 +718,26 @@ class UpdateService:
         self._event(version, result, 1.0 if result == "applied" else None, reason, detail)
 
     def publish_state(self) -> None:
-        def ident(i: Identity | None) -> dict[str, Any] | None:
-            return None if i is None else {"name": i.name, "version": i.version, "sha256": i.sha256}
+        """Publish ``model/state`` (retained), saving it first when it changed."""
+        published = {
+            "active": _ident(self.active),
+            "previous": _ident(self.previous),
+            "last_update": self.last_update,
+        }
+        sources = {
+            name: source.to_json()
+            for name, source in (("active", self.source), ("previous", self.previous_source))
+            if source is not None
+        }
+        state = SavedState(published, sources)
+        if state != self._saved:
+            save_model_state(self.state_dir, state)
+            self._saved = SavedState(json.loads(json.dumps(published)), sources)
+        self._publish("model/state", published, True)
 
-        self._publish(
-            "model/state",
-            {
-                "active": ident(self.active),
-                "previous": ident(self.previous),
-                "last_update": self.last_update,
-            },
-            True,
-        )
+
+def _ident(i: Identity | None) -> dict[str, Any] | None:
+    return None if i is None else {"name": i.name, "version": i.version, "sha256": i.sha256}
 
 
 def recover_crash_loop(state_dir: Path, policy: HealthPolicy, keep: int = 2) -> Probation | None:

@@ -26,6 +26,14 @@ PREVIOUS = "previous"
 SUFFIX = ".edgebundle"
 
 
+def private_folder(folder: Path) -> Path:
+    """Create ``folder`` (and its parents) and make it 0700: bundles and partial
+    downloads are the device's alone."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
 class NoPreviousVersion(UpdateError):
     reason = "no_previous"
 
@@ -46,7 +54,7 @@ class ModelStore:
             raise ValueError("keep must be at least 1")
         self.folder = Path(state_dir) / "models"
         self.keep = keep
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)
         self._clean_leftovers()
 
     @property
@@ -57,12 +65,16 @@ class ModelStore:
         return Versions(self._target(CURRENT), self._target(PREVIOUS))
 
     def add(self, bundle: Path, name: str, version: str) -> Path:
-        """Copy a verified bundle in as ``NAME-VERSION.edgebundle`` (fsynced); not active yet."""
+        """Copy a verified bundle in as ``NAME-VERSION.edgebundle`` (0600, fsynced); not
+        active yet."""
         final = self.folder / f"{name}-{version}{SUFFIX}"
         part = final.with_name(final.name + ".part")
-        shutil.copyfile(bundle, part)
-        with open(part, "rb") as handle:
-            os.fsync(handle.fileno())
+        part.unlink(missing_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with open(bundle, "rb") as source, os.fdopen(os.open(part, flags, 0o600), "wb") as out:
+            shutil.copyfileobj(source, out)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(part, final)
         fsync_dir(self.folder)
         return final

@@ -110,8 +110,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def device_folder(
     fleet: dict[str, Any], device: str, folder_name: str | None = None, **config: Any
 ) -> tuple[Path, Path]:
-    """A folder for ``device`` and its config: the v1 model, the fleet's trust file and
-    ``config``'s ``[update]`` settings (``groups`` goes to ``[device]``)."""
+    """A folder for ``device`` and its config: the v1 model, the fleet's trust file, the
+    fleet's folder as the one ``file://`` root, and ``config``'s ``[update]`` settings
+    (``groups`` goes to ``[device]``)."""
     folder = fleet["root"] / (folder_name or device)
     folder.mkdir()
     groups = config.pop("groups", None)
@@ -121,7 +122,7 @@ def device_folder(
         device_id=device,
         model=fleet["v1"],
         **({"groups": groups} if groups else {}),
-        update={"trust": str(fleet["trust"]), **config},
+        update={"trust": str(fleet["trust"]), "file_roots": [str(fleet["root"])], **config},
     )
     return folder, path
 
