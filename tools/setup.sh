@@ -66,7 +66,7 @@ make_venv() {
         "$dir/bin/python" -m pip install -q --upgrade pip >"$log" 2>&1 || fail "upgrading pip in $dir" "$log"
         done_steps+=("created $dir")
     elif [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-        && "$dir/bin/python" -c "import edge_runtime" 2>/dev/null; then
+        && "$dir/bin/python" -c "import importlib.metadata as m; m.version('edge-runtime')" 2>/dev/null; then
         return 0
     else
         echo "setup: updating $dir (pyproject.toml changed; log: $log)"
