@@ -26,6 +26,7 @@ from edge_runtime.daemon.intake import Intake
 from edge_runtime.daemon.notify import Notifier
 from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox, Outgoing
 from edge_runtime.daemon.pipeline import Answered, Job, Pipeline
+from edge_runtime.daemon.poison import Ledger
 from edge_runtime.daemon.publisher import Publisher
 from edge_runtime.daemon.requests import (
     RequestError,
@@ -87,11 +88,18 @@ class Daemon:
         self.config_path = config_path
         self.engine = engine
         self.notifier = notifier or Notifier()
-        self.supervisor = Supervisor(Fault.from_env(os.environ))
+        fault = Fault.from_env(os.environ)
+        self.supervisor = Supervisor(fault)
         heartbeats = self.supervisor.heartbeat
         self.topics = Topics(config.mqtt.prefix, config.device_id)
         self.tally = Tally(config.telemetry.latency_window)
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        # one slot for each preprocessing worker, one for the inference worker
+        self.ledger = Ledger.open(
+            config.state_dir,
+            config.requests.workers() + 1,
+            crash_on=fault.target if fault is not None and fault.kind == "crash" else None,
+        )
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_bytes=config.outbox.max_bytes)
         self.publisher = Publisher(
             self.outbox,
@@ -122,6 +130,7 @@ class Daemon:
             served=lambda version, ok, ms: self.updates.record(version, ok, ms),
             workers=config.requests.workers(),
             max_bytes=config.requests.queue_bytes,
+            ledger=self.ledger,
         )
         self.collector = Collector(
             state_dir=config.state_dir,

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from edge_runtime.daemon.poison import Ledger, request_key
 from edge_runtime.daemon.requests import Request, RequestError
 from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
 from edge_runtime.errors import EdgeError, InputError
@@ -69,6 +70,7 @@ Served = Callable[[Optional[str], bool, Optional[float]], None]
 #: with this).
 BACKLOG_NICE = 10
 _STOP = object()
+POISON_DETAIL = "this request was being served when the daemon's process ended; it is not run again"
 
 
 class Pipeline:
@@ -86,17 +88,21 @@ class Pipeline:
         workers: int = 1,
         max_bytes: int | None = None,
         stuck_after: float = STUCK_AFTER,
+        ledger: Ledger | None = None,
     ) -> None:
         """``max_bytes`` bounds the image bytes of the jobs not yet answered (at least one
         job is always taken): memory stays bounded even when a broker pushes more
         messages than its receive maximum allows. Each worker reports to its heartbeat
-        from ``heartbeats``; the hand-over of answers is stuck after ``stuck_after`` s."""
+        from ``heartbeats``; the hand-over of answers is stuck after ``stuck_after`` s.
+        ``ledger`` (one slot per preprocessing worker and one for inference) keeps
+        the requests being served, and refuses those that ended a process before."""
         self.engine = engine
         self.max_pixels = max_pixels
         self.top_k = top_k
         self._answer = answer
         self._tally = tally
         self._served = served
+        self._ledger = ledger
         self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=queue_size)
         self._workers = max(1, workers)
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=self._workers + 1)
@@ -214,7 +220,15 @@ class Pipeline:
             engine = self.engine  # the input is prepared for this engine and runs on it
             prepared: Any = None
             error = job.error
+            key = b""
+            ledger = self._ledger
+            if error is None and job.request is not None and ledger is not None:
+                key = request_key(job.request)
+                if ledger.poisoned(key):
+                    error = RequestError("poison", POISON_DETAIL, job.request.id)
             if error is None and job.request is not None:
+                if ledger is not None:
+                    ledger.enter(rank, key, job.request.id)
                 try:
                     prepared = engine.prepare(job.request.image, max_pixels=self.max_pixels)
                 except InputError as exc:
@@ -224,8 +238,11 @@ class Pipeline:
                     error = RequestError(
                         "bad_image", f"cannot read the image: {exc}", job.request.id
                     )
+                finally:
+                    if ledger is not None:
+                        ledger.leave(rank, key, served=False)
             beat.idle()  # waiting for the inference worker, which has its own heartbeat
-            self._ready.put((job, prepared, error, engine))
+            self._ready.put((job, prepared, error, engine, key))
 
     def _infer_loop(self, beat: Heartbeat) -> None:
         running = self._workers
@@ -239,11 +256,14 @@ class Pipeline:
                     self._done.put(_STOP)
                     return
                 continue
-            job, prepared, error, engine = item
+            job, prepared, error, engine, key = item
             result: dict[str, Any] | None = None
             if error is None:
                 with self._invoking:
                     self._invoking.notify_all()
+                ledger = self._ledger
+                if ledger is not None:
+                    ledger.enter(self._workers, key, job.request.id)
                 try:
                     prediction = engine.infer(prepared, top_k=self.top_k)
                     result = prediction_to_dict(prediction)
@@ -255,6 +275,9 @@ class Pipeline:
                     error = RequestError(
                         "inference_failed", f"{type(exc).__name__}: {exc}", job.request.id
                     )
+                finally:
+                    if ledger is not None:
+                        ledger.leave(self._workers, key, served=result is not None)
                 if self._served is not None:
                     spent = result.get("latency_ms") if result else None
                     self._served(

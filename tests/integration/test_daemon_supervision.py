@@ -186,3 +186,41 @@ def test_the_watchdog_is_not_fed_while_a_worker_is_stuck(tmp_path):
                 client.close()
     finally:
         notify.close()
+
+
+def test_a_request_that_ended_the_process_is_answered_poison_on_its_next_delivery(tmp_path):
+    images = [img for img, _ in digits(3)]
+    env = {"EDGE_RUNTIME_FAULT": "crash:boom"}  # serving "boom" kills the process
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(tmp_path, broker.port)
+        client = TestClient(broker.port)
+        client.subscribe(f"{T}/predictions")
+        client.subscribe(f"{T}/errors")
+        daemon = DaemonProcess(config, env=env)
+        try:
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            client.publish(f"{T}/infer", request("before", images[0]))
+            assert "top" in wait_answered(client, {"before"}, 15).get("before", {})
+            client.publish(f"{T}/infer", request("boom", images[1]))
+            assert daemon.proc.wait(15) != 0  # killed while serving it, never answered
+            first_log = daemon.log()
+            assert "boom" not in answers(client)
+            # systemd starts it again: the broker delivers "boom" again (the session
+            # persists), and it is refused instead of ending this process too
+            daemon = DaemonProcess(config, env=env)
+            got = wait_answered(client, {"boom"}, 30)
+            assert got["boom"].get("error") == "poison", (got, first_log, daemon.log())
+            client.publish(f"{T}/infer", request("after", images[2]))
+            assert "top" in wait_answered(client, {"after"}, 15).get("after", {}), daemon.log()
+            assert daemon.alive()
+            assert "while serving request 'boom'" in daemon.log()
+            assert daemon.terminate() == 0, daemon.log()
+            # acknowledged: a third run is not given it again
+            daemon = DaemonProcess(config)
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            time.sleep(1.0)
+            assert sum(m.json()["id"] == "boom" for m in client.on(f"{T}/errors")) == 1
+            assert daemon.terminate() == 0, daemon.log()
+        finally:
+            daemon.kill()
+            client.close()

@@ -144,8 +144,11 @@ def _stuck_worker_is_named(engine, answer, release, stuck, **options):  # type: 
     assert _wait_for(lambda: all(b.thread is not None for b in supervisor.heartbeats()))
     assert _health_later(supervisor).ok, "idle workers waiting for work are not stuck"
     assert pipe.submit(job(1))
-    assert _wait_for(lambda: not _health_later(supervisor).ok)
-    assert [(w.name, w.state) for w in _health_later(supervisor).unhealthy] == [(stuck, "stuck")]
+
+    def named() -> list[tuple[str, str]]:
+        return [(w.name, w.state) for w in _health_later(supervisor).unhealthy]
+
+    assert _wait_for(lambda: named() == [(stuck, "stuck")]), named()
     assert supervisor.check().ok  # within its bound it is busy, not stuck
     release.set()
     assert _wait_for(lambda: _health_later(supervisor).ok)
