@@ -200,7 +200,9 @@ class Client:
 
     def subscribe_code(self, topic: str, timeout: float = 10.0) -> int:
         """QoS 1 subscription; returns the SUBACK reason code (1 granted, 135 refused)."""
-        _, mid = self.client.subscribe(topic, qos=1)
+        rc, mid = self.client.subscribe(topic, qos=1)
+        if mid is None:
+            raise OSError(f"cannot subscribe to {topic}: {rc}")
         self._wait(lambda: mid in self.acks, timeout, f"SUBACK for {topic}")
         return self.acks[mid]
 

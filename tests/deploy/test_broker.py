@@ -174,8 +174,8 @@ def prober(fleet) -> Client:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("name", sorted(GROUPS))
 def test_each_role_may_publish_and_subscribe_exactly_as_the_readme_table_says(
-    fleet, name: str
-) -> None:  # type: ignore[no-untyped-def]
+    fleet: tuple[Path, ShippedBroker], name: str
+) -> None:
     """Every topic the table names (for every client, and broader filters): published by
     ``name`` (PUBACK 135 where the table does not allow it), subscribed to by ``name``
     (SUBACK granted where it allows it) and then sent by a test-only user with every
