@@ -167,6 +167,7 @@ class Daemon:
             connected=lambda: self.transport.connected,
             download_ca=u.download_ca,
             file_roots=u.file_roots,
+            device_id=config.device_id,
         )
         self._chunk_topics = f"{config.mqtt.prefix}/bundles/"
         self.watch: WatchFolder | None = None
@@ -298,7 +299,7 @@ class Daemon:
         """Handle one received message (on the request worker)."""
         if msg.topic == self.topics.model_rollback:
             self.transport.ack(msg)
-            self.updates.request_rollback()
+            self.updates.request_rollback(msg.payload)  # a signed order, checked in turn
             return
         if msg.topic in self.update_topics:
             self.transport.ack(msg)  # notices are retained: a lost one comes back

@@ -78,8 +78,6 @@ from edge_runtime.update.validate import validate_in_child
 
 log = logging.getLogger(__name__)
 
-#: The queue item that asks for a rollback.
-ROLLBACK = object()
 #: Largest notice accepted (a manifest with its signatures is a few KB).
 MAX_NOTICE_BYTES = 256 * 1024
 #: Reasons worth another try, after ``retry_interval`` or when the notice comes again (a
@@ -113,6 +111,13 @@ class Notice:
     size: int
     sha256: str
     chunks: ChunkPlan | None = None
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    """A ``model/rollback`` message waiting for the update thread."""
+
+    payload: bytes
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,7 @@ class UpdateService:
         download_ca: Path | None = None,
         retry_interval: float = 300.0,
         file_roots: tuple[Path, ...] = (),
+        device_id: str = "",
     ) -> None:
         """``crash_loop``: the record of a model the start-up rolled back (see
         ``recover_crash_loop``), reported once the service runs. ``retry_interval``: the
@@ -233,6 +239,7 @@ class UpdateService:
         self.downloads = state_dir / "downloads"
         self.download_ca = download_ca
         self.file_roots = file_roots
+        self.device_id = device_id  # what a rollback order must name
         self.prefix = prefix
         self._subscribe = subscribe
         self._unsubscribe = unsubscribe
@@ -309,9 +316,12 @@ class UpdateService:
         if payload:
             self._put(payload)
 
-    def request_rollback(self) -> None:
-        """An operator's ``model/rollback``: back to the previous version, in turn."""
-        self._put(ROLLBACK)
+    def request_rollback(self, payload: bytes) -> None:
+        """Called from the MQTT thread with a ``model/rollback`` message: a signed order,
+        checked and carried out in turn (see ``order``). An empty payload (a cleared
+        retained message) is no order."""
+        if payload:
+            self._put(RollbackRequest(payload))
 
     def _put(self, payload: object) -> None:
         try:
@@ -332,8 +342,8 @@ class UpdateService:
             if payload is None:
                 return
             try:
-                if payload is ROLLBACK:
-                    self.rollback("operator")
+                if isinstance(payload, RollbackRequest):
+                    self.order(payload.payload)
                 elif isinstance(payload, bytes):
                     self.handle(payload)
                 retry = self.retry
@@ -650,6 +660,27 @@ class UpdateService:
         self.previous_source, self.source = self.source, self.previous_source
         detail = f"now serving {identity.version}" + (f"; {why}" if why else "")
         self._finish(failed, "rolled_back", reason, detail)
+
+    def order(self, payload: bytes) -> None:
+        """Carry out a signed rollback order, or refuse it with an event (the state and
+        ``last_update`` stay as they are: nothing happened)."""
+        from edge_runtime.update.rollback import OrderRefused, UsedNonces, accept_order
+
+        previous = self.previous.version if self.previous is not None else None
+        try:
+            order = accept_order(
+                payload,
+                trust=self.trust,
+                device_id=self.device_id,
+                previous=previous,
+                nonces=UsedNonces(self.state_dir),
+            )
+        except OrderRefused as exc:
+            log.warning("rollback order refused (%s): %s", exc.reason, exc)
+            self._event(self.active.version, "rejected", None, exc.reason, str(exc))
+            return
+        log.warning("carrying out the rollback order %s", order.nonce[:8])
+        self.rollback("operator", f"signed order {order.nonce[:8]}")
 
     def _report_crash_loop(self, record: Probation) -> None:
         self.previous = Identity(record.name, record.version, "")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from edge_runtime.bundle.writer import write_bundle
-from edge_runtime.trust.keys import SigningKey, generate_signing_key
+from edge_runtime.trust.keys import SigningKey, generate_signing_key, write_key_pair
 from edge_runtime.trust.signing import sign_bundle
 from edge_runtime.trust.trustfile import make_trust, save_trust
 from edge_runtime.update.service import build_notice
@@ -48,6 +48,14 @@ def fleet_tool(*args: object) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+def rollback_tool(fleet: dict[str, Any], device: str, *extra: object) -> Any:
+    """``edge-fleet rollback`` for ``device``, the order signed with the fleet's key."""
+    port = fleet["broker"].port
+    return fleet_tool(
+        "rollback", "--port", port, "--device", device, "--key", fleet["key_file"], *extra
     )
 
 
@@ -95,12 +103,14 @@ def forge(path: Path) -> Path:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("fleet")
     key = generate_signing_key()
+    key_file, _ = write_key_pair(root / "keys", "operator", key)
     trust = root / "trust.json"
     save_trust(trust, make_trust([key.public_raw], 1))
     with Mosquitto(root) as broker:
         yield {
             "root": root,
             "key": key,
+            "key_file": key_file,
             "trust": trust,
             "broker": broker,
             "v1": make_bundle(root, "1.0.0", key),
@@ -242,7 +252,7 @@ def test_group_update_applies_on_two_devices_while_requests_stream(fleet: dict[s
             assert seen[d]["status"] == "online" and seen[d]["model"]["version"] == "2.0.0"
             assert seen[d]["last_update"]["result"] == "applied"
         # the operator takes device b back to 1.0.0
-        back = fleet_tool("rollback", "--port", fleet["broker"].port, "--device", devices[1])
+        back = rollback_tool(fleet, devices[1])
         assert back.returncode == 0 and "rolled_back" in back.stdout, back.stdout + back.stderr
         assert ask(client, devices[1], "rolled-back")["model"]["version"] == "1.0.0"
         state = json.loads(client.on(f"edge/{devices[1]}/model/state")[-1].payload)
@@ -376,7 +386,7 @@ def test_a_model_that_crashes_in_validation_is_rejected_without_a_restart(
         assert "crashed" in result["detail"] and "SIGABRT" in result["detail"]
         assert daemon.alive() and daemon.proc.pid == pid
         assert ask(client, device, "still-v1")["model"]["version"] == "1.0.0"
-        nothing = fleet_tool("rollback", "--port", fleet["broker"].port, "--device", device)
+        nothing = rollback_tool(fleet, device)
         assert nothing.returncode == 1 and "no previous" in nothing.stdout, nothing.stdout
         assert ask(client, device, "still-v1-again")["model"]["version"] == "1.0.0"
         assert os.path.exists(folder / "state")

@@ -451,3 +451,93 @@ def test_unreadable_version_record_fails_closed(device: Device) -> None:
         device.check(bundle)
     assert not device.staging.exists()
     assert bf.snapshot(device.root) == device.before
+
+
+# -- rollback orders -------------------------------------------------------------------
+def _order(*keys: SigningKey, device: str = "pi-01", minutes: float = 10, **changes: Any) -> bytes:
+    import json
+    import secrets
+    from datetime import datetime, timedelta, timezone
+
+    from edge_runtime.trust.orders import RollbackOrder, order_document
+
+    expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(minutes=minutes)
+    signed = {**order_document(RollbackOrder(device, None, expires, secrets.token_hex(16)))}
+    data = canonical_bytes(signed)
+    signed.update(changes)  # altered after signing
+    sigs = [k.sign(data).to_json() for k in keys]
+    return json.dumps({"order": signed, "signatures": sigs}).encode()
+
+
+def _accept(tmp_path: Path, payload: bytes, *keys: SigningKey, threshold: int = 1) -> Any:
+    from edge_runtime.update.rollback import UsedNonces, accept_order
+
+    trust = tmp_path / "trust.json"
+    if not trust.exists():
+        save_trust(trust, make_trust([k.public_raw for k in keys or (KEY_A,)], threshold))
+    return accept_order(
+        payload, trust=trust, device_id="pi-01", previous="1.0.0", nonces=UsedNonces(tmp_path)
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"reason": "operator", "ts": "2026-01-01T00:00:00Z"}', "rollback_unsigned"),
+        (b"", "rollback_unsigned"),
+        (_order(), "rollback_unsigned"),
+        (_order(KEY_C), "rollback_signature"),
+        (_order(KEY_A, version="0.0.1"), "rollback_signature"),  # altered after signing
+        (_order(KEY_A, device="pi-02"), "rollback_misaddressed"),
+        (_order(KEY_A, minutes=-1), "rollback_expired"),
+        (_order(KEY_A, minutes=60 * 24 * 30), "rollback_bad_order"),
+    ],
+    ids=[
+        "old-unsigned",
+        "empty",
+        "no-signatures",
+        "untrusted",
+        "altered",
+        "wrong-device",
+        "expired",
+        "too-long",
+    ],
+)
+def test_rollback_order_attacks_are_refused_and_use_no_nonce(
+    tmp_path: Path, payload: bytes, reason: str
+) -> None:
+    from edge_runtime.update.rollback import NONCES_FILE, OrderRefused
+
+    with pytest.raises(OrderRefused) as caught:
+        _accept(tmp_path, payload)
+    assert caught.value.reason == reason, caught.value
+    assert not (tmp_path / NONCES_FILE).exists()
+
+
+def test_a_rollback_order_under_the_threshold_is_refused(tmp_path: Path) -> None:
+    from edge_runtime.update.rollback import OrderRefused
+
+    with pytest.raises(OrderRefused, match="1 valid signature") as caught:
+        _accept(tmp_path, _order(KEY_A, KEY_A, KEY_C), KEY_A, KEY_B, threshold=2)
+    assert caught.value.reason == "rollback_signature"
+    assert _accept(tmp_path, _order(KEY_A, KEY_B)).device == "pi-01"
+
+
+def test_a_replayed_rollback_order_is_refused_across_restarts(tmp_path: Path) -> None:
+    from edge_runtime.update.rollback import NONCES_FILE, OrderRefused
+
+    payload = _order(KEY_A)
+    assert _accept(tmp_path, payload).device == "pi-01"
+    assert stat_mode(tmp_path / NONCES_FILE) == 0o600
+    with pytest.raises(OrderRefused) as caught:
+        _accept(tmp_path, payload)  # a new UsedNonces: what a restarted daemon reads
+    assert caught.value.reason == "rollback_replayed"
+    (tmp_path / NONCES_FILE).write_text("{not json")
+    with pytest.raises(OrderRefused, match="cannot be read"):  # fails closed
+        _accept(tmp_path, _order(KEY_A))
+
+
+def stat_mode(path: Path) -> int:
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)

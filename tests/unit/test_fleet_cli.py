@@ -386,3 +386,24 @@ def test_no_private_key_material_in_any_output(fleet: Path, tmp_path: Path) -> N
     for output in OUTPUTS:
         for secret in secrets:
             assert secret not in output
+
+
+def test_rollback_orders_are_signed_and_checked_before_anything_is_sent(fleet: Path) -> None:
+    """No broker is reachable on port 1: every refusal here comes before connecting."""
+    base = ("edge-fleet", "rollback", "--host", "127.0.0.1", "--port", 1, "--device", "pi-01")
+    unsigned = run(*base, cwd=fleet)
+    assert unsigned.returncode != 0 and "--key" in unsigned.stderr
+    one_line_error(
+        run(*base, "--key", "keys/a.key", "--expires", "yesterday", cwd=fleet), "--expires"
+    )
+    one_line_error(
+        run(*base, "--key", "keys/a.key", "--expires", "2020-01-01T00:00:00Z", cwd=fleet),
+        "expired already",
+    )
+    one_line_error(
+        run(*base, "--key", "keys/b.key", "--trust", "trust.json", cwd=fleet),
+        "rollback order refused",
+        "0 valid signature",
+    )
+    unreachable = run(*base, "--key", "keys/a.key", "--trust", "trust.json", cwd=fleet)
+    assert unreachable.returncode == 1 and "cannot reach the broker" in unreachable.stderr
