@@ -20,7 +20,9 @@ at every reconnect does nothing; so is a notice for a bundle refused for good or
 back before (remembered across restarts in ``refused-updates.json``). A notice that
 failed for a passing reason (a download cut short, a device too busy to validate) is tried
 again by itself after ``retry_interval`` seconds, doubling up to an hour, until it is
-applied, fails for good or a newer notice takes its place.
+applied, fails for good or a newer notice takes its place. What is remembered of notices
+is ``memory``'s; the published state is saved by ``modelstate``; an operator's rollback
+is a signed order (``rollback``, ``trust.orders``).
 """
 
 from __future__ import annotations
