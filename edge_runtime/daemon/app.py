@@ -34,6 +34,8 @@ from edge_runtime.daemon.requests import (
     parse_request,
     payload_id,
 )
+from edge_runtime.daemon.startmodel import Fallback, candidates, load_first
+from edge_runtime.daemon.liveness import LivenessFile, liveness_path
 from edge_runtime.daemon.supervisor import Fault, Health, Supervisor
 from edge_runtime.daemon.topics import Topics
 from edge_runtime.daemon.watch import WatchFolder
@@ -45,7 +47,6 @@ from edge_runtime.telemetry.stats import Tally
 from edge_runtime.transport.mqtt import Message, MqttOptions, MqttTransport
 from edge_runtime.update.health import Probation, note_clean_stop
 from edge_runtime.update.service import Identity, UpdateService, recover_crash_loop
-from edge_runtime.update.store import CURRENT
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,12 @@ class Daemon:
         config_path: Path | None = None,
         notifier: Notifier | None = None,
         crash_loop: Probation | None = None,
+        fallback: Fallback | None = None,
     ) -> None:
+        """``fallback``: ``models/current`` could not be served at start (reported on
+        ``model/state`` and ``model/events`` once running)."""
         self.config = config
+        self.fallback = fallback
         self.config_path = config_path
         self.engine = engine
         self.notifier = notifier or Notifier()
@@ -355,6 +360,15 @@ class Daemon:
             self._store_answers([(Job(None, refusal, job.done), None, refusal)])
 
     # -- model updates ------------------------------------------------------------------
+    def _report_fallback(self, fallback: Fallback) -> None:
+        detail = (
+            f"{fallback.wanted} cannot be served ({fallback.why}); "
+            f"serving {fallback.serving.label} instead"
+        )
+        self.notifier.status(f"model fallback: {detail}")
+        event = {"version": None, "stage": "rolled_back", "progress": None, "reason": "unusable"}
+        self._publish_update("model/events", {**event, "detail": detail}, False)
+
     def _publish_update(self, leaf: str, doc: dict[str, Any], retain: bool) -> None:
         topic = self.topics._t(leaf)
         if retain:  # the state: sent now, and again at every connect
@@ -529,7 +543,16 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.start()
         self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
+        if self.fallback is not None:  # published with the state as the service starts
+            self.updates.last_update = {
+                "version": None,
+                "result": "rolled_back",
+                "reason": "unusable",
+                "ts": utc_now(),
+            }
         self.updates.start()
+        if self.fallback is not None:
+            self._report_fallback(self.fallback)
         self._telemetry_thread = threading.Thread(
             target=self._telemetry_beat.guard(self._telemetry_loop), name="telemetry", daemon=True
         )
@@ -625,7 +648,7 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
     from edge_runtime.inference.engine import Engine
 
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
-    notifier = Notifier()
+    notifier = Notifier(liveness=LivenessFile(liveness_path(config.state_dir)))
     notifier.status("loading the model")
     try:
         crash_loop = recover_crash_loop(
@@ -635,27 +658,39 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
         raise ConfigError(
             f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"
         ) from exc
-    stored = config.state_dir / "models" / CURRENT
-    path = stored if stored.exists() else config.model.path
-    if path != config.model.path:
-        log.warning("serving the model installed by an update: %s", path.resolve())
-    engine = Engine.load(
-        path,
-        delegate=config.model.delegate,
-        threads=config.model.threads,
-        labels=config.model.labels,
-    )
-    try:
-        engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
-        engine.warm_up()  # the first request is served at the model's usual speed
+
+    def load(path: Path) -> Engine:
+        engine = Engine.load(
+            path,
+            delegate=config.model.delegate,
+            threads=config.model.threads,
+            labels=config.model.labels,
+        )
         try:
-            daemon = Daemon(
-                config, engine, config_path=config_path, notifier=notifier, crash_loop=crash_loop
-            )
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"
-            ) from exc
+            engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
+            engine.warm_up()  # the first request is served at the model's usual speed
+        except EdgeError:
+            engine.close()
+            raise
+        return engine
+
+    engine, chosen, fallback = load_first(candidates(config.state_dir, config.model.path), load)
+    if chosen.path != config.model.path and fallback is None:
+        log.warning("serving the model installed by an update: %s", chosen.path.resolve())
+    try:
+        daemon = Daemon(
+            config,
+            engine,
+            config_path=config_path,
+            notifier=notifier,
+            crash_loop=crash_loop,
+            fallback=fallback,
+        )
+    except OSError as exc:
+        engine.close()
+        raise ConfigError(
+            f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"
+        ) from exc
     except EdgeError:
         engine.close()
         raise
