@@ -1,8 +1,10 @@
 #!/bin/bash
 # Write a Raspberry Pi OS image to an SD card (or an image file) and put on its FAT boot
 # partition everything the first boot needs: cloud-init user-data (hostname, user with
-# SSH key, first-boot command), network-config (Wi-Fi), and the device's edge-runtime
-# folder (installer, wheels, config, trust file, broker CA and its own credentials).
+# SSH key, first-boot command), network-config (Wi-Fi), and the edge-runtime folder
+# (installer, wheels, unit). The device's own files (config, trust file, broker CA, its
+# certificate, key and MQTT password) go to the ext4 root partition, root only, in
+# /var/lib/edge-runtime-firstboot/device, where the first boot installs them from.
 #
 #   flash.sh --image RPIOS.img[.xz] --target /dev/sdX|OUT.img --device-id ID
 #            --device-dir DIR --wheel-dir DIR --ssh-key KEY.pub [--user NAME]
@@ -11,7 +13,7 @@
 # Supports Raspberry Pi OS images based on Debian 13 "trixie" (2025-10-01 and later),
 # which configure their first boot with cloud-init from the boot partition, as Raspberry
 # Pi Imager 2 does. Bookworm images (firstrun.sh via cmdline.txt) are not supported.
-# No mounting: the boot partition is found with sfdisk and written with mtools.
+# No mounting: partitions are found with sfdisk, written with mtools and debugfs.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -50,7 +52,7 @@ while [ $# -gt 0 ]; do
         --wifi-country) WIFI_COUNTRY=$2; shift 2 ;;
         --no-write) WRITE=no; shift ;;
         --yes) YES=yes; shift ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -74,8 +76,8 @@ if [ -n "$WIFI_SSID" ]; then
     [ -n "$WIFI_PSK" ] || die "--wifi-psk is required with --wifi-ssid"
     [[ $WIFI_COUNTRY =~ ^[A-Z]{2}$ ]] || die "--wifi-country must be a two-letter country code (GB, DE, US...)"
 fi
-for tool in sfdisk mcopy mmd mtype mdir minfo mshowfat od dd; do
-    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install fdisk mtools coreutils)"
+for tool in sfdisk mcopy mmd mtype mdir minfo mshowfat od dd debugfs; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install fdisk mtools coreutils e2fsprogs)"
 done
 
 # ---------------------------------------------------------------- target safety
@@ -169,12 +171,17 @@ read_table() {
 
 # check_file_systems FILE WHAT: the boot partition is FAT with cmdline.txt, the root ext4.
 check_file_systems() {
-    local file=$1 what=$2 magic
+    local file=$1 what=$2 magic incompat
     mtype -i "$file@@$BOOT_OFFSET" ::/cmdline.txt >/dev/null 2>&1 \
         || die "the FAT partition of $what has no cmdline.txt: not a Raspberry Pi OS image"
     # ext2/3/4 superblock: 1024 bytes into the partition, magic 0xEF53 at byte 56 of it.
     magic=$(od -An -tx1 -j $((ROOT_OFFSET + 1080)) -N 2 "$file" 2>/dev/null | tr -d ' \n')
     [ "$magic" = 53ef ] || die "the root partition of $what is not ext4: not a Raspberry Pi OS image"
+    # s_feature_incompat (byte 96): needs_recovery (0x4) and inline_data (0x8000) stop
+    # debugfs from writing the device's files safely, or from scrubbing them later.
+    incompat=$(od -An -tu4 --endian=little -j $((ROOT_OFFSET + 1024 + 96)) -N 4 "$file" | tr -d ' ')
+    [ $((incompat & 0x4)) = 0 ] || die "the root file system of $what needs journal recovery (run e2fsck on it first)"
+    [ $((incompat & 0x8000)) = 0 ] || die "the root file system of $what stores small files inline (inline_data): not supported"
 }
 
 # xz_head N: the first N bytes of the decompressed image, as a sparse file in $work.
@@ -185,9 +192,26 @@ xz_head() {
     echo "$work/head.img"
 }
 
+# The device's files, on the root file system: root only, never on the FAT partition.
+STAGE=/var/lib/edge-runtime-firstboot
+for file in "$DEVICE_DIR"/*; do
+    [ -f "$file" ] || continue
+    [[ $(basename -- "$file") =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] \
+        || die "$file: device file names are A-Z a-z 0-9 . _ - (as add-device.sh writes them)"
+done
+
+# root_has PATH: whether the root file system of FILE (the image or the card) has PATH.
+root_has() {
+    debugfs -R "stat $2" "$1?offset=$ROOT_OFFSET" 2>/dev/null | grep -q '^Inode:'
+}
+
 if [ "$WRITE" = no ]; then
     read_table "$TARGET" "$TARGET"
     check_file_systems "$TARGET" "$TARGET"
+    # A card that has booted holds that device's installed credentials in its root file
+    # system: only writing the image again replaces them.
+    ! root_has "$TARGET" /etc/edge-runtime \
+        || die "refusing --no-write: $TARGET has booted as a device (its /etc/edge-runtime holds that device's credentials); write the image again"
 else
     case $IMAGE in
         *.xz)
@@ -244,7 +268,7 @@ IMG="$DEST@@$BOOT_OFFSET"
 say "boot partition at byte $BOOT_OFFSET"
 
 # ---------------------------------------------------------------- compose the files
-mkdir -p "$work/edge-runtime/device" "$work/edge-runtime/wheels"
+mkdir -p "$work/device" "$work/edge-runtime/wheels"
 
 # yaml_quote TEXT: a YAML single-quoted scalar.
 yaml_quote() { printf "'%s'" "${1//\'/\'\'}"; }
@@ -295,7 +319,7 @@ printf 'instance-id: edge-%s-%s\nlocal-hostname: %s\n' "$DEVICE_ID" "$(date -u +
 
 cp "$SCRIPT_DIR/install.sh" "$SCRIPT_DIR/firstboot.sh" "$SCRIPT_DIR/edge-runtime.service" "$work/edge-runtime/"
 for file in "$DEVICE_DIR"/*; do
-    [ -f "$file" ] && cp "$file" "$work/edge-runtime/device/"
+    if [ -f "$file" ]; then cp "$file" "$work/device/"; fi
 done
 cp "$WHEEL_DIR"/*.whl "$work/edge-runtime/wheels/"
 
@@ -345,13 +369,50 @@ for old in /edge-runtime /user-data /network-config /meta-data; do
     scrub_fat "$old"
 done
 
+# The same for the files a previous flash staged on the root file system: zeros over
+# their blocks (from debugfs), then deleted.
+ROOTFS="$DEST?offset=$ROOT_OFFSET"
+block_bytes=$(debugfs -R stats "$ROOTFS" 2>/dev/null | sed -n 's/^Block size: *//p')
+[ -n "$block_bytes" ] || die "cannot read the root file system of $TARGET"
+if root_has "$DEST" "$STAGE/device"; then
+    for name in $(debugfs -R "ls -p $STAGE/device" "$ROOTFS" 2>/dev/null \
+        | awk -F/ '$3 ~ /^100/ { print $6 }'); do
+        for block in $(debugfs -R "blocks $STAGE/device/$name" "$ROOTFS" 2>/dev/null); do
+            dd if=/dev/zero of="$DEST" bs="$block_bytes" count=1 oflag=seek_bytes \
+                seek=$((ROOT_OFFSET + block * block_bytes)) conv=notrunc,fsync status=none
+        done
+        debugfs -w -R "rm $STAGE/device/$name" "$ROOTFS" >/dev/null 2>&1
+    done
+fi
+
 # ---------------------------------------------------------------- write them
 mdeltree -i "$IMG" ::/edge-runtime >/dev/null 2>&1 || true
 mcopy -i "$IMG" -o -s "$work/edge-runtime" ::/
 mcopy -i "$IMG" -o "$work/user-data" "$work/network-config" "$work/meta-data" "$work/cmdline.txt" ::/
+{
+    for dir in /var /var/lib "$STAGE" "$STAGE/device"; do
+        root_has "$DEST" "$dir" || echo "mkdir $dir"
+    done
+    echo "sif $STAGE mode 040700"
+    echo "sif $STAGE/device mode 040700"
+    echo "cd $STAGE/device"
+    for file in "$work/device"/*; do
+        name=$(basename "$file")
+        echo "write $file $name"
+        echo "sif $name mode 0100600"
+        echo "sif $name uid 0"
+        echo "sif $name gid 0"
+    done
+} > "$work/debugfs.cmd"
+debugfs -w -f "$work/debugfs.cmd" "$ROOTFS" >/dev/null 2>&1 || die "debugfs could not write the root file system of $TARGET"
+
 # Nothing of ours may go unnoticed: read back what was written.
-mtype -i "$IMG" ::/edge-runtime/device/config.toml | cmp -s - "$DEVICE_DIR/config.toml" \
-    || die "read-back of config.toml from the boot partition differs"
+mtype -i "$IMG" ::/edge-runtime/install.sh | cmp -s - "$SCRIPT_DIR/install.sh" \
+    || die "read-back of edge-runtime/install.sh from the boot partition differs"
+for file in "$work/device"/*; do
+    debugfs -R "cat $STAGE/device/$(basename "$file")" "$ROOTFS" 2>/dev/null | cmp -s - "$file" \
+        || die "read-back of $STAGE/device/$(basename "$file") from the root file system differs"
+done
 sync
 if [ -n "$pending" ]; then
     mv -f -- "$pending" "$TARGET"

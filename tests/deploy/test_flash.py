@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,9 @@ EXPECTED = {
     "edge-runtime/firstboot.sh",
     "edge-runtime/edge-runtime.service",
     "edge-runtime/wheels/edge_runtime-0.1.0-py3-none-any.whl",
-    *(f"edge-runtime/device/{name}" for name in DEVICE_FILES),
 }
+STAGE = "/var/lib/edge-runtime-firstboot/device"
+ROOT_OFFSET = (8192 + 32 * 2048) * 512  # sfdisk_image's root partition
 
 
 @pytest.fixture
@@ -81,7 +83,14 @@ def inputs(tmp_path: Path) -> dict:  # type: ignore[type-arg]
     }
 
 
-def flash(inputs: dict, target: Path, *extra: object, image: object = None, check: bool = True):  # type: ignore[no-untyped-def,type-arg]
+def flash(  # type: ignore[no-untyped-def]
+    inputs: dict,  # type: ignore[type-arg]
+    target: Path,
+    *extra: object,
+    image: object = None,
+    device: Path | None = None,
+    check: bool = True,
+):
     return script(
         FLASH,
         "--image",
@@ -91,7 +100,7 @@ def flash(inputs: dict, target: Path, *extra: object, image: object = None, chec
         "--device-id",
         "pi-07",
         "--device-dir",
-        inputs["device"],
+        device or inputs["device"],
         "--wheel-dir",
         inputs["wheels"],
         "--ssh-key",
@@ -127,11 +136,31 @@ def one_line_refusal(done: subprocess.CompletedProcess) -> str:  # type: ignore[
 needs_loop = pytest.mark.skipif(not loop_devices_work(), reason="no loop devices here")
 
 
-def check_root_untouched(image: Path) -> None:
-    # The ext4 root partition (after 8192 + 32 MiB of sectors) is still a clean file system.
-    offset = (8192 + 32 * 2048) * 512
+def debugfs(image: Path, request: str) -> str:
+    """One read-only debugfs request on the image's root file system."""
     done = subprocess.run(
-        ["e2fsck", "-n", "-f", f"{image}?offset={offset}"],
+        ["debugfs", "-R", request, f"{image}?offset={ROOT_OFFSET}"],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    return done.stdout.decode("latin-1")
+
+
+def root_files(image: Path, folder: str) -> dict[str, tuple[int, int, int]]:
+    """Name -> (mode, uid, gid) of the entries of a folder of the root file system."""
+    entries = {}
+    for line in debugfs(image, f"ls -p {folder}").splitlines():
+        parts = line.split("/")
+        if len(parts) >= 6 and parts[5] not in ("", ".", ".."):
+            entries[parts[5]] = (int(parts[2], 8), int(parts[3]), int(parts[4]))
+    return entries
+
+
+def check_root_clean(image: Path) -> None:
+    # The ext4 root partition (after 8192 + 32 MiB of sectors) is a clean file system.
+    done = subprocess.run(
+        ["e2fsck", "-n", "-f", f"{image}?offset={ROOT_OFFSET}"],
         capture_output=True,
         text=True,
         check=False,
@@ -145,8 +174,11 @@ def test_flash_to_image_file_leaves_exactly_the_first_boot_files(inputs: dict) -
     flash(inputs, target)
     off = inputs["offset"]
     assert boot_files(target, off) == EXPECTED | {"config.txt"}
+    # The device's files: on the root file system, root only; none on the FAT partition.
+    assert root_files(target, STAGE) == {name: (0o100600, 0, 0) for name in DEVICE_FILES}
+    assert root_files(target, "/var/lib")["edge-runtime-firstboot"] == (0o40700, 0, 0)
     for name, data in DEVICE_FILES.items():
-        assert read(target, off, f"edge-runtime/device/{name}").encode() == data
+        assert debugfs(target, f"cat {STAGE}/{name}").encode("latin-1") == data
     assert read(target, off, "edge-runtime/install.sh") == (DEPLOY / "install.sh").read_text()
     user_data = read(target, off, "user-data")
     assert user_data.startswith("#cloud-config\n")
@@ -161,7 +193,7 @@ def test_flash_to_image_file_leaves_exactly_the_first_boot_files(inputs: dict) -
     assert cmdline == CMDLINE.decode().strip() + " cfg80211.ieee80211_regdom=DE\n"
     assert "instance-id: edge-pi-07-" in read(target, off, "meta-data")
     assert target.stat().st_size == inputs["image"].stat().st_size
-    check_root_untouched(target)
+    check_root_clean(target)
 
 
 def test_reflashing_in_place_replaces_files_and_keeps_one_regdom(inputs: dict) -> None:  # type: ignore[type-arg]
@@ -170,9 +202,9 @@ def test_reflashing_in_place_replaces_files_and_keeps_one_regdom(inputs: dict) -
     (inputs["device"] / "device.key").unlink()  # a device folder with one file less
     flash(inputs, target, "--no-write")
     off = inputs["offset"]
-    assert boot_files(target, off) == (EXPECTED - {"edge-runtime/device/device.key"}) | {
-        "config.txt"
-    }
+    assert boot_files(target, off) == EXPECTED | {"config.txt"}
+    assert set(root_files(target, STAGE)) == set(DEVICE_FILES) - {"device.key"}
+    check_root_clean(target)
     assert read(target, off, "cmdline.txt").count("cfg80211.ieee80211_regdom=") == 1
 
 
@@ -184,7 +216,7 @@ def test_flash_from_xz_image(inputs: dict) -> None:  # type: ignore[type-arg]
     flash(inputs, target, image=f"{inputs['image']}.xz")
     assert target.stat().st_size == inputs["image"].stat().st_size
     assert boot_files(target, inputs["offset"]) == EXPECTED | {"config.txt"}
-    check_root_untouched(target)
+    check_root_clean(target)
 
 
 def test_refuses_the_disk_holding_root(inputs: dict) -> None:  # type: ignore[type-arg]
@@ -345,7 +377,7 @@ def test_flash_to_a_block_device(inputs: dict) -> None:  # type: ignore[type-arg
     with loop_device(backing) as card:
         flash(inputs, card, "--yes")
     assert boot_files(backing, inputs["offset"]) == EXPECTED | {"config.txt"}
-    check_root_untouched(backing)
+    check_root_clean(backing)
     with backing.open("rb") as f:
         f.seek(inputs["image"].stat().st_size)
         assert f.read(4096) == bytes(4096)  # past the image: kept as it was
@@ -362,12 +394,13 @@ def test_an_image_larger_than_the_card_is_refused(inputs: dict) -> None:  # type
     assert sha256(backing) == before
 
 
-def device_secrets(folder: Path, device_id: str) -> dict[str, bytes]:
-    """A device folder as add-device.sh writes it, with secrets of its own."""
+def device_secrets(folder: Path, device_id: str, size: int = 1) -> dict[str, bytes]:
+    """A device folder as add-device.sh writes it, with secrets of its own (``size``
+    times the usual length)."""
     folder.mkdir()
     secrets = {  # what is the device's own: the key's body, the password
-        "device.key": base64.encodebytes(os.urandom(180)),
-        "mqtt-password": base64.b64encode(os.urandom(24)),
+        "device.key": base64.encodebytes(os.urandom(180 * size)),
+        "mqtt-password": base64.b64encode(os.urandom(24 * size)),
     }
     (folder / "config.toml").write_text(f'device_id = "{device_id}"\n')
     (folder / "ca.crt").write_bytes(b"ca\n")
@@ -418,7 +451,8 @@ def test_reprovisioning_leaves_nothing_of_the_previous_devices_secrets(
     flashed_by: str,
 ) -> None:
     target = inputs["tmp"] / "card.img"
-    old = device_secrets(inputs["tmp"] / "pi-01", "pi-01")
+    # Longer than the next device's: where its files take the same blocks, a tail is left.
+    old = device_secrets(inputs["tmp"] / "pi-01", "pi-01", size=3)
     old["psk"] = base64.b64encode(os.urandom(18))
     if flashed_by == "this version":
         shutil.copy(inputs["image"], target)
@@ -435,8 +469,116 @@ def test_reprovisioning_leaves_nothing_of_the_previous_devices_secrets(
     assert all(traces(raw, secret) for secret in old.values())  # they were there
 
     new = device_secrets(inputs["tmp"] / "pi-02", "pi-02")
+    # One file less: the next files do not all land on the blocks the old ones freed.
+    (inputs["tmp"] / "pi-02" / "ca.crt").unlink()
     reprovision(inputs, target, inputs["tmp"] / "pi-02", "pi-02", "another-psk")
     raw = target.read_bytes()
     for name, secret in old.items():
         assert traces(raw, secret) == [], f"pi-01's {name} is still on the card"
     assert all(traces(raw, secret) for secret in new.values())
+
+
+# Stands in for install.sh, whose pip install into an arm64 root test_pi_root.py runs: the
+# part of it that concerns the device's files, copied into /etc/edge-runtime.
+STUB_INSTALL = """#!/bin/bash
+set -euo pipefail
+while [ $# -gt 0 ]; do
+    case $1 in
+        --root) root=$2; shift 2 ;;
+        --device-dir) dir=$2; shift 2 ;;
+        --wheel-dir) [ -d "$2" ]; shift 2 ;;
+        *) exit 2 ;;
+    esac
+done
+[ "${FAIL:-}" != yes ] || { echo "install failed"; exit 1; }
+install -d -m 0750 "$root/etc/edge-runtime"
+for file in "$dir"/*; do install -m 0640 "$file" "$root/etc/edge-runtime/"; done
+"""
+
+
+@contextlib.contextmanager
+def mounted_root(card: Path) -> Iterator[Path]:
+    """The card's ext4 root partition, mounted through a loop device of the test's own."""
+    mnt = card.parent / "root"
+    mnt.mkdir()
+    with loop_device(card, offset=ROOT_OFFSET) as loop:
+        subprocess.run(["mount", "-t", "ext4", str(loop), str(mnt)], check=True, timeout=60)
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True, timeout=60)
+
+
+def first_boot(inputs: dict, card: Path, *, fail: bool = False) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    """firstboot.sh as cloud-init runs it, from the card's edge-runtime folder, on the
+    card's root file system."""
+    boot = inputs["tmp"] / "boot"
+    boot.mkdir()
+    mtools("mcopy", "-s", "-i", f"{card}@@{inputs['offset']}", "::/edge-runtime", str(boot))
+    (boot / "edge-runtime" / "install.sh").write_text(STUB_INSTALL)
+    with mounted_root(card) as root:
+        return script(
+            boot / "edge-runtime" / "firstboot.sh",
+            "--root",
+            root,
+            check=False,
+            env={**os.environ, "FAIL": "yes" if fail else "no"},
+        )
+
+
+needs_mount = pytest.mark.skipif(
+    os.geteuid() != 0 or not loop_devices_work(), reason="needs root and loop devices"
+)
+
+
+@needs_mount
+def test_after_first_boot_the_card_holds_each_secret_once_root_only(inputs: dict) -> None:  # type: ignore[type-arg]
+    card = inputs["tmp"] / "card.img"
+    secrets = device_secrets(inputs["tmp"] / "pi-07", "pi-07")
+    flash(inputs, card, device=inputs["tmp"] / "pi-07")
+    raw = card.read_bytes()
+    for name, secret in secrets.items():  # never on the FAT partition
+        assert traces(raw[:ROOT_OFFSET], secret) == [], f"{name} on the boot partition"
+
+    done = first_boot(inputs, card)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    raw = card.read_bytes()
+    for name, secret in secrets.items():
+        # Only the installed copy, in /etc/edge-runtime: the staged one was overwritten.
+        assert raw.count(secret) == 1, f"{name}: {raw.count(secret)} copies on the card"
+        assert traces(raw[:ROOT_OFFSET], secret) == []
+    assert root_files(card, "/var/lib").get("edge-runtime-firstboot") is None
+    installed = root_files(card, "/etc/edge-runtime")
+    assert installed["device.key"][0] == installed["mqtt-password"][0] == 0o100640
+    assert boot_files(card, inputs["offset"]) == EXPECTED | {"config.txt"}
+    assert "first boot: done" in debugfs(card, "cat /var/log/edge-runtime-firstboot.log")
+    check_root_clean(card)
+
+
+@needs_mount
+def test_a_failed_first_boot_leaves_the_secrets_root_only_off_the_boot_partition(
+    inputs: dict,  # type: ignore[type-arg]
+) -> None:
+    card = inputs["tmp"] / "card.img"
+    secrets = device_secrets(inputs["tmp"] / "pi-07", "pi-07")
+    flash(inputs, card, device=inputs["tmp"] / "pi-07")
+    done = first_boot(inputs, card, fail=True)
+    assert done.returncode != 0
+    raw = card.read_bytes()
+    for secret in secrets.values():
+        assert raw.count(secret) == 1 and traces(raw[:ROOT_OFFSET], secret) == []
+    assert root_files(card, "/var/lib")["edge-runtime-firstboot"] == (0o40700, 0, 0)
+    assert root_files(card, STAGE)["device.key"] == (0o100600, 0, 0)
+    assert "install failed" in debugfs(card, "cat /var/log/edge-runtime-firstboot.log")
+
+
+@needs_mount
+def test_no_write_refuses_a_card_that_has_booted(inputs: dict) -> None:  # type: ignore[type-arg]
+    card = inputs["tmp"] / "card.img"
+    flash(inputs, card)
+    assert first_boot(inputs, card).returncode == 0
+    before = sha256(card)
+    line = one_line_refusal(flash(inputs, card, "--no-write", check=False))
+    assert "has booted as a device" in line and "write the image again" in line
+    assert sha256(card) == before
