@@ -5,8 +5,10 @@
 #
 #   make-ca.sh DIR [--host NAME]... [--ip ADDRESS]... [--days N]
 #
-# An existing CA in DIR is kept (re-running renews nothing that exists); delete
-# server.crt to issue a new server certificate, e.g. for another host name.
+# An existing CA in DIR is kept (re-running renews no key, certificate or password that
+# exists); delete server.crt to issue a new server certificate, e.g. for another host
+# name. Re-running rewrites mosquitto.conf and the ACL's rules from the templates beside
+# this script (the devices' blocks in the ACL are kept).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -87,7 +89,15 @@ if [ ! -s "$DIR/operators.passwd" ]; then
     mosquitto_passwd -b "$DIR/operators.passwd" operator "$(cat "$DIR/operator.password")"
 fi
 
-[ -f "$DIR/acl" ] || cp "$SCRIPT_DIR/acl" "$DIR/acl"
+# The ACL: the current rules, then the devices' blocks add-device.sh wrote (each begins
+# with "# device <id>"), so re-running this script brings an older folder's rules up to
+# date and keeps its devices.
+if [ -f "$DIR/acl" ]; then
+    { cat "$SCRIPT_DIR/acl"; sed -n '/^# device /,$p' "$DIR/acl"; } > "$work/acl"
+    cat "$work/acl" > "$DIR/acl"
+else
+    cp "$SCRIPT_DIR/acl" "$DIR/acl"
+fi
 sed "s#@BROKER_DIR@#$DIR#g" "$SCRIPT_DIR/mosquitto.conf" > "$DIR/mosquitto.conf"
 # mosquitto started as root drops to its own user before it reads the key, password and
 # ACL files: let that user read them (and write its persistence folder), nobody else.

@@ -227,6 +227,30 @@ def test_the_table_names_every_outbound_topic_of_the_daemon() -> None:
     assert "edge/bundles/#" in device.subscribe
 
 
+def test_make_ca_again_brings_an_older_broker_folder_to_the_current_rules(
+    tmp_path: Path,
+) -> None:
+    """A folder made before devices lost write access to their update topics and before
+    client ids were bound: re-running make-ca.sh takes the ACL's rules and mosquitto.conf
+    from the current templates, keeps every device's block, CA, keys and passwords."""
+    d = tmp_path / "broker"
+    script(BROKER / "make-ca.sh", d, "--host", "localhost")
+    script(BROKER / "add-device.sh", "pi-a", "--dir", d, "--group", "line-1")
+    kept = {f: (d / f).read_bytes() for f in ("ca.crt", "ca.key", "passwd", "operator.password")}
+    device_block = "# device pi-a\nuser pi-a\ntopic read edge/groups/line-1/model/update\n"
+    older = "# an older template\npattern write edge/%u/#\npattern read edge/%u/infer\n"
+    (d / "acl").write_text(older + device_block + "\n")
+    (d / "operators.passwd").unlink()
+    (d / "mosquitto.conf").write_text("listener 8883\n")
+    script(BROKER / "make-ca.sh", d, "--host", "localhost")
+    acl = (d / "acl").read_text()
+    assert acl.startswith((BROKER / "acl").read_text()) and "pattern write edge/%u/#" not in acl
+    assert acl.count(device_block) == 1
+    assert "use_username_as_clientid true" in (d / "mosquitto.conf").read_text()
+    assert "operator:" in (d / "operators.passwd").read_text()
+    assert kept == {f: (d / f).read_bytes() for f in kept}
+
+
 def test_add_device_writes_a_config_the_daemon_accepts(fleet) -> None:  # type: ignore[no-untyped-def]
     d, _ = fleet
     files = d / "devices" / "pi-a"
