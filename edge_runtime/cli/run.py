@@ -16,7 +16,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", required=True, type=Path, help="daemon config file (TOML)")
     parser.add_argument(
-        "--check", action="store_true", help="validate the config and exit (0 when it is valid)"
+        "--check",
+        action="store_true",
+        help="check the config and what run needs (the model loads, state_dir is a writable "
+        "folder, the trust and TLS files load) and exit: 0 when run can start",
     )
     parser.set_defaults(handler=_run)
 
@@ -25,9 +28,14 @@ def _run(args: argparse.Namespace) -> int:
     from edge_runtime.daemon.config import load_config
 
     config = load_config(args.config)
+    from edge_runtime.daemon.app import load_engine, run_daemon
+
     if args.check:
+        from edge_runtime.daemon.preflight import check_run
+
+        for note in check_run(config, lambda path: load_engine(config, path).close()):
+            print(f"{args.config}: note: {note}")
         print(f"{args.config}: ok")
         return 0
-    from edge_runtime.daemon.app import run_daemon
 
     return run_daemon(config, config_path=args.config, debug=bool(args.debug))

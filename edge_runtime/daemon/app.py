@@ -19,10 +19,11 @@ import time
 from collections import OrderedDict
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edge_runtime.daemon.config import Config, load_config
 from edge_runtime.daemon.intake import Intake
+from edge_runtime.daemon.liveness import LivenessFile, liveness_path
 from edge_runtime.daemon.notify import Notifier
 from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox, Outgoing
 from edge_runtime.daemon.pipeline import Answered, Job, Pipeline
@@ -35,7 +36,6 @@ from edge_runtime.daemon.requests import (
     payload_id,
 )
 from edge_runtime.daemon.startmodel import Fallback, candidates, load_first
-from edge_runtime.daemon.liveness import LivenessFile, liveness_path
 from edge_runtime.daemon.supervisor import Fault, Health, Supervisor
 from edge_runtime.daemon.topics import Topics
 from edge_runtime.daemon.watch import WatchFolder
@@ -47,6 +47,9 @@ from edge_runtime.telemetry.stats import Tally
 from edge_runtime.transport.mqtt import Message, MqttOptions, MqttTransport
 from edge_runtime.update.health import Probation, note_clean_stop
 from edge_runtime.update.service import Identity, UpdateService, recover_crash_loop
+
+if TYPE_CHECKING:
+    from edge_runtime.inference.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -639,14 +642,35 @@ class Daemon:
         return 0
 
 
+def load_engine(config: Config, path: Path) -> Engine:
+    """Load the model at ``path`` as the daemon serves it: an image model, run once.
+
+    Raises:
+        EdgeError: it cannot be loaded, is no image model, or does not run.
+    """
+    from edge_runtime.inference.engine import Engine
+
+    engine = Engine.load(
+        path,
+        delegate=config.model.delegate,
+        threads=config.model.threads,
+        labels=config.model.labels,
+    )
+    try:
+        engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
+        engine.warm_up()  # the first request is served at the model's usual speed
+    except EdgeError:
+        engine.close()
+        raise
+    return engine
+
+
 def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool = False) -> int:
     """Load the model, start everything, serve until SIGTERM; returns the exit code.
 
     Raises:
         EdgeError: the model cannot be loaded or the state folder cannot be used.
     """
-    from edge_runtime.inference.engine import Engine
-
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
     notifier = Notifier(liveness=LivenessFile(liveness_path(config.state_dir)))
     notifier.status("loading the model")
@@ -658,23 +682,9 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
         raise ConfigError(
             f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"
         ) from exc
-
-    def load(path: Path) -> Engine:
-        engine = Engine.load(
-            path,
-            delegate=config.model.delegate,
-            threads=config.model.threads,
-            labels=config.model.labels,
-        )
-        try:
-            engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
-            engine.warm_up()  # the first request is served at the model's usual speed
-        except EdgeError:
-            engine.close()
-            raise
-        return engine
-
-    engine, chosen, fallback = load_first(candidates(config.state_dir, config.model.path), load)
+    engine, chosen, fallback = load_first(
+        candidates(config.state_dir, config.model.path), lambda path: load_engine(config, path)
+    )
     if chosen.path != config.model.path and fallback is None:
         log.warning("serving the model installed by an update: %s", chosen.path.resolve())
     try:
