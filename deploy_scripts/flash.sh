@@ -123,6 +123,9 @@ refuse_mounted() {
     fi
 }
 refuse_mounted "$TARGET"
+if [ -b "$TARGET" ] && [ "$(lsblk -ndo TYPE "$TARGET" 2>/dev/null)" = part ]; then
+    die "refusing $TARGET: it is a partition; give the whole card (/dev/$(lsblk -ndo PKNAME "$TARGET"))"
+fi
 if [ ! -b "$TARGET" ]; then
     [ -d "$(dirname -- "$TARGET")" ] || die "refusing $TARGET: folder $(dirname -- "$TARGET") does not exist"
 fi

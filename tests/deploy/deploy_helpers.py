@@ -337,17 +337,27 @@ def loop_devices_work() -> bool:
 
 
 @contextlib.contextmanager
-def loop_device(backing: Path, offset: int = 0) -> Iterator[Path]:
-    """A loop device of the test's own over the regular file ``backing`` (from ``offset``),
-    detached afterwards."""
+def loop_device(backing: Path, offset: int = 0, *, partitions: bool = False) -> Iterator[Path]:
+    """A loop device of the test's own over the regular file ``backing`` (from ``offset``;
+    with ``partitions``, its partition table read), detached afterwards."""
     done = subprocess.run(
-        ["losetup", "-f", "--show", "-o", str(offset), str(backing)],
+        [
+            "losetup",
+            "-f",
+            "--show",
+            "-o",
+            str(offset),
+            *(["-P"] if partitions else []),
+            str(backing),
+        ],
         capture_output=True,
         text=True,
         check=True,
         timeout=30,
     )
     device = Path(done.stdout.strip())
+    if partitions:  # the scan at attach time does not always add them
+        subprocess.run(["partx", "-a", str(device)], capture_output=True, check=False, timeout=30)
     nodes_before = set(device.parent.glob(f"{device.name}p*"))
     try:
         yield device

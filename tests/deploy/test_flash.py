@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -582,3 +583,30 @@ def test_no_write_refuses_a_card_that_has_booted(inputs: dict) -> None:  # type:
     line = one_line_refusal(flash(inputs, card, "--no-write", check=False))
     assert "has booted as a device" in line and "write the image again" in line
     assert sha256(card) == before
+
+
+@needs_loop
+def test_a_partition_of_a_card_is_refused(inputs: dict) -> None:  # type: ignore[type-arg]
+    backing = inputs["tmp"] / "card.bin"  # one partition, larger than the image
+    subprocess.run(["truncate", "-s", "160M", str(backing)], check=True)
+    subprocess.run(
+        ["sfdisk", "-q", str(backing)],
+        input="label: dos\nstart=2048, type=c\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    before = sha256(backing)
+    with loop_device(backing, partitions=True) as card:
+        partition = Path(f"{card}p1")
+        for _ in range(50):  # the kernel adds the node a moment after the scan
+            if partition.is_block_device():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.skip("no partition nodes for loop devices here")
+        line = one_line_refusal(flash(inputs, partition, "--yes", check=False))
+    assert (
+        line == f"flash.sh: refusing {partition}: it is a partition; give the whole card ({card})"
+    )
+    assert sha256(backing) == before
