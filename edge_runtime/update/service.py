@@ -57,7 +57,8 @@ from edge_runtime.telemetry.collect import utc_after, utc_now
 from edge_runtime.transport.backoff import backoff_delay
 from edge_runtime.trust.state import highest_seen_for, record_seen
 from edge_runtime.update.chunks import ChunkAssembly, ChunkPlan, chunk_topic, parse_plan
-from edge_runtime.update.fetch import DownloadTimeout, fetch
+from edge_runtime.update.download_errors import DownloadTimeout
+from edge_runtime.update.fetch import fetch
 from edge_runtime.update.health import (
     HealthGate,
     HealthPolicy,
@@ -666,7 +667,8 @@ class UpdateService:
     def order(self, payload: bytes) -> None:
         """Carry out a signed rollback order, or refuse it with an event (the state and
         ``last_update`` stay as they are: nothing happened)."""
-        from edge_runtime.update.rollback import OrderRefused, UsedNonces, accept_order
+        from edge_runtime.trust.orders import OrderRefused
+        from edge_runtime.update.rollback import UsedNonces, accept_order
 
         previous = self.previous.version if self.previous is not None else None
         try:
@@ -724,7 +726,7 @@ class UpdateService:
     ) -> None:
         """Report a refused update; ``next_try``: when it is tried again by itself (UTC);
         ``remember``: the bundle sha256 and notice key of a final refusal, kept."""
-        code = reason or getattr(exc, "reason", "update_failed")
+        code = str(reason or getattr(exc, "reason", "update_failed"))
         detail = detail or str(exc)
         log.warning("update %s rejected (%s): %s", version or "?", code, detail)
         if remember is not None:

@@ -506,7 +506,8 @@ def _accept(tmp_path: Path, payload: bytes, *keys: SigningKey, threshold: int = 
 def test_rollback_order_attacks_are_refused_and_use_no_nonce(
     tmp_path: Path, payload: bytes, reason: str
 ) -> None:
-    from edge_runtime.update.rollback import NONCES_FILE, OrderRefused
+    from edge_runtime.trust.orders import OrderRefused
+    from edge_runtime.update.rollback import NONCES_FILE
 
     with pytest.raises(OrderRefused) as caught:
         _accept(tmp_path, payload)
@@ -515,7 +516,7 @@ def test_rollback_order_attacks_are_refused_and_use_no_nonce(
 
 
 def test_a_rollback_order_under_the_threshold_is_refused(tmp_path: Path) -> None:
-    from edge_runtime.update.rollback import OrderRefused
+    from edge_runtime.trust.orders import OrderRefused
 
     with pytest.raises(OrderRefused, match="1 valid signature") as caught:
         _accept(tmp_path, _order(KEY_A, KEY_A, KEY_C), KEY_A, KEY_B, threshold=2)
@@ -524,7 +525,8 @@ def test_a_rollback_order_under_the_threshold_is_refused(tmp_path: Path) -> None
 
 
 def test_a_replayed_rollback_order_is_refused_across_restarts(tmp_path: Path) -> None:
-    from edge_runtime.update.rollback import NONCES_FILE, OrderRefused
+    from edge_runtime.trust.orders import OrderRefused
+    from edge_runtime.update.rollback import NONCES_FILE
 
     payload = _order(KEY_A)
     assert _accept(tmp_path, payload).device == "pi-01"

@@ -15,8 +15,13 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.errors import IntegrityError
-from edge_runtime.update.download_errors import LocalFileRefused
-from edge_runtime.update.fetch import DownloadError, DownloadTimeout, TruncatedDownload, fetch
+from edge_runtime.update.download_errors import (
+    DownloadError,
+    DownloadTimeout,
+    LocalFileRefused,
+    TruncatedDownload,
+)
+from edge_runtime.update.fetch import fetch
 from tests.support.http import FileServer
 from tests.support.mosquitto import make_tls
 
