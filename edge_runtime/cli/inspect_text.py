@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge_runtime.trust.keys import short_id
-
 #: Labels shown by name before "..."
 SHOWN_LABELS = 6
 
@@ -100,6 +98,10 @@ def _signatures(keyids: Sequence[str] | None) -> str:
         return "none (a .tflite file is not signed; devices take signed bundles)"
     if not keyids:
         return "none: the bundle is unsigned (sign it: edge-fleet sign BUNDLE --key KEY)"
+    # loaded here only: the daemon imports every command module and must not carry the
+    # signature library until an update is verified
+    from edge_runtime.trust.keys import short_id
+
     return (
         f"{len(keyids)} by key(s) {', '.join(map(short_id, keyids))} "
         "(not checked here: edge-runtime verify BUNDLE --trust FILE)"
