@@ -477,6 +477,72 @@ def test_certificate_listener_refuses_a_client_without_certificate(fleet) -> Non
             c.close()
 
 
+def device_etc(fleet: tuple[Path, ShippedBroker], name: str, tmp_path: Path, model: Path) -> Path:
+    """``name``'s folder as add-device.sh made it, its config.toml pointed at the test's
+    broker, state folder and ``model`` (trust.json only where the folder has one)."""
+    d, broker = fleet
+    etc = tmp_path / "etc"
+    shutil.copytree(d / "devices" / name, etc)
+    text = etc.joinpath("config.toml").read_text()
+    text = (
+        text.replace('host = "localhost"', 'host = "127.0.0.1"')
+        .replace("port = 8883", f"port = {broker.cert_port}")
+        .replace('state_dir = "/var/lib/edge-runtime"', f'state_dir = "{tmp_path / "state"}"')
+        .replace('path = "/var/lib/edge-runtime/models/current"', f'path = "{model}"')
+        .replace("interval = 10", "interval = 1")
+    )
+    if not etc.joinpath("trust.json").exists():
+        text = text.replace('trust = "trust.json"\n', "")
+    etc.joinpath("config.toml").write_text(text)
+    return etc / "config.toml"
+
+
+def active(op: Client, name: str) -> str | None:
+    """The active version in ``name``'s last model/state that ``op`` heard."""
+    states = op.payloads(f"edge/{name}/model/state")
+    return json.loads(states[-1])["active"]["version"] if states else None
+
+
+def test_an_update_over_mqtt_reaches_the_daemon_through_the_acl(
+    fleet: tuple[Path, ShippedBroker], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's edge-fleet publish --mqtt to a group, on the shipped broker's
+    operator listener (while another operator client watches): the device reads its
+    group's notice and the bundle's chunks, and its events and state pass the ACL, up to
+    ``applied``."""
+    from support.daemon import DaemonProcess
+
+    from edge_runtime.trust.keys import generate_signing_key
+    from edge_runtime.trust.trustfile import make_trust, save_trust
+    from tests.integration.test_update_mqtt import fleet_tool, make_bundle
+
+    d, broker = fleet
+    key = generate_signing_key()
+    devices = d / "devices"
+    save_trust(devices / "pi-b" / "trust.json", make_trust([key.public_raw], 1))
+    v1, v2 = (make_bundle(tmp_path, v, key) for v in ("1.0.0", "2.0.0"))
+    op = operator(fleet)
+    daemon = DaemonProcess(device_etc(fleet, "pi-b", tmp_path, v1))
+    monkeypatch.setenv("EDGE_FLEET_MQTT_PASSWORD", (d / "operator.password").read_text())
+    login = ("--port", broker.operator_port, "--tls-ca", d / "ca.crt", "--username", "operator")
+    try:
+        op.subscribe("edge/pi-b/#")
+        op.wait_for("edge/pi-b/status", b"online", timeout=30)
+        args = ("publish", v2, *login, "--group", "line-2", "--mqtt")
+        done = fleet_tool(*args, "--wait", 45)
+        assert done.returncode == 0 and "pi-b: applied" in done.stdout, done.stdout + done.stderr
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and active(op, "pi-b") != "2.0.0":
+            time.sleep(0.1)
+        assert active(op, "pi-b") == "2.0.0" and op.disconnects == []
+        assert fleet_tool(*args, "--withdraw").returncode == 0
+    finally:
+        (devices / "pi-b" / "trust.json").unlink()
+        daemon.kill()
+        op.close()
+        print(daemon.log()[-2000:])
+
+
 def test_daemon_with_add_device_config_serves_requests_through_the_acl(
     fleet: tuple[Path, ShippedBroker], tmp_path: Path
 ) -> None:
@@ -484,21 +550,8 @@ def test_daemon_with_add_device_config_serves_requests_through_the_acl(
     shipped broker: its status, predictions and MQTT 5 responses pass the ACL."""
     from support.daemon import MODEL, DaemonProcess
 
-    d, broker = fleet
-    etc = tmp_path / "etc"
-    shutil.copytree(d / "devices" / "pi-a", etc)
-    text = etc.joinpath("config.toml").read_text()
-    text = (
-        text.replace('host = "localhost"', 'host = "127.0.0.1"')
-        .replace("port = 8883", f"port = {broker.cert_port}")
-        .replace('state_dir = "/var/lib/edge-runtime"', f'state_dir = "{tmp_path / "state"}"')
-        .replace('path = "/var/lib/edge-runtime/models/current"', f'path = "{MODEL}"')
-        .replace("interval = 10", "interval = 1")
-        .replace('trust = "trust.json"\n', "")
-    )
-    etc.joinpath("config.toml").write_text(text)
     op = operator(fleet)
-    daemon = DaemonProcess(etc / "config.toml")
+    daemon = DaemonProcess(device_etc(fleet, "pi-a", tmp_path, MODEL))
     try:
         op.subscribe("edge/pi-a/#")
         op.wait_for("edge/pi-a/status", b"online", timeout=30)
