@@ -174,7 +174,7 @@ read_table() {
 
 # check_file_systems FILE WHAT: the boot partition is FAT with cmdline.txt, the root ext4.
 check_file_systems() {
-    local file=$1 what=$2 magic incompat
+    local file=$1 what=$2 magic incompat stats
     mtype -i "$file@@$BOOT_OFFSET" ::/cmdline.txt >/dev/null 2>&1 \
         || die "the FAT partition of $what has no cmdline.txt: not a Raspberry Pi OS image"
     # ext2/3/4 superblock: 1024 bytes into the partition, magic 0xEF53 at byte 56 of it.
@@ -185,6 +185,10 @@ check_file_systems() {
     incompat=$(od -An -tu4 --endian=little -j $((ROOT_OFFSET + 1024 + 96)) -N 4 "$file" | tr -d ' ')
     [ $((incompat & 0x4)) = 0 ] || die "the root file system of $what needs journal recovery (run e2fsck on it first)"
     [ $((incompat & 0x8000)) = 0 ] || die "the root file system of $what stores small files inline (inline_data): not supported"
+    # -c: superblock and group descriptors only (the head of an .xz image has no more).
+    stats=$(debugfs -c -R stats "$file?offset=$ROOT_OFFSET" 2>/dev/null || true)
+    [[ $stats == *"Block size:"* ]] \
+        || die "debugfs cannot read the root file system of $what (e2fsprogs older than the image's?)"
 }
 
 # xz_head N: the first N bytes of the decompressed image, as a sparse file in $work.
@@ -205,7 +209,9 @@ done
 
 # root_has PATH: whether the root file system of FILE (the image or the card) has PATH.
 root_has() {
-    debugfs -R "stat $2" "$1?offset=$ROOT_OFFSET" 2>/dev/null | grep -q '^Inode:'
+    local out
+    out=$(debugfs -R "stat $2" "$1?offset=$ROOT_OFFSET" 2>/dev/null || true)
+    [[ $out == Inode:* ]]
 }
 
 if [ "$WRITE" = no ]; then

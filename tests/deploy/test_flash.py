@@ -330,6 +330,13 @@ def junk_image(kind: str, tmp: Path, good: Path) -> Path:
         with path.open("r+b") as f:  # the root file system's superblock gone
             f.seek((8192 + 32 * 2048) * 512)
             f.write(bytes(64 * 1024))
+    elif kind == "ext4-feature-unknown":  # a root file system this host's debugfs cannot read
+        shutil.copy(good, path)
+        with path.open("r+b") as f:
+            f.seek(ROOT_OFFSET + 1024 + 96)  # s_feature_incompat
+            incompat = int.from_bytes(f.read(4), "little")
+            f.seek(ROOT_OFFSET + 1024 + 96)
+            f.write((incompat | 0x40000000).to_bytes(4, "little"))
     elif kind == "truncated-xz":
         subprocess.run(["xz", "-k", "-0", "-T1", str(good)], check=True, timeout=120)
         whole = Path(f"{good}.xz").read_bytes()
@@ -338,7 +345,15 @@ def junk_image(kind: str, tmp: Path, good: Path) -> Path:
     return path
 
 
-JUNK = ["random", "text", "no-fat", "no-cmdline", "no-ext4-root", "truncated-xz"]
+JUNK = [
+    "random",
+    "text",
+    "no-fat",
+    "no-cmdline",
+    "no-ext4-root",
+    "ext4-feature-unknown",
+    "truncated-xz",
+]
 
 
 @pytest.mark.parametrize("kind", JUNK)
