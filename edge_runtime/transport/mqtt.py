@@ -127,6 +127,12 @@ class MqttTransport:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
+        # Only the network thread writes to the socket: with this set, ``publish`` from
+        # another thread queues the packet and wakes the loop instead of writing itself.
+        # A write that failed on the caller's thread closed the socket with the broker's
+        # last acknowledgements unread in it, and the client then sent those messages
+        # again after the reconnect (published twice although acknowledged).
+        client.on_socket_register_write = _write_on_the_network_thread
         return client
 
     # -- paho callbacks: convert and hand over --------------------------------------
@@ -363,6 +369,10 @@ def publish_result(topic: str, rc: int, mid: int) -> int | None:
     if rc in _NOT_NOW:
         return None
     return mid
+
+
+def _write_on_the_network_thread(client: Any, userdata: Any, sock: Any) -> None:
+    """Nothing to do: the packet is queued and ``loop`` is woken by the client itself."""
 
 
 def _no_delay(sock: Any) -> None:

@@ -26,6 +26,9 @@ class Received:
     payload: bytes
     retain: bool
     correlation_data: bytes | None
+    #: the broker delivered it again (DUP flag): a redelivery to this client, not a
+    #: second publication by the sender
+    dup: bool = False
 
     def json(self) -> object:
         import json
@@ -110,7 +113,9 @@ class TestClient:
     def _on_message(self, client, userdata, msg) -> None:  # type: ignore[no-untyped-def]
         corr = getattr(getattr(msg, "properties", None), "CorrelationData", None)
         with self._cond:
-            self.received.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), corr))
+            self.received.append(
+                Received(msg.topic, bytes(msg.payload), bool(msg.retain), corr, bool(msg.dup))
+            )
             self._cond.notify_all()
 
     def subscribe(self, topic: str, qos: int = 1, timeout: float = 5.0) -> None:
