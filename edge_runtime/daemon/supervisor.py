@@ -107,10 +107,10 @@ class Heartbeat:
             self.attach()
             try:
                 target()
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - recorded and logged: the thread ends
                 self.ended = f"{type(exc).__name__}: {exc}"
                 log.critical("worker %s died: %s", self.name, self.ended, exc_info=exc)
-                raise
+                return
             self.ended = "returned"
 
         return run

@@ -31,7 +31,6 @@ def test_idle_workers_are_never_stuck_busy_ones_are_past_their_bound():
     assert sup.check(now + 1000).ok
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_worker_that_raises_is_dead_with_the_reason():
     sup = Supervisor()
     beat = sup.heartbeat("w", 5.0)
