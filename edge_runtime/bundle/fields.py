@@ -10,10 +10,17 @@ from typing import Any
 from edge_runtime.errors import BundleError
 
 
-def keys_exactly(obj: Any, allowed: frozenset, where: str) -> Mapping[str, Any]:  # type: ignore[type-arg]
+def keys_exactly(
+    obj: Any,
+    allowed: frozenset,  # type: ignore[type-arg]
+    where: str,
+    optional: frozenset = frozenset(),  # type: ignore[type-arg]
+) -> Mapping[str, Any]:
+    """``obj`` is an object holding every key of ``allowed`` and perhaps some of
+    ``optional``, nothing else."""
     if not isinstance(obj, dict):
         raise BundleError(f"manifest field {where} must be an object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - allowed)
+    unknown = sorted(set(obj) - allowed - optional)
     if unknown:
         raise BundleError(
             f"manifest field {where} has unknown keys: {', '.join(map(repr, unknown))}"

@@ -23,8 +23,12 @@ Schema 1 (all keys required; ``labels`` and ``golden`` may be null)::
                  "zero_point", "mean", "std" (numbers or null), "resize":
                  "stretch"|"crop"|"letterbox", "color": "RGB"|"BGR"|"L"}
     outputs     {"kind": "classification"|"detection"|"raw", "tensors": [{"name",
-                 "role" (null, or for detection "boxes"|"classes"|"scores"|"count"),
-                 "shape", "dtype", "scale", "zero_point"}]}
+                 "role" (null, or for SSD detection "boxes"|"classes"|"scores"|"count"),
+                 "shape", "dtype", "scale", "zero_point"}]}, and for detection
+                 optionally "format": "ssd" (the default) | "yolov5" | "yolov8" |
+                 "yolo-end2end" (one output tensor, role null) and "box_units":
+                 "normalized" (the default) | "pixels"; a manifest without them reads
+                 as before, so the converter writes them only for YOLO models
     metrics     free JSON object (the converter's report)
 """
 
@@ -68,6 +72,8 @@ TENSOR_DTYPES = ("int8", "uint8", "int16", "int32", "int64", "float16", "float32
 RESIZE_MODES = ("stretch", "crop", "letterbox")
 COLOR_ORDERS = ("RGB", "BGR", "L")
 OUTPUT_KINDS = ("classification", "detection", "raw")
+DETECTION_FORMATS = ("ssd", "yolov5", "yolov8", "yolo-end2end")
+BOX_UNITS = ("normalized", "pixels")
 DETECTION_ROLES = ("boxes", "classes", "scores", "count")
 
 _TOP_KEYS = frozenset(
@@ -89,6 +95,7 @@ _TOP_KEYS = frozenset(
 )
 _INPUT_KEYS = frozenset({"shape", "dtype", "scale", "zero_point", "mean", "std", "resize", "color"})
 _OUTPUTS_KEYS = frozenset({"kind", "tensors"})
+_OUTPUTS_OPTIONAL = frozenset({"format", "box_units"})
 _TENSOR_KEYS = frozenset({"name", "role", "shape", "dtype", "scale", "zero_point"})
 _FILE_KEYS = frozenset({"sha256", "size"})
 
@@ -145,6 +152,8 @@ class OutputTensor:
 class OutputsDesc:
     kind: str
     tensors: tuple[OutputTensor, ...]
+    format: str | None = None  # detection layout; None (absent) reads as "ssd"
+    box_units: str | None = None  # YOLO box coordinates; None reads as "normalized"
 
 
 @dataclass(frozen=True)
@@ -240,8 +249,17 @@ def _input(value: Any) -> InputDesc:
 
 
 def _outputs(value: Any) -> OutputsDesc:
-    v = keys_exactly(value, _OUTPUTS_KEYS, "outputs")
+    v = keys_exactly(value, _OUTPUTS_KEYS, "outputs", _OUTPUTS_OPTIONAL)
     kind = choice(v["kind"], "outputs.kind", OUTPUT_KINDS)
+    fmt = v.get("format")
+    units = v.get("box_units")
+    if fmt is not None:
+        if kind != "detection":
+            raise BundleError(f"manifest field outputs.format is for detection, kind is {kind}")
+        choice(fmt, "outputs.format", DETECTION_FORMATS)
+    if units is not None:
+        choice(units, "outputs.box_units", BOX_UNITS)
+    yolo = fmt not in (None, "ssd")
     tensors = v["tensors"]
     if not isinstance(tensors, list) or not tensors:
         raise BundleError("manifest field outputs.tensors must be a non-empty list")
@@ -252,7 +270,7 @@ def _outputs(value: Any) -> OutputsDesc:
         role = t["role"]
         if role is not None:
             role = text(role, f"{where}.role")
-            if kind == "detection":
+            if kind == "detection" and not yolo:
                 choice(role, f"{where}.role", DETECTION_ROLES)
         parsed.append(
             OutputTensor(
@@ -269,7 +287,11 @@ def _outputs(value: Any) -> OutputsDesc:
     roles = [t.role for t in parsed if t.role is not None]
     if len(roles) != len(set(roles)):
         raise BundleError(f"manifest field outputs.tensors gives a role twice: {roles}")
-    return OutputsDesc(kind, tuple(parsed))
+    if yolo and len(parsed) != 1:
+        raise BundleError(
+            f"manifest field outputs.tensors: a {fmt} model has one output, got {len(parsed)}"
+        )
+    return OutputsDesc(kind, tuple(parsed), fmt, units)
 
 
 def _compatible(value: Any) -> tuple[str, ...]:

@@ -30,6 +30,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number within 0..1 (a score or IoU threshold)."""
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number within 0..1, got {text!r}")
+    return value
+
+
 def add_model_arguments(
     parser: argparse.ArgumentParser, *, preprocessing: bool = True, threads: bool = True
 ) -> None:

@@ -6,11 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_runtime.cli.common import add_model_arguments, finite_float, load_engine, positive_int
+from edge_runtime.cli.common import (
+    add_model_arguments,
+    fraction,
+    load_engine,
+    positive_int,
+)
 from edge_runtime.cli.predict_text import format_prediction
 from edge_runtime.errors import InputError
 from edge_runtime.inference.preprocess import DEFAULT_MAX_PIXELS
 from edge_runtime.inference.serialize import prediction_to_dict
+from edge_runtime.inference.types import DEFAULT_DETECTION, DetectionSettings
 
 #: Image files larger than this are refused before reading (a 50 MP JPEG is ~25 MB).
 MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024
@@ -21,7 +27,26 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_model_arguments(p)
     p.add_argument("--top-k", type=positive_int, default=5, help="classes shown (default 5)")
     p.add_argument(
-        "--threshold", type=finite_float, default=0.3, help="detections below it are left out"
+        "--score-threshold",
+        "--threshold",
+        dest="score_threshold",
+        type=fraction,
+        default=DEFAULT_DETECTION.score_threshold,
+        help="detections scoring below it are left out "
+        f"(default {DEFAULT_DETECTION.score_threshold}; --threshold is the older name)",
+    )
+    p.add_argument(
+        "--iou-threshold",
+        type=fraction,
+        default=DEFAULT_DETECTION.iou_threshold,
+        help="YOLO models: a box overlapping a better one of its class by more is dropped "
+        f"(default {DEFAULT_DETECTION.iou_threshold})",
+    )
+    p.add_argument(
+        "--max-detections",
+        type=positive_int,
+        default=DEFAULT_DETECTION.max_detections,
+        help=f"at most this many detections per image (default {DEFAULT_DETECTION.max_detections})",
     )
     p.add_argument(
         "--max-pixels",
@@ -50,13 +75,14 @@ def read_image_file(path: Path) -> bytes:
 
 def run(args: argparse.Namespace) -> int:
     engine = load_engine(args)
+    settings = DetectionSettings(args.score_threshold, args.iou_threshold, args.max_detections)
     for number, path in enumerate(args.images):
         try:
             prediction = engine.predict(
                 read_image_file(path),
                 max_pixels=args.max_pixels,
                 top_k=args.top_k,
-                threshold=args.threshold,
+                detection=settings,
             )
         except InputError as exc:
             message = str(exc)
@@ -67,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(prediction_to_dict(prediction, image=str(path))), flush=True)
         else:
             text = format_prediction(
-                str(path), prediction, first=number == 0, threshold=args.threshold
+                str(path), prediction, first=number == 0, threshold=args.score_threshold
             )
             print(text, flush=True)
     return 0

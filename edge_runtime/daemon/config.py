@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_runtime.errors import ConfigError
+from edge_runtime.inference.types import DetectionSettings
 from edge_runtime.update.health import HealthPolicy
 
 try:  # Python 3.11+
@@ -44,6 +45,14 @@ class ModelConfig:
     threads: int | None = None
     labels: Path | None = None
     top_k: int = 5
+    score_threshold: float = 0.25  # detections scoring below it are left out
+    iou_threshold: float = 0.45  # YOLO NMS: overlap with a better box of its class
+    max_detections: int = 100
+
+    @property
+    def detection(self) -> DetectionSettings:
+        """What counts as a detection, for ``Engine.load(detection=...)``."""
+        return DetectionSettings(self.score_threshold, self.iou_threshold, self.max_detections)
 
 
 @dataclass(frozen=True)
@@ -293,6 +302,9 @@ def _model(t: _Table) -> ModelConfig:
         threads=t.number("threads", None, 1, 64),
         labels=t.path("labels"),
         top_k=t.number("top_k", 5, 1, 1000),
+        score_threshold=t.number("score_threshold", 0.25, 0.0, 1.0, integer=False),
+        iou_threshold=t.number("iou_threshold", 0.45, 0.0, 1.0, integer=False),
+        max_detections=t.number("max_detections", 100, 1, 10000),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,15 @@ from edge_runtime.inference import backend as backends
 from edge_runtime.inference import delegate as delegates
 from edge_runtime.inference.labels import Labels, check_labels
 from edge_runtime.inference.outputs import OutputLayout, resolve_layout
-from edge_runtime.inference.postprocess import dequantize, detections, top_k
+from edge_runtime.inference.postprocess import dequantize, detections, top_k, yolo_detections
 from edge_runtime.inference.preprocess import DEFAULT_MAX_PIXELS, Placement, preprocess
 from edge_runtime.inference.source import ModelSource, load_source
 from edge_runtime.inference.types import (
     COLOR_ORDERS,
+    DEFAULT_DETECTION,
     RESIZE_MODES,
+    Detection,
+    DetectionSettings,
     InputSpec,
     ModelIdentity,
     Normalization,
@@ -36,9 +39,10 @@ from edge_runtime.inference.types import (
     TensorSpec,
     Timings,
 )
+from edge_runtime.inference.yolo import YoloHead, decode
 
 DEFAULT_TOP_K = 5
-DEFAULT_SCORE_THRESHOLD = 0.3
+DEFAULT_SCORE_THRESHOLD = DEFAULT_DETECTION.score_threshold
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class Engine:
         inputs: tuple[TensorSpec, ...],
         layout: OutputLayout,
         labels: Labels | None,
+        detection: DetectionSettings = DEFAULT_DETECTION,
     ) -> None:
         self.source = source
         self.identity: ModelIdentity = source.identity
@@ -98,6 +103,7 @@ class Engine:
         self.inputs = inputs
         self.layout = layout
         self.labels = labels
+        self.detection = detection
         self._interpreter = interpreter
         self._lock = threading.Lock()
 
@@ -115,6 +121,7 @@ class Engine:
         backend: str | None = None,
         delegate_loader: delegates.Loader | None = None,
         before_native: Callable[[], object] | None = None,
+        detection: DetectionSettings = DEFAULT_DETECTION,
     ) -> Engine:
         """Load a ``.tflite`` or a bundle and make its interpreter (``before_native``: see
         ``backend.make_interpreter``).
@@ -132,6 +139,7 @@ class Engine:
             backend=backend,
             delegate_loader=delegate_loader,
             before_native=before_native,
+            detection=detection,
         )
 
     @classmethod
@@ -146,6 +154,7 @@ class Engine:
         backend: str | None = None,
         delegate_loader: delegates.Loader | None = None,
         before_native: Callable[[], object] | None = None,
+        detection: DetectionSettings = DEFAULT_DETECTION,
     ) -> Engine:
         if threads is not None and not 1 <= threads <= 64:
             raise ModelError(f"threads must be between 1 and 64, got {threads}")
@@ -175,6 +184,7 @@ class Engine:
             outputs,
             manifest_outputs=manifest.get("outputs"),
             detection_op_outputs=source.model_file.detection_outputs,
+            input_shape=inputs[0].shape if len(inputs) == 1 else None,
         )
         if layout.kind == "classification" and source.labels is not None:
             classes = int(np.prod(layout.tensors[0].shape))
@@ -189,6 +199,7 @@ class Engine:
             inputs=inputs,
             layout=layout,
             labels=source.labels,
+            detection=detection,
         )
 
     # -- running -----------------------------------------------------------------
@@ -254,15 +265,21 @@ class Engine:
         prepared: Prepared,
         *,
         top_k: int = DEFAULT_TOP_K,
-        threshold: float = DEFAULT_SCORE_THRESHOLD,
+        threshold: float | None = None,
+        detection: DetectionSettings | None = None,
     ) -> Prediction:
-        """Invoke on a prepared input and post-process the outputs."""
+        """Invoke on a prepared input and post-process the outputs. Detections follow
+        ``detection`` (else the engine's settings); ``threshold``, when given, replaces
+        their score threshold."""
         if prepared.spec != self._input_spec:
             raise InputError("the input was prepared for another model; prepare it again")
         start = time.perf_counter()
         raw = self.run([prepared.tensor])
         invoked = time.perf_counter()
-        prediction = self._postprocess(raw, prepared.placement, top_k, threshold)
+        settings = detection or self.detection
+        if threshold is not None:
+            settings = replace(settings, score_threshold=threshold)
+        prediction = self._postprocess(raw, prepared.placement, top_k, settings)
         done = time.perf_counter()
         timings = Timings(prepared.preprocess_ms, (invoked - start) * 1000, (done - invoked) * 1000)
         return Prediction(
@@ -280,10 +297,14 @@ class Engine:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         top_k: int = DEFAULT_TOP_K,
-        threshold: float = DEFAULT_SCORE_THRESHOLD,
+        threshold: float | None = None,
+        detection: DetectionSettings | None = None,
     ) -> Prediction:
         return self.infer(
-            self.prepare(data, max_pixels=max_pixels), top_k=top_k, threshold=threshold
+            self.prepare(data, max_pixels=max_pixels),
+            top_k=top_k,
+            threshold=threshold,
+            detection=detection,
         )
 
     def close(self) -> None:
@@ -291,9 +312,11 @@ class Engine:
             self._interpreter = None
 
     def _postprocess(
-        self, raw: list[np.ndarray], placement: Placement, k: int, threshold: float
+        self, raw: list[np.ndarray], placement: Placement, k: int, settings: DetectionSettings
     ) -> tuple[tuple, tuple, tuple]:  # type: ignore[type-arg]
         layout = self.layout
+        if layout.kind == "detection" and layout.format not in (None, "ssd"):
+            return (), self._yolo(raw[0], placement, settings), ()
         values = [dequantize(a, t.quantization) for a, t in zip(raw, layout.tensors)]
         if layout.kind == "classification":
             return top_k(values[0], k, self.labels), (), ()
@@ -305,8 +328,9 @@ class Engine:
                 part["scores"],
                 part["count"],
                 labels=self.labels,
-                threshold=threshold,
+                threshold=settings.score_threshold,
                 placement=placement,
+                max_detections=settings.max_detections,
             )
             return (), found, ()
         raw_out = tuple(
@@ -314,6 +338,14 @@ class Engine:
             for t, v in zip(layout.tensors, values)
         )
         return (), (), raw_out
+
+    def _yolo(
+        self, raw: np.ndarray, placement: Placement, settings: DetectionSettings
+    ) -> tuple[Detection, ...]:
+        spec = self.input_spec
+        head = YoloHead(str(self.layout.format), self.layout.box_units, spec.height, spec.width)
+        decoded = decode(raw, self.layout.tensors[0].quantization, head, settings)
+        return yolo_detections(decoded, labels=self.labels, placement=placement)
 
 
 def _input_spec(

@@ -12,6 +12,7 @@ import numpy as np
 
 from edge_runtime.inference.preprocess import IDENTITY, Placement
 from edge_runtime.inference.types import Classification, Detection, Quantization
+from edge_runtime.inference.yolo import Decoded
 
 
 def dequantize(values: np.ndarray, quant: Quantization) -> np.ndarray:
@@ -57,8 +58,10 @@ def detections(
     labels: Sequence[str] | None = None,
     threshold: float = 0.3,
     placement: Placement = IDENTITY,
+    max_detections: int | None = None,
 ) -> tuple[Detection, ...]:
-    """SSD post-processing outputs (already dequantised) to detections on the image.
+    """SSD post-processing outputs (already dequantised) to detections on the image, the
+    best ``max_detections`` of them (all with ``None``).
 
     ``boxes`` are ``[ymin, xmin, ymax, xmax]`` in model-input coordinates (0..1); they
     are mapped back onto the original image through ``placement`` and clipped.
@@ -77,4 +80,30 @@ def detections(
         box = placement.box_to_image(tuple(float(v) for v in boxes[i]))  # type: ignore[arg-type]
         out.append(Detection(index, _label(labels, index, 0), score, box))
     out.sort(key=lambda d: -d.score)
-    return tuple(out)
+    return tuple(out[:max_detections])
+
+
+def place_boxes(boxes: np.ndarray, placement: Placement) -> np.ndarray:
+    """``[K, 4]`` ``[ymin, xmin, ymax, xmax]`` boxes in model-input coordinates (0..1)
+    onto the original image, clipped to 0..1 (``Placement.box_to_image`` for many)."""
+    scale = np.array([placement.y_scale, placement.x_scale] * 2, dtype=np.float32)
+    offset = np.array([placement.y_offset, placement.x_offset] * 2, dtype=np.float32)
+    placed: np.ndarray = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * scale + offset
+    return placed.clip(0.0, 1.0)
+
+
+def yolo_detections(
+    decoded: Decoded,
+    *,
+    labels: Sequence[str] | None = None,
+    placement: Placement = IDENTITY,
+) -> tuple[Detection, ...]:
+    """Decoded YOLO detections (best first) as detections on the original image."""
+    boxes = place_boxes(decoded.boxes, placement).tolist()
+    offset = 0 if decoded.class_count is None else label_offset(labels, decoded.class_count)
+    return tuple(
+        Detection(index, _label(labels, index, offset), score, (b[0], b[1], b[2], b[3]))
+        for index, score, b in zip(
+            decoded.classes.astype(int).tolist(), decoded.scores.tolist(), boxes
+        )
+    )

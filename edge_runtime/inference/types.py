@@ -11,6 +11,13 @@ OutputKind = Literal["classification", "detection", "raw"]
 
 RESIZE_MODES: tuple[str, ...] = ("stretch", "crop", "letterbox")
 COLOR_ORDERS: tuple[str, ...] = ("RGB", "BGR", "L")
+#: Detection layouts: the TFLite post-processing op's four outputs (``ssd``), YOLO heads
+#: ``[1, N, 5 + classes]`` (``yolov5``) and ``[1, 4 + classes, N]`` (``yolov8``, also
+#: YOLO11), and end-to-end exports with NMS built in, ``[1, K, 6]`` rows of
+#: ``x1, y1, x2, y2, score, class`` (``yolo-end2end``).
+DETECTION_FORMATS: tuple[str, ...] = ("ssd", "yolov5", "yolov8", "yolo-end2end")
+#: YOLO box coordinates: 0..1 of the model input, or its pixels.
+BOX_UNITS: tuple[str, ...] = ("normalized", "pixels")
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,20 @@ class Normalization:
 
     mean: float
     std: float
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """What counts as a detection: ``score_threshold`` (detections scoring below it are
+    left out), ``iou_threshold`` (a box overlapping a better one of its class by more is
+    suppressed; YOLO layouts only, SSD's op suppresses itself) and ``max_detections``."""
+
+    score_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    max_detections: int = 100
+
+
+DEFAULT_DETECTION = DetectionSettings()
 
 
 @dataclass(frozen=True)
