@@ -156,7 +156,7 @@ def parse_notice(payload: bytes) -> Notice:
         raise BadNotice(f"notice of {len(payload)} bytes; at most {MAX_NOTICE_BYTES}")
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested past the stack
         raise BadNotice(f"notice is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise BadNotice("notice must be a JSON object")
