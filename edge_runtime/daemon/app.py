@@ -269,6 +269,8 @@ class Daemon:
         """The MQTT thread's callback: hand the message over, nothing more. While the
         request worker is behind, this waits (the broker is slowed down); a message it
         still cannot take is left unacknowledged, so the broker delivers it again."""
+        if self._stop.is_set():
+            return  # not acknowledged: the broker delivers it again to the next run
         if not self.intake.put(msg, self._hold_wait()):
             self.tally.refuse()
             log.error(
