@@ -39,6 +39,8 @@ from edge_runtime.daemon.supervisor import Fault, Health, Supervisor
 from edge_runtime.daemon.topics import Topics
 from edge_runtime.daemon.watch import WatchFolder
 from edge_runtime.errors import ConfigError, EdgeError
+from edge_runtime.serving.reply import direct_answers
+from edge_runtime.serving.server import HttpServer, build_server
 from edge_runtime.telemetry.collect import Collector, utc_now
 from edge_runtime.telemetry.homeassistant import discovery_messages
 from edge_runtime.telemetry.prometheus import MetricsServer, render
@@ -131,7 +133,7 @@ class Daemon:
             queue_size=config.requests.queue_size,
             max_pixels=config.requests.max_pixels,
             top_k=config.model.top_k,
-            answer=self._store_answers,
+            answer=direct_answers(self._store_answers),  # HTTP answers skip MQTT
             tally=self.tally,
             heartbeats=heartbeats,
             served=lambda version, ok, ms: self.updates.record(version, ok, ms),
@@ -203,6 +205,15 @@ class Daemon:
                     f"prometheus.port: cannot listen on 127.0.0.1:{config.prometheus.port}: "
                     f"{exc.strerror or exc}"
                 ) from exc
+        self.http: HttpServer | None = None
+        if config.http.enabled:
+            self.http = build_server(
+                config,
+                self.pipeline,
+                metrics=lambda: render(self._latest_telemetry, self.config.device_id),
+                refused=self.tally.refuse,
+                heartbeats=heartbeats,
+            )
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._answered_lock = threading.Lock()
         # what the MQTT thread receives is handled here (parsing and storing included)
@@ -546,6 +557,8 @@ class Daemon:
             self.watch.start()
         if self.metrics is not None:
             self.metrics.start()
+        if self.http is not None:
+            self.http.start()
         self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
         if self.fallback is not None:  # published with the state as the service starts
             self.updates.last_update = {
@@ -619,6 +632,8 @@ class Daemon:
             self.watch.stop()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.http is not None:  # requests being answered finish first
+            self.http.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self.updates.stop()
         self.intake.stop(max(0.1, deadline - time.monotonic()))
         drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))

@@ -8,6 +8,7 @@ message has one line per problem, each naming the key and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -143,6 +144,55 @@ class PrometheusConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """``[http]``: the HTTP serving endpoints (``edge_runtime.serving``)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:8501"  # host:port; anything but loopback requires token_file
+    token_file: Path | None = None  # clients send "Authorization: Bearer <token>"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    model_name: str | None = None  # the name in /v1/models/<name>; default: the model's
+    workers: int = 4  # connections served at once
+    backlog: int = 16  # accepted connections waiting for a worker; beyond it: 429
+    max_body_bytes: int = 16 * 1024 * 1024  # larger bodies are refused unread (413)
+    request_timeout: float = 10.0  # s a client has to send one whole request
+    idle_timeout: float = 5.0  # s a connection may stay silent (keep-alive included)
+    queue_wait: float = 0.5  # s a request waits for room in the pipeline before 429
+    answer_timeout: float = 30.0  # s a request waits for its answer before 503
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
+
+    @property
+    def loopback(self) -> bool:
+        """The listen address is this machine's loopback (no token needed)."""
+        host = self.host
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (IPv6 in brackets) as its host and port; ``("", 0)`` when invalid."""
+    match = LISTEN.match(listen)
+    if match is None:
+        return "", 0
+    return match.group(1).strip("[]"), int(match.group(2))
+
+
+@dataclass(frozen=True)
 class HomeAssistantConfig:
     enabled: bool = False
     discovery_prefix: str = "homeassistant"
@@ -159,6 +209,7 @@ class Config:
     outbox: OutboxConfig = OutboxConfig()
     update: UpdateConfig = UpdateConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    http: HttpConfig = HttpConfig()
     home_assistant: HomeAssistantConfig = HomeAssistantConfig()
     groups: tuple[str, ...] = ()
     log_level: str = "info"
@@ -414,6 +465,37 @@ def _update(t: _Table) -> UpdateConfig:
     return cfg
 
 
+def _http(t: _Table) -> HttpConfig:
+    d = HttpConfig()
+    cfg = HttpConfig(
+        enabled=t.flag("enabled", d.enabled),
+        listen=t.text("listen", d.listen, pattern=LISTEN, hint=" (host:port, IPv6 in brackets)"),
+        token_file=t.path("token_file"),
+        tls_cert=t.path("tls_cert"),
+        tls_key=t.path("tls_key"),
+        model_name=t.text("model_name", None),
+        workers=t.number("workers", d.workers, 1, 64),
+        backlog=t.number("backlog", d.backlog, 1, 1024),
+        max_body_bytes=t.number("max_body_bytes", d.max_body_bytes, 1024, 256 * 1024 * 1024),
+        request_timeout=t.number("request_timeout", d.request_timeout, 0.5, 300, integer=False),
+        idle_timeout=t.number("idle_timeout", d.idle_timeout, 0.5, 300, integer=False),
+        queue_wait=t.number("queue_wait", d.queue_wait, 0, 30, integer=False),
+        answer_timeout=t.number("answer_timeout", d.answer_timeout, 1, 600, integer=False),
+    )
+    if not 1 <= cfg.port <= 65535 and LISTEN.match(cfg.listen):
+        t.problems.append(f"{t.name}.listen: port {cfg.port} is out of range; allowed 1 to 65535")
+    if cfg.enabled and not cfg.loopback and cfg.token_file is None:
+        t.problems.append(
+            f"{t.name}.token_file: required to listen on {cfg.listen!r} (not loopback); "
+            "give a file holding the bearer token clients must send, or listen on 127.0.0.1"
+        )
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        t.problems.append(
+            f"{t.name}.tls_cert, {t.name}.tls_key: give both (certificate and its key) or neither"
+        )
+    return cfg
+
+
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document.
 
@@ -460,6 +542,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
             enabled=t.flag("enabled", False), port=t.number("port", 9108, 1, 65535)
         ),
     )
+    http = _section(root, "http", _http)
     home_assistant = _section(
         root,
         "home_assistant",
@@ -481,6 +564,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         outbox=outbox,
         update=update,
         prometheus=prometheus,
+        http=http,
         home_assistant=home_assistant,
         groups=groups,
         log_level=log_level,
@@ -540,4 +624,10 @@ def _resolve(config: Config, base: Path, env: Mapping[str, str]) -> Config:
         mqtt=mqtt,
         requests=replace(config.requests, watch_dir=rel(config.requests.watch_dir)),
         update=replace(config.update, trust=rel(config.update.trust)),
+        http=replace(
+            config.http,
+            token_file=rel(config.http.token_file),
+            tls_cert=rel(config.http.tls_cert),
+            tls_key=rel(config.http.tls_key),
+        ),
     )

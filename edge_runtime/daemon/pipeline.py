@@ -230,7 +230,10 @@ class Pipeline:
                 if ledger is not None:
                     ledger.enter(rank, key, job.request.id)
                 try:
-                    prepared = engine.prepare(job.request.image, max_pixels=self.max_pixels)
+                    if job.request.tensor:
+                        prepared = engine.prepare_tensor(job.request.image)
+                    else:
+                        prepared = engine.prepare(job.request.image, max_pixels=self.max_pixels)
                 except InputError as exc:
                     error = RequestError(_input_code(str(exc)), str(exc), job.request.id)
                 except Exception as exc:  # noqa: BLE001 - a request must never stop the daemon
@@ -265,7 +268,7 @@ class Pipeline:
                 if ledger is not None:
                     ledger.enter(self._workers, key, job.request.id)
                 try:
-                    prediction = engine.infer(prepared, top_k=self.top_k)
+                    prediction = engine.infer(prepared, top_k=job.request.top_k or self.top_k)
                     result = prediction_to_dict(prediction)
                     self._tally.inferred((time.perf_counter() - job.enqueued) * 1000)
                 except EdgeError as exc:

@@ -43,13 +43,17 @@ class RequestError(InputError):
 
 @dataclass(frozen=True)
 class Request:
-    """One image to classify, with where its answer goes."""
+    """One image to classify, with where its answer goes. ``tensor``: ``image`` holds
+    the model's input tensor itself (its dtype and shape), not an encoded image;
+    ``top_k``: how many classes to answer with, when not the daemon's setting."""
 
     id: str
     image: bytes
     source: str = "mqtt"
     response_topic: str | None = None
     correlation_data: bytes | None = None
+    tensor: bool = False
+    top_k: int | None = None
 
 
 def payload_id(payload: bytes) -> str:

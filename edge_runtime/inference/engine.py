@@ -223,6 +223,24 @@ class Engine:
         tensor, placement = preprocess(data, spec, max_pixels=max_pixels)
         return Prepared(tensor, placement, spec, (time.perf_counter() - start) * 1000)
 
+    def prepare_tensor(self, data: bytes) -> Prepared:
+        """The model's image input given as the tensor itself: raw bytes in the input's
+        dtype and shape (batch of 1), taken as they are.
+
+        Raises:
+            InputError: not this input's size.
+        """
+        spec = self.input_spec
+        shape = (1, spec.height, spec.width, spec.channels)
+        dtype = np.dtype(spec.dtype)
+        want = int(np.prod(shape)) * dtype.itemsize
+        if len(data) != want:
+            raise InputError(
+                f"the input tensor is {dtype.name}{list(shape)}: {want} bytes, got {len(data)}"
+            )
+        tensor = np.frombuffer(data, dtype=dtype).reshape(shape)
+        return Prepared(tensor, Placement(), spec, 0.0)
+
     def run(self, tensors: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Invoke on raw input tensors (one per model input); returns copies of the outputs.
 

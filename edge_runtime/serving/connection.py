@@ -1,0 +1,128 @@
+"""One HTTP/1.1 connection's requests, read under the server's limits and answered.
+
+Kept small on purpose: request line, headers (``http.client``'s parser and limits),
+a body only with ``Content-Length``, keep-alive unless the client says ``close``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import logging
+import socket
+from http import HTTPStatus
+from typing import Protocol
+
+from edge_runtime.daemon.supervisor import Heartbeat
+from edge_runtime.serving.http import HttpError, HttpRequest, HttpResponse, error_response
+
+log = logging.getLogger(__name__)
+
+#: Longest request line (method, target, version).
+MAX_LINE = 8192
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+class Owner(Protocol):
+    """What a connection needs from its server."""
+
+    max_body_bytes: int
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def arm(self, conn: socket.socket) -> None: ...
+
+    def disarm(self, conn: socket.socket) -> None: ...
+
+    def authorized(self, header: str | None) -> bool: ...
+
+    def handle(self, request: HttpRequest) -> HttpResponse: ...
+
+
+def serve_connection(conn: socket.socket, owner: Owner, beat: Heartbeat) -> None:
+    """Answer requests on ``conn`` until the client closes, asks to close, breaks a
+    limit, or the server stops."""
+    rfile = conn.makefile("rb")
+    try:
+        while not owner.stopping:
+            owner.arm(conn)  # the next request must arrive whole in time
+            line = rfile.readline(MAX_LINE + 1)
+            if not line:
+                return
+            beat.beat()
+            response, keep = _one(line, rfile, conn, owner)
+            owner.arm(conn)  # a client that does not read its answer is cut as well
+            _write(conn, response, keep and not owner.stopping)
+            owner.disarm(conn)
+            if not keep:
+                return
+            beat.idle()
+    finally:
+        rfile.close()
+
+
+def _one(
+    line: bytes, rfile: io.BufferedIOBase, conn: socket.socket, owner: Owner
+) -> tuple[HttpResponse, bool]:
+    """The response to one request, and whether the connection may carry another."""
+    if len(line) > MAX_LINE or not line.endswith(b"\n"):
+        return _error("bad_request", "request line too long", 414), False
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return _error("bad_request", "not an HTTP/1.x request line"), False
+    method, target, version = parts
+    try:
+        headers = http.client.parse_headers(rfile)
+    except http.client.HTTPException as exc:
+        return _error("bad_request", f"headers too long or too many: {exc}", 431), False
+    keep = version == "HTTP/1.1" and headers.get("Connection", "").lower() != "close"
+    if not owner.authorized(headers.get("Authorization")):
+        return _error("unauthorized", "send Authorization: Bearer <token>"), False
+    if headers.get("Transfer-Encoding"):
+        return _error("length_required", "send the body with a Content-Length"), False
+    if len(headers.get_all("Content-Length") or ()) > 1:
+        return _error("bad_request", "more than one Content-Length"), False
+    length_text = headers.get("Content-Length")
+    if length_text is None and method in BODY_METHODS:
+        return _error("length_required", "a Content-Length is required"), False
+    length = 0
+    if length_text is not None:
+        if not length_text.strip().isdigit():
+            return _error("bad_request", f"Content-Length {length_text!r} is not a length"), False
+        length = int(length_text)
+    if length > owner.max_body_bytes:
+        return (
+            _error(
+                "too_large",
+                f"the body is {length} bytes; the limit is {owner.max_body_bytes} "
+                "(http.max_body_bytes)",
+            ),
+            False,
+        )
+    body = rfile.read(length) if length else b""
+    if len(body) != length:
+        return _error("bad_request", "the body ended early"), False
+    owner.disarm(conn)  # read whole: answering may take as long as the pipeline needs
+    path = target.split("?", 1)[0]
+    fields = {name.lower(): value for name, value in reversed(headers.items())}  # first wins
+    return owner.handle(HttpRequest(method, path, fields, body)), keep
+
+
+def _error(code: str, detail: str, status: int | None = None) -> HttpResponse:
+    return error_response(HttpError(code, detail, status))
+
+
+def _write(conn: socket.socket, response: HttpResponse, keep: bool) -> None:
+    try:
+        reason = HTTPStatus(response.status).phrase
+    except ValueError:
+        reason = "Status"
+    head = [
+        f"HTTP/1.1 {response.status} {reason}",
+        f"Content-Type: {response.content_type}",
+        f"Content-Length: {len(response.body)}",
+        f"Connection: {'keep-alive' if keep else 'close'}",
+        *(f"{k}: {v}" for k, v in response.headers),
+    ]
+    conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)

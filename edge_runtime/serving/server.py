@@ -1,0 +1,302 @@
+"""The HTTP server: one listening socket, a fixed set of worker threads, hard limits.
+
+The accept thread only accepts: a connection waits in a bounded queue for a worker (a
+full queue answers 429 and closes), and TLS handshakes happen on the worker. A worker
+serves one connection at a time (keep-alive included). Each request must arrive whole
+within ``request_timeout`` (the accept thread shuts down a connection past its
+deadline, however slowly it trickles) and the connection may stay silent no longer than
+``idle_timeout``, so slow or idle clients cannot hold workers. A body needs a
+``Content-Length`` (411 without one) no larger than ``max_body_bytes`` (413, unread).
+With a token, every request needs ``Authorization: Bearer <token>`` (401, body unread).
+Every thread reports to its heartbeat; the owner (the daemon) joins them in ``stop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from edge_runtime.daemon.config import Config, HttpConfig
+from edge_runtime.daemon.pipeline import Pipeline
+from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
+from edge_runtime.errors import ConfigError
+from edge_runtime.serving.connection import serve_connection
+from edge_runtime.serving.http import HttpError, HttpRequest, HttpResponse, error_response
+from edge_runtime.serving.model import ModelService
+from edge_runtime.serving.routes import Routes
+
+log = logging.getLogger(__name__)
+
+#: How often the accept thread wakes to enforce deadlines, and on stop.
+POLL = 0.2
+#: Beyond the request and answer timeouts, how long one request may keep a worker busy
+#: (writing the answer) before the worker counts as stuck.
+WRITE_BOUND = 30.0
+_STOP = object()
+
+
+def read_token(path: Path) -> bytes:
+    """The bearer token in ``path`` (surrounding white space dropped).
+
+    Raises:
+        ConfigError: unreadable or empty.
+    """
+    try:
+        token = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"http.token_file: cannot read {path}: {exc.strerror or exc}") from exc
+    if not token or any(c < 0x21 or c > 0x7E for c in token):
+        raise ConfigError(
+            f"http.token_file: {path} must hold one token of printable ASCII characters"
+        )
+    return token
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """Raises:
+    ConfigError: the certificate or key does not load."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"http.tls_cert/tls_key: cannot load {cert} and {key}: {exc}") from exc
+    return context
+
+
+class HttpServer:
+    def __init__(
+        self, config: HttpConfig, routes: Routes, *, heartbeats: Heartbeats = unsupervised
+    ) -> None:
+        """Listen at once (a busy port fails the start, not a later request).
+
+        Raises:
+            ConfigError: the address cannot be listened on; the token or TLS files do not
+                load; not loopback and no token.
+        """
+        self.config = config
+        self.routes = routes
+        self.max_body_bytes = config.max_body_bytes
+        if not config.loopback and config.token_file is None:
+            raise ConfigError(f"http.token_file: required to listen on {config.listen}")
+        self.token = read_token(config.token_file) if config.token_file is not None else None
+        self.tls = (
+            tls_context(config.tls_cert, config.tls_key)
+            if config.tls_cert is not None and config.tls_key is not None
+            else None
+        )
+        host = config.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            self._sock = socket.create_server(
+                (host, config.port), family=family, backlog=config.backlog
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"http.listen: cannot listen on {config.listen}: {exc.strerror or exc}"
+            ) from exc
+        self._sock.settimeout(POLL)
+        self.port = int(self._sock.getsockname()[1])
+        self._waiting: queue.Queue[Any] = queue.Queue(maxsize=config.backlog)
+        self._deadlines: dict[socket.socket, float] = {}  # connections being read
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._heartbeats = heartbeats
+        bound = config.request_timeout + config.answer_timeout + WRITE_BOUND
+        self._threads = [self._thread("http-accept", POLL + 10.0, self._accept_loop)] + [
+            self._thread(f"http-{i}", bound, self._worker_loop) for i in range(config.workers)
+        ]
+
+    def _thread(self, name: str, bound: float, loop: Any) -> threading.Thread:
+        beat = self._heartbeats(name, bound)
+        return threading.Thread(target=beat.guard(lambda: loop(beat)), name=name, daemon=True)
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+        log.warning(
+            "HTTP serving on %s://%s:%d (token %s)",
+            "https" if self.tls else "http",
+            self.config.host,
+            self.port,
+            "required" if self.token else "not required",
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Refuse new requests (503), close the listener, let the requests being
+        answered finish, cut connections being read, join every thread."""
+        self._stopping.set()
+        self.routes.service.stopping.set()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                item = self._waiting.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                _close(item[0])
+        self._cut_all()
+        for _ in range(self.config.workers):
+            try:
+                self._waiting.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Full:
+                break
+        for t in self._threads:
+            if t.ident is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+        _close(self._sock)
+
+    # -- the accept thread ----------------------------------------------------------------
+    def _accept_loop(self, beat: Heartbeat) -> None:
+        while not self._stopping.is_set():
+            beat.idle()
+            try:
+                conn, addr = self._sock.accept()
+            except socket.timeout:
+                self._enforce_deadlines()
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("HTTP accept failed: %s", exc)
+                time.sleep(POLL)
+                continue
+            beat.beat()
+            try:
+                self._waiting.put_nowait((conn, addr))
+            except queue.Full:
+                self._refuse(conn)
+            self._enforce_deadlines()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Every worker is busy and the queue is full: 429 (in plain HTTP; a TLS client
+        is just closed, a handshake here would let it hold this thread)."""
+        log.warning("HTTP: every worker is busy; connection refused")
+        if self.tls is None:
+            body = error_response(HttpError("queue_full", "every HTTP worker is busy")).body
+            head = (
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+            )
+            try:
+                conn.setblocking(False)
+                conn.send(head.encode("ascii") + body)
+            except OSError:
+                pass
+        _close(conn)
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [c for c, d in self._deadlines.items() if d < now]
+            for conn in late:
+                del self._deadlines[conn]
+        for conn in late:
+            log.info("HTTP: a client took too long to send its request; connection cut")
+            _shutdown(conn)
+
+    def _cut_all(self) -> None:
+        with self._lock:
+            reading = list(self._deadlines)
+            self._deadlines.clear()
+        for conn in reading:
+            _shutdown(conn)
+
+    # -- deadlines, for the connection -------------------------------------------------------
+    def arm(self, conn: socket.socket) -> None:
+        """``conn`` is being read: cut it unless disarmed within ``request_timeout``."""
+        if self._stopping.is_set():
+            _shutdown(conn)
+            return
+        with self._lock:
+            self._deadlines[conn] = time.monotonic() + self.config.request_timeout
+
+    def disarm(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(conn, None)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        return self.routes.handle(request)
+
+    def authorized(self, header: str | None) -> bool:
+        """``Authorization`` carries the token (always, when none is configured)."""
+        if self.token is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8", "replace"), self.token
+        )
+
+    # -- the workers --------------------------------------------------------------------
+    def _worker_loop(self, beat: Heartbeat) -> None:
+        while True:
+            beat.idle()
+            item = self._waiting.get()
+            if item is _STOP:
+                return
+            conn, addr = item
+            try:
+                conn.settimeout(self.config.idle_timeout)
+                if self.tls is not None:
+                    self.arm(conn)  # the handshake too must finish in time
+                    try:
+                        secure = self.tls.wrap_socket(conn, server_side=True)
+                    finally:
+                        self.disarm(conn)
+                    conn = secure
+                serve_connection(conn, self, beat)
+            except (OSError, ssl.SSLError) as exc:
+                log.debug("HTTP connection from %s ended: %s", addr, exc)
+            except Exception:  # noqa: BLE001 - one connection must not end a worker
+                log.exception("HTTP connection from %s failed", addr)
+            finally:
+                self.disarm(conn)
+                _close(conn)
+
+
+def _shutdown(conn: socket.socket) -> None:
+    """Wake a worker blocked reading ``conn``: its read returns, the connection ends."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+def _close(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.close()
+
+
+def build_server(
+    config: Config,
+    pipeline: Pipeline,
+    *,
+    metrics: Callable[[], str],
+    refused: Callable[[], None],
+    heartbeats: Heartbeats = unsupervised,
+) -> HttpServer:
+    """The daemon's HTTP server over its ``pipeline`` (``metrics``: the Prometheus text;
+    ``refused``: counts a request refused for a full queue).
+
+    Raises:
+        ConfigError: see ``HttpServer``.
+    """
+    service = ModelService(
+        pipeline,
+        model_name=config.http.model_name,
+        queue_wait=config.http.queue_wait,
+        answer_timeout=config.http.answer_timeout,
+        max_image_bytes=config.requests.max_payload_bytes,
+        refused=refused,
+    )
+    return HttpServer(config.http, Routes(service, metrics), heartbeats=heartbeats)

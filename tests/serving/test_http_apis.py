@@ -1,0 +1,163 @@
+"""The HTTP APIs through clients written elsewhere: tritonclient (KServe v2 / Open
+Inference Protocol, JSON and binary tensors) and requests (TensorFlow Serving REST,
+/v1/predict); each error code of the contract."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from edge_runtime.inference.engine import Engine
+from tests.serving.conftest import DIGITS, serving
+from tests.support.images import digits
+
+NAME = "digits_int8"
+
+pytestmark = [pytest.mark.integration, pytest.mark.backend]
+
+
+@pytest.fixture(scope="module")
+def expected():
+    """The digits, and what the model itself says of each, in this process."""
+    images = digits(6)
+    engine = Engine.load(DIGITS, threads=1)
+    try:
+        preds = [engine.predict(img, top_k=10) for img, _ in images]
+        tensors = [engine.prepare(img).tensor for img, _ in images]
+    finally:
+        engine.close()
+    return images, preds, tensors
+
+
+def base(server) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def test_kserve_v2_health_metadata_and_infer_with_tritonclient(tmp_path, expected):
+    images, preds, tensors = expected
+    with serving(tmp_path) as server:
+        client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+        try:
+            assert client.is_server_live() and client.is_server_ready()
+            assert client.is_model_ready(NAME)
+            assert not client.is_model_ready("another")
+            meta = client.get_model_metadata(NAME)
+            assert meta["inputs"] == [
+                {"name": meta["inputs"][0]["name"], "datatype": "INT8", "shape": [1, 8, 8, 1]}
+            ]
+            (out,) = meta["outputs"]
+            assert out["datatype"] == "FP32" and out["shape"] == [1, 10]
+            assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+            # images as a BYTES tensor, binary data both ways
+            for (img, _), pred in zip(images, preds):
+                inp = triton.InferInput("image", [1], "BYTES")
+                inp.set_data_from_numpy(np.array([img], dtype=object), binary_data=True)
+                result = client.infer(NAME, [inp])
+                scores = result.as_numpy(out["name"])
+                assert scores.shape == (1, 10)
+                assert int(np.argmax(scores[0])) == pred.top[0].index
+                assert scores[0][pred.top[0].index] == pytest.approx(pred.top[0].score, abs=1e-5)
+            # the model's own input tensor, as JSON, answer as JSON
+            inp = triton.InferInput(meta["inputs"][0]["name"], [1, 8, 8, 1], "INT8")
+            inp.set_data_from_numpy(tensors[0], binary_data=False)
+            want = triton.InferRequestedOutput(out["name"], binary_data=False)
+            result = client.infer(NAME, [inp], outputs=[want], request_id="r-1")
+            assert result.get_response()["id"] == "r-1"
+            assert int(np.argmax(result.as_numpy(out["name"])[0])) == preds[0].top[0].index
+            # and as binary data
+            inp.set_data_from_numpy(tensors[1], binary_data=True)
+            result = client.infer(NAME, [inp])
+            assert int(np.argmax(result.as_numpy(out["name"])[0])) == preds[1].top[0].index
+            # errors reach the client as errors
+            with pytest.raises(InferenceServerException, match="model_not_found"):
+                client.infer("another", [inp])
+            bad = triton.InferInput("image", [1], "BYTES")
+            bad.set_data_from_numpy(np.array([b"not an image"], dtype=object), binary_data=True)
+            with pytest.raises(InferenceServerException, match="not_an_image"):
+                client.infer(NAME, [bad])
+        finally:
+            client.close()
+
+
+def test_tf_serving_rest_status_metadata_and_predict(tmp_path, expected):
+    images, preds, tensors = expected
+    with serving(tmp_path) as server:
+        url = f"{base(server)}/v1/models/{NAME}"
+        status = requests.get(url, timeout=5).json()
+        assert status["model_version_status"][0]["state"] == "AVAILABLE"
+        meta = requests.get(f"{url}/metadata", timeout=5).json()
+        signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+        (inp,) = signature["inputs"].values()
+        assert inp["dtype"] == "DT_INT8"
+        assert [d["size"] for d in inp["tensor_shape"]["dim"]] == ["1", "8", "8", "1"]
+        (out,) = signature["outputs"].values()
+        assert out["dtype"] == "DT_FLOAT"
+        instances = [{"b64": base64.b64encode(img).decode()} for img, _ in images]
+        answer = requests.post(f"{url}:predict", json={"instances": instances}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert len(predictions) == len(images)
+        for scores, pred in zip(predictions, preds):
+            assert len(scores) == 10
+            assert int(np.argmax(scores)) == pred.top[0].index
+        # tensors, with and without the batch dimension, and named after the input
+        rows = [tensors[0][0].tolist(), tensors[1].tolist(), {inp["name"]: tensors[2][0].tolist()}]
+        answer = requests.post(f"{url}:predict", json={"instances": rows}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        got = [int(np.argmax(s)) for s in answer.json()["predictions"]]
+        assert got == [p.top[0].index for p in preds[:3]]
+
+
+def test_v1_predict_answers_like_predict_json(tmp_path, expected):
+    images, preds, _ = expected
+    with serving(tmp_path) as server:
+        img = images[0][0]
+        answer = requests.post(
+            f"{base(server)}/v1/predict", data=img, headers={"X-Request-Id": "abc"}, timeout=5
+        )
+        assert answer.status_code == 200
+        doc = answer.json()
+        assert doc["id"] == "abc"
+        assert doc["top"][0]["index"] == preds[0].top[0].index
+        assert set(doc) >= {"model", "top", "latency_ms"}
+        assert requests.get(f"{base(server)}/metrics", timeout=5).text.startswith("edge_runtime")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("POST", "/v1/predict", b"not an image", 400, "not_an_image"),
+        ("POST", "/v1/predict", b"", 400, "not_an_image"),
+        ("POST", f"/v1/models/{NAME}:predict", b"{nope", 400, "bad_json"),
+        (
+            "POST",
+            f"/v1/models/{NAME}:predict",
+            b'{"instances": [{"b64": "!!"}]}',
+            400,
+            "bad_base64",
+        ),
+        ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[1, 2]]}', 400, "bad_tensor"),
+        ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": []}', 400, "bad_json"),
+        ("GET", "/v1/models/another", b"", 404, "model_not_found"),
+        ("GET", "/v2/models/another/ready", b"", 404, "model_not_found"),
+        ("POST", "/v1/models/another:predict", b"{}", 404, "model_not_found"),
+        ("GET", "/nowhere", b"", 404, "not_found"),
+        ("GET", "/v1/predict", b"", 405, "method_not_allowed"),
+    ],
+)
+def test_error_codes(server, method, path, body, status, code):
+    answer = requests.request(method, f"{base(server)}{path}", data=body, timeout=5)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"] == code and answer.json()["detail"]
+
+
+def test_413_for_an_image_over_requests_max_payload_bytes(tmp_path):
+    with serving(tmp_path) as server:
+        server.routes.service.max_image_bytes = 1000
+        answer = requests.post(f"{base(server)}/v1/predict", data=b"x" * 2000, timeout=5)
+        assert answer.status_code == 413 and answer.json()["error"] == "too_large"

@@ -1,0 +1,176 @@
+"""The HTTP server's limits, in this process over a real pipeline: bodies capped unread,
+slow and idle clients cut, the token, 503 while stopping, 429 when busy."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from edge_runtime.daemon.config import parse_config
+from edge_runtime.errors import ConfigError
+from tests.serving.conftest import serving
+from tests.support.images import digits
+
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+pytestmark = [pytest.mark.integration, pytest.mark.backend]
+
+
+def url(server, path: str) -> str:
+    return f"http://127.0.0.1:{server.port}{path}"
+
+
+def raw(server, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``data`` on a fresh connection; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as conn:
+        conn.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_a_body_over_the_cap_is_refused_with_413_before_it_is_sent(tmp_path):
+    with serving(tmp_path, max_body_bytes=4096) as server:
+        # only the headers go out: the answer comes without the server waiting for the body
+        answer = raw(
+            server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 413 "), answer
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "too_large"
+
+
+def test_a_body_without_content_length_is_refused(server):
+    answer = raw(
+        server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 411 "), answer
+    answer = raw(server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 "), answer
+
+
+def test_a_slow_client_is_cut_and_does_not_hold_the_only_worker(tmp_path):
+    image = digits(1)[0][0]
+    with serving(tmp_path, workers=1, backlog=4, request_timeout=1.0, idle_timeout=5.0) as server:
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        slow.sendall(b"POST /v1/predict HTTP/1.1\r\n")
+        cut = threading.Event()
+
+        def trickle() -> None:  # one header byte every 0.2 s: never idle, never done
+            try:
+                for _ in range(100):
+                    slow.sendall(b"X")
+                    time.sleep(0.2)
+            except OSError:
+                cut.set()
+
+        t = threading.Thread(target=trickle)
+        t.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        answer = requests.post(url(server, "/v1/predict"), data=image, timeout=10)
+        waited = time.monotonic() - started
+        assert answer.status_code == 200
+        t.join(15)
+        slow.close()
+        assert cut.is_set()  # the trickling client was cut off
+        print(f"a request behind a trickling client waited {waited:.2f} s (request_timeout 1 s)")
+
+
+def test_an_idle_connection_is_closed_after_idle_timeout(tmp_path):
+    with serving(tmp_path, workers=1, idle_timeout=0.5, request_timeout=30.0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+            idle.settimeout(10)
+            assert idle.recv(1) == b""  # closed by the server, long before 10 s
+        assert requests.get(url(server, "/v2/health/live"), timeout=5).status_code == 200
+
+
+def test_token_is_required_and_checked(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    with serving(tmp_path, token_file=str(token)) as server:
+        live = url(server, "/v2/health/live")
+        assert requests.get(live, timeout=5).status_code == 401
+        wrong = requests.get(live, headers={"Authorization": "Bearer nope"}, timeout=5)
+        assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized"
+        assert wrong.headers["WWW-Authenticate"].startswith("Bearer")
+        good = {"Authorization": "Bearer s3cret-token"}
+        assert requests.get(live, headers=good, timeout=5).status_code == 200
+        # a refused request's body is never read
+        assert (
+            requests.post(url(server, "/v1/predict"), data=b"x" * 100, timeout=5).status_code == 401
+        )
+
+
+def test_listening_off_loopback_needs_a_token_file():
+    base = {"device_id": "pi-test", "state_dir": "/tmp/x", "model": {"path": "m.tflite"}}
+    with pytest.raises(ConfigError, match="token_file"):
+        parse_config({**base, "http": {"enabled": True, "listen": "0.0.0.0:8501"}})
+    with pytest.raises(ConfigError, match="token_file"):
+        parse_config({**base, "http": {"enabled": True, "listen": "[::]:8501"}})
+    ok = parse_config(
+        {**base, "http": {"enabled": True, "listen": "0.0.0.0:8501", "token_file": "/t"}}
+    )
+    assert not ok.http.loopback
+    assert parse_config({**base, "http": {"enabled": True}}).http.loopback
+
+
+def test_http_config_is_strict():
+    base = {"device_id": "pi-test", "state_dir": "/tmp/x", "model": {"path": "m.tflite"}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {
+                **base,
+                "http": {"listn": "x", "workers": 0, "listen": "nohost", "tls_cert": "/c"},
+            }
+        )
+    text = str(info.value)
+    for fragment in ("http.listn: unknown key", "http.workers", "http.listen", "tls_key"):
+        assert fragment in text
+
+
+def test_503_while_stopping(server):
+    image = digits(1)[0][0]
+    session = requests.Session()
+    assert session.get(url(server, "/v2/health/ready"), timeout=5).status_code == 200
+    server.routes.service.stopping.set()
+    ready = session.get(url(server, "/v2/health/ready"), timeout=5)
+    assert ready.status_code == 503
+    answer = session.post(url(server, "/v1/predict"), data=image, timeout=5)
+    assert answer.status_code == 503 and answer.json()["error"] == "shutting_down"
+
+
+def test_429_when_the_queue_is_full(tmp_path):
+    image = digits(1)[0][0]
+    with serving(
+        tmp_path, model=MODELS / "slow_int8.tflite", queue_size=1, workers=32, queue_wait=0.0
+    ) as server:
+        codes: list[int] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            r = requests.post(url(server, "/v1/predict"), data=image, timeout=30)
+            with lock:
+                codes.append(r.status_code)
+                if r.status_code == 429:
+                    assert r.json()["error"] == "queue_full"
+                    assert r.headers["Retry-After"] == "1"
+
+        threads = [threading.Thread(target=one) for _ in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert set(codes) == {200, 429}, codes
