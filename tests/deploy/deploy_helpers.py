@@ -252,8 +252,10 @@ def sfdisk_image(
     size_mb: int = 96,
     boot_mb: int = 32,
     boot_files: Sequence[tuple[str, bytes]] = (),
+    fat32: bool = False,
 ) -> int:
-    """A disk image like Raspberry Pi OS's: MBR, FAT32-LBA boot partition, ext4 root.
+    """A disk image like Raspberry Pi OS's: MBR, FAT-LBA boot partition (FAT16 as
+    mkfs.vfat picks it for the size, or FAT32 as on the real 512 MiB one), ext4 root.
     Returns the byte offset of the boot partition."""
     boot_start = 8192
     boot_sectors = boot_mb * 2048
@@ -270,6 +272,7 @@ def sfdisk_image(
     subprocess.run(
         [
             "mkfs.vfat",
+            *(["-F", "32", "-s", "1"] if fat32 else []),
             "-n",
             "BOOTFS",
             "--offset",

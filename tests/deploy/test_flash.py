@@ -461,11 +461,23 @@ def reprovision(inputs: dict, target: Path, device: Path, device_id: str, psk: s
     )
 
 
+@pytest.mark.parametrize("fat", ["FAT16", "FAT32"])
 @pytest.mark.parametrize("flashed_by", ["this version", "an older version"])
 def test_reprovisioning_leaves_nothing_of_the_previous_devices_secrets(
     inputs: dict,  # type: ignore[type-arg]
     flashed_by: str,
+    fat: str,
 ) -> None:
+    if fat == "FAT32":  # the real boot partition's; its root folder is a cluster chain
+        inputs["image"].unlink()
+        sfdisk_image(
+            inputs["image"],
+            size_mb=128,
+            boot_mb=64,  # enough clusters for FAT32
+            boot_files=[("cmdline.txt", CMDLINE)],
+            fat32=True,
+        )
+        assert "FAT32" in mtools("minfo", "-i", f"{inputs['image']}@@{inputs['offset']}")
     target = inputs["tmp"] / "card.img"
     # Longer than the next device's: where its files take the same blocks, a tail is left.
     old = device_secrets(inputs["tmp"] / "pi-01", "pi-01", size=3)
