@@ -1,6 +1,8 @@
-"""install.sh into a Debian arm64 root that stands in for a Raspberry Pi (debootstrap,
-qemu user emulation through binfmt_misc), offline from wheels made by fetch-wheels.sh,
-then ``edge-runtime predict`` on the committed digits model inside that root.
+"""First boot into a Debian arm64 root that stands in for a Raspberry Pi (debootstrap,
+qemu user emulation through binfmt_misc): flash.sh on a synthetic card with wheels made
+by fetch-wheels.sh, the card's first-boot files put where the Pi has them, firstboot.sh
+(install.sh offline from those wheels), then ``edge-runtime predict`` on the committed
+digits model inside that root.
 
 The root is built once by pi_root.sh (about 4 minutes) and cached as a tarball in
 EDGE_TEST_CACHE, else $XDG_CACHE_HOME/edge-runtime-test, else /var/cache/edge-runtime-test.
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from deploy_helpers import DEPLOY, ROOT, missing, script
+from deploy_helpers import DEPLOY, ROOT, missing, mtools, script, sfdisk_image
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,6 +30,10 @@ pytestmark = [
     pytest.mark.skipif(
         bool(missing("debootstrap", "qemu-aarch64-static", "chroot", "tar")),
         reason="needs debootstrap and qemu-user-static (bookworm-backports)",
+    ),
+    pytest.mark.skipif(
+        bool(missing("sfdisk", "mkfs.vfat", "mkfs.ext4", "mcopy", "debugfs")),
+        reason="needs fdisk, dosfstools, e2fsprogs, mtools",
     ),
 ]
 
@@ -71,6 +77,57 @@ def project_wheel(out: Path) -> Path:
         timeout=300,
     )
     return next((out / "project").glob("edge_runtime-*.whl"))
+
+
+def flash_and_unpack(top: Path, root: Path, wheels: Path, device: Path) -> Path:
+    """flash.sh onto a synthetic card, then its first-boot files where the Pi has them:
+    the boot partition's edge-runtime/ (returned) and the root file system's staged device
+    folder, copied into ``root`` with their modes."""
+    boot_mb = 192  # room for the wheels
+    image = top / "raspios.img"
+    offset = sfdisk_image(
+        image,
+        size_mb=boot_mb + 64,
+        boot_mb=boot_mb,
+        boot_files=[("cmdline.txt", b"console=tty1 root=PARTUUID=0a1b2c3d-02 rootwait\n")],
+    )
+    key = top / "id.pub"
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmY5bF7v1v1qzZz9m8n5u0j6n2o3p4 ops\n")
+    card = top / "card.img"
+    script(
+        DEPLOY / "flash.sh",
+        "--image",
+        image,
+        "--target",
+        card,
+        "--device-id",
+        "pi-emu",
+        "--device-dir",
+        device,
+        "--wheel-dir",
+        wheels,
+        "--ssh-key",
+        key,
+        timeout=600,
+    )
+    image.unlink()
+    boot = top / "boot"
+    boot.mkdir()
+    mtools("mcopy", "-s", "-i", f"{card}@@{offset}", "::/edge-runtime", str(boot))
+    root_offset = offset + boot_mb * 1024 * 1024
+    subprocess.run(
+        [
+            "debugfs",
+            "-R",
+            f"rdump /var/lib/edge-runtime-firstboot {root / 'var/lib'}",
+            f"{card}?offset={root_offset}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    card.unlink()
+    return boot / "edge-runtime"
 
 
 @pytest.fixture
@@ -127,21 +184,23 @@ def test_install_into_arm64_root_and_predict(pi_root) -> None:  # type: ignore[n
     device.mkdir()
     (device / "config.toml").write_text('device_id = "pi-emu"\n')
     (device / "trust.json").write_text("{}\n")
+    (device / "device.key").write_text("not a real key\n")
+    (device / "mqtt-password").write_text("not a real password\n")
 
-    done = script(
-        DEPLOY / "install.sh",
-        "--root",
-        root,
-        "--wheel-dir",
-        wheels,
-        "--device-dir",
-        device,
-        timeout=1200,
-    )
+    firstboot = flash_and_unpack(top, root, wheels, device) / "firstboot.sh"
+    stage = root / "var/lib/edge-runtime-firstboot"
+    assert stage.stat().st_mode & 0o777 == 0o700
+    assert (stage / "device/device.key").stat().st_mode & 0o777 == 0o600
+    done = script(firstboot, "--root", root, timeout=1200, check=False)
     install_s = time.monotonic() - started
-    assert "architecture arm64" in done.stdout and "backend extra [litert]" in done.stdout
-    assert "--no-index" in done.stdout  # offline: only the fetched wheels
-    assert "systemd is not running here" in done.stdout
+    log = (root / "var/log/edge-runtime-firstboot.log").read_text()
+    assert done.returncode == 0 and "edge-runtime first boot: done" in log, log[-4000:]
+    assert "architecture arm64" in log and "backend extra [litert]" in log
+    assert "--no-index" in log  # offline: only the fetched wheels
+    assert "systemd is not running here" in log
+    assert not stage.exists()  # the staged credentials: overwritten and deleted
+    key = root / "etc/edge-runtime/device.key"
+    assert key.read_text() == "not a real key\n" and key.stat().st_mode & 0o777 == 0o640
     assert (root / "etc/systemd/system/multi-user.target.wants/edge-runtime.service").is_symlink()
     rules = (root / "etc/udev/rules.d/71-edge-runtime-coral.rules").read_text()
     assert 'ATTRS{idVendor}=="1a6e", ATTRS{idProduct}=="089a"' in rules
