@@ -16,6 +16,7 @@ from edge_runtime.daemon.config import parse_config
 from edge_runtime.errors import ConfigError
 from tests.serving.conftest import serving
 from tests.support.images import digits
+from tests.support.mosquitto import make_tls
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -174,3 +175,18 @@ def test_429_when_the_queue_is_full(tmp_path):
         for t in threads:
             t.join(60)
         assert set(codes) == {200, 429}, codes
+
+
+def test_tls_when_configured_and_the_token_over_it(tmp_path):
+    tls = make_tls(tmp_path / "tls")
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    with serving(
+        tmp_path, tls_cert=str(tls.server_cert), tls_key=str(tls.server_key), token_file=str(token)
+    ) as server:
+        https = f"https://127.0.0.1:{server.port}/v2/health/ready"
+        good = {"Authorization": "Bearer t0ken"}
+        assert requests.get(https, headers=good, verify=str(tls.ca), timeout=5).status_code == 200
+        assert requests.get(https, verify=str(tls.ca), timeout=5).status_code == 401
+        with pytest.raises(requests.ConnectionError):  # no plain HTTP on a TLS port
+            requests.get(f"http://127.0.0.1:{server.port}/v2/health/ready", timeout=5)
