@@ -19,7 +19,7 @@ from edge_runtime import __version__
 from edge_runtime.errors import EdgeError
 
 #: Subcommand modules under ``edge_runtime.cli``, in the order ``--help`` lists them.
-COMMANDS = ("predict", "inspect", "bench", "run", "verify", "trust_update")
+COMMANDS = ("predict", "inspect", "bench", "run", "health", "verify", "trust_update")
 
 
 def build_parser(

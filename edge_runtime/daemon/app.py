@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edge_runtime.daemon.config import Config, load_config
 from edge_runtime.daemon.intake import Intake
+from edge_runtime.daemon.liveness import LivenessFile, liveness_path
 from edge_runtime.daemon.notify import Notifier
 from edge_runtime.daemon.outbox import ANSWER, TELEMETRY, Outbox, Outgoing
 from edge_runtime.daemon.pipeline import Answered, Job, Pipeline
@@ -688,7 +689,7 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
         EdgeError: the model cannot be loaded or the state folder cannot be used.
     """
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
-    notifier = Notifier()
+    notifier = Notifier(liveness=LivenessFile(liveness_path(config.state_dir)))
     notifier.status("loading the model")
     try:
         crash_loop = recover_crash_loop(

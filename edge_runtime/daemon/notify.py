@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Mapping
 
+from edge_runtime.daemon.liveness import LivenessFile
+
 log = logging.getLogger(__name__)
 
 
@@ -26,9 +28,15 @@ class Notifier:
     """Sends ``READY=1``, ``WATCHDOG=1``, ``STATUS=...``, ``STOPPING=1``."""
 
     def __init__(
-        self, environ: Mapping[str, str] | None = None, *, watchdog_every: float = 1.0
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        watchdog_every: float = 1.0,
+        liveness: LivenessFile | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
+        # refreshed with each watchdog ping, also outside systemd (``edge-runtime health``)
+        self._liveness = liveness
         target = env.get("NOTIFY_SOCKET", "")
         self._address = socket_address(target) if target else None
         self._lock = threading.Lock()
@@ -69,11 +77,15 @@ class Notifier:
         if now - self._last_ping >= self.watchdog_every:
             self._last_ping = now
             self.send("WATCHDOG=1")
+            if self._liveness is not None:
+                self._liveness.touch()
 
     def stopping(self) -> None:
         self.send("STOPPING=1")
 
     def close(self) -> None:
+        if self._liveness is not None:
+            self._liveness.remove()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
