@@ -31,14 +31,19 @@ except ImportError:
     from tflite_runtime.interpreter import Interpreter
 
 
+def _numbers(text: str) -> np.ndarray:
+    return np.array([float(v) for v in text.split(",")], dtype=np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--mean", type=float, default=127.5)
-    ap.add_argument("--std", type=float, default=127.5)
+    # one number, or one per channel separated by commas
+    ap.add_argument("--mean", type=_numbers, default=np.float32(127.5))
+    ap.add_argument("--std", type=_numbers, default=np.float32(127.5))
     args = ap.parse_args()
 
     interpreter = Interpreter(model_path=args.model, num_threads=args.threads)

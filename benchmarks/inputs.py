@@ -96,8 +96,11 @@ def normalization_args(bundle: Path) -> list[str]:
     spec = _manifest(bundle).get("input") or {}
     out = []
     for key in ("mean", "std"):
-        if isinstance(spec.get(key), (int, float)):
-            out += [f"--{key}", str(spec[key])]
+        value = spec.get(key)
+        if isinstance(value, (int, float)):
+            out += [f"--{key}", str(value)]
+        elif isinstance(value, list):  # one per channel
+            out += [f"--{key}", ",".join(str(v) for v in value)]
     return out
 
 

@@ -20,7 +20,7 @@ from edge_runtime.bundle.manifest import SCHEMA_VERSION, format_utc
 from edge_runtime.bundle.writer import write_bundle
 from edge_runtime.inference.modelfile import read_model
 from edge_runtime.inference.outputs import resolve_layout
-from edge_runtime.inference.types import InputSpec
+from edge_runtime.inference.types import InputSpec, channel_json
 
 MODEL_MEMBER = "model.tflite"
 CPU_MODEL_MEMBER = "model_cpu.tflite"  # the uncompiled model beside an Edge TPU one
@@ -85,8 +85,8 @@ def manifest_for(
             "dtype": runner.input_dtype,
             "scale": runner.input_scale,
             "zero_point": runner.input_zero_point,
-            "mean": None if norm is None else norm.mean,
-            "std": None if norm is None else norm.std,
+            "mean": None if norm is None else channel_json(norm.mean),
+            "std": None if norm is None else channel_json(norm.std),
             "resize": spec.resize,
             "color": spec.color,
         },

@@ -20,7 +20,7 @@ from PIL import Image
 
 from edge_runtime.errors import ConfigError, InputError
 from edge_runtime.inference.preprocess import image_to_tensor, preprocess, resize
-from edge_runtime.inference.types import InputSpec, Normalization
+from edge_runtime.inference.types import ChannelValues, InputSpec, normalization
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,32 @@ class ImageSet:
 
 def float_spec(
     shape: Sequence[int],
-    mean: float,
-    std: float,
+    mean: ChannelValues,
+    std: ChannelValues,
     resize_mode: str = "stretch",
     color: str | None = None,
 ) -> InputSpec:
-    """The float32 input spec of a ``(1, H, W, C)`` model with the given normalisation."""
+    """The float32 input spec of a ``(1, H, W, C)`` model with the given normalisation
+    (each one value or one per channel).
+
+    Raises:
+        ConfigError: per-channel values for another number of channels.
+    """
     _, height, width, channels = (int(d) for d in shape)
+    norm = normalization(
+        mean if isinstance(mean, tuple) else float(mean),
+        std if isinstance(std, tuple) else float(std),
+    )
+    try:
+        norm.values(channels)
+    except ValueError as exc:
+        raise ConfigError(f"--mean/--std: {exc}") from exc
     return InputSpec(
         height=height,
         width=width,
         channels=channels,
         dtype="float32",
-        normalization=Normalization(float(mean), float(std)),
+        normalization=norm,
         resize=resize_mode,  # type: ignore[arg-type]
         color=(color or ("L" if channels == 1 else "RGB")),  # type: ignore[arg-type]
     )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_runtime import __version__
+from edge_runtime.cli.common import channel_floats
 from edge_runtime.cli.main import run_cli
 
 
@@ -58,9 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="check Edge TPU compatibility and run edgetpu_compiler when on the PATH",
     )
     p.add_argument(
-        "--mean", type=float, default=127.5, help="value = (pixel - mean) / std (default 127.5)"
+        "--mean",
+        type=channel_floats,
+        default=127.5,
+        help="value = (pixel - mean) / std; one number or one per channel, "
+        "e.g. 123.675,116.28,103.53 (default 127.5)",
     )
-    p.add_argument("--std", type=float, default=127.5, help="(default 127.5)")
+    p.add_argument(
+        "--std",
+        type=channel_floats,
+        default=127.5,
+        help="one number or one per channel, e.g. 58.395,57.12,57.375 (default 127.5)",
+    )
     p.add_argument("--resize", choices=("stretch", "crop", "letterbox"), default="stretch")
     p.add_argument(
         "--color",

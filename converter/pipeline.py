@@ -27,7 +27,7 @@ from edge_runtime.bundle.semver import SemVer
 from edge_runtime.errors import BundleError, ConfigError, EdgeError, ModelError
 from edge_runtime.inference.labels import check_labels, read_labels_file
 from edge_runtime.inference.modelfile import looks_like_tflite, read_model
-from edge_runtime.inference.types import InputSpec
+from edge_runtime.inference.types import ChannelValues, InputSpec, channel_json
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ class Options:
     validation: Path | None = None
     input_type: str = "int8"
     edgetpu: bool = False
-    mean: float = 127.5
-    std: float = 127.5
+    mean: ChannelValues = 127.5  # one value, or a tuple of one per channel
+    std: ChannelValues = 127.5
     resize: str = "stretch"
     color: str | None = None
     max_accuracy_drop: float = 0.01
@@ -172,7 +172,7 @@ def _check_options(opts: Options) -> None:
         raise ConfigError(f"model {opts.model} does not exist")
     if opts.input_type not in ("int8", "uint8"):
         raise ConfigError(f"--input-type must be int8 or uint8, got {opts.input_type!r}")
-    if opts.std == 0:
+    if 0 in (opts.std if isinstance(opts.std, tuple) else (opts.std,)):
         raise ConfigError("--std must not be 0")
     if not 0 <= opts.max_accuracy_drop <= 1:
         raise ConfigError(f"--max-accuracy-drop must be in 0..1, got {opts.max_accuracy_drop}")
@@ -238,8 +238,8 @@ def _input_summary(runner: ModelRunner, spec: InputSpec) -> dict[str, Any]:
         "dtype": runner.input_dtype,
         "scale": runner.input_scale,
         "zero_point": runner.input_zero_point,
-        "mean": norm.mean if norm else None,
-        "std": norm.std if norm else None,
+        "mean": channel_json(norm.mean) if norm else None,
+        "std": channel_json(norm.std) if norm else None,
         "resize": spec.resize,
         "color": spec.color,
     }

@@ -20,7 +20,8 @@ Schema 1 (all keys required; ``labels`` and ``golden`` may be null)::
     labels      name of the labels file in files, or null
     golden      name of the golden vectors file in files ("golden.npz"), or null
     input       {"shape": [1, H, W, C], "dtype": "int8"|"uint8"|"float32", "scale",
-                 "zero_point", "mean", "std" (numbers or null), "resize":
+                 "zero_point", "mean", "std" (numbers, lists of C numbers for values
+                 per channel, or null), "resize":
                  "stretch"|"crop"|"letterbox", "color": "RGB"|"BGR"|"L"}
     outputs     {"kind": "classification"|"detection"|"raw", "tensors": [{"name",
                  "role" (null, or for SSD detection "boxes"|"classes"|"scores"|"count"),
@@ -132,8 +133,8 @@ class InputDesc:
     dtype: str
     scale: float
     zero_point: int
-    mean: float | None
-    std: float | None
+    mean: float | tuple[float, ...] | None  # a tuple: one per channel
+    std: float | tuple[float, ...] | None
     resize: str
     color: str
 
@@ -233,19 +234,32 @@ def _input(value: Any) -> InputDesc:
         raise BundleError(
             f"manifest field input.shape must be [1, H, W, C] with C 1, 3 or 4, got {list(dims)}"
         )
-    std = opt_finite(v["std"], "input.std")
-    if std is not None and std <= 0:
-        raise BundleError(f"manifest field input.std must be above 0, got {std}")
+    mean = _channel_numbers(v["mean"], "input.mean", dims[3])
+    std = _channel_numbers(v["std"], "input.std", dims[3])
+    if std is not None and min(std if isinstance(std, tuple) else (std,)) <= 0:
+        raise BundleError(f"manifest field input.std must be above 0, got {v['std']}")
     return InputDesc(
         shape=(dims[0], dims[1], dims[2], dims[3]),
         dtype=choice(v["dtype"], "input.dtype", INPUT_DTYPES),
         scale=finite(v["scale"], "input.scale", low=0.0),
         zero_point=whole(v["zero_point"], "input.zero_point", low=-(1 << 31), high=(1 << 31) - 1),
-        mean=opt_finite(v["mean"], "input.mean"),
+        mean=mean,
         std=std,
         resize=choice(v["resize"], "input.resize", RESIZE_MODES),
         color=choice(v["color"], "input.color", COLOR_ORDERS),
     )
+
+
+def _channel_numbers(value: Any, where: str, channels: int) -> float | tuple[float, ...] | None:
+    """A number, null, or a list of one number per channel."""
+    if not isinstance(value, list):
+        return opt_finite(value, where)
+    if len(value) != channels:
+        raise BundleError(
+            f"manifest field {where} must be a number or a list of {channels} numbers "
+            f"(one per channel), got {value!r}"
+        )
+    return tuple(finite(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def _outputs(value: Any) -> OutputsDesc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edge_runtime.inference.delegate import DELEGATE_MODES
 from edge_runtime.inference.engine import Engine, InputOverrides
-from edge_runtime.inference.types import RESIZE_MODES
+from edge_runtime.inference.types import RESIZE_MODES, ChannelValues, channel_values
 
 
 def positive_int(text: str) -> int:
@@ -28,6 +28,16 @@ def finite_float(text: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value
+
+
+def channel_floats(text: str) -> ChannelValues:
+    """One number, or one per channel separated by commas (``123.675,116.28,103.53``)."""
+    parts = text.split(",")
+    if len(parts) > 4:
+        raise argparse.ArgumentTypeError(
+            f"expected one number or one per channel (at most 4), got {text!r}"
+        )
+    return channel_values([finite_float(part.strip()) for part in parts])
 
 
 def fraction(text: str) -> float:
@@ -56,9 +66,14 @@ def add_model_arguments(
     if preprocessing:
         parser.add_argument("--labels", type=Path, default=None, help="labels file, one per line")
         parser.add_argument(
-            "--mean", type=finite_float, default=None, help="value = (pixel - mean) / std"
+            "--mean",
+            type=channel_floats,
+            default=None,
+            help="value = (pixel - mean) / std; one number, or one per channel: R,G,B",
         )
-        parser.add_argument("--std", type=finite_float, default=None)
+        parser.add_argument(
+            "--std", type=channel_floats, default=None, help="one number, or one per channel"
+        )
         parser.add_argument("--resize", choices=RESIZE_MODES, default=None)
 
 

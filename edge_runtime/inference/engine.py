@@ -29,6 +29,7 @@ from edge_runtime.inference.types import (
     COLOR_ORDERS,
     DEFAULT_DETECTION,
     RESIZE_MODES,
+    ChannelValues,
     Detection,
     DetectionSettings,
     InputSpec,
@@ -38,6 +39,7 @@ from edge_runtime.inference.types import (
     Quantization,
     TensorSpec,
     Timings,
+    normalization,
 )
 from edge_runtime.inference.yolo import YoloHead, decode
 
@@ -48,10 +50,11 @@ DEFAULT_SCORE_THRESHOLD = DEFAULT_DETECTION.score_threshold
 @dataclass(frozen=True)
 class InputOverrides:
     """Command-line preprocessing flags; they win over the manifest and metadata.
-    A ``mean`` without a ``std`` uses ``std = 1``, a ``std`` alone uses ``mean = 0``."""
+    A ``mean`` without a ``std`` uses ``std = 1``, a ``std`` alone uses ``mean = 0``;
+    each is one value or a tuple of one per channel."""
 
-    mean: float | None = None
-    std: float | None = None
+    mean: ChannelValues | None = None
+    std: ChannelValues | None = None
     resize: str | None = None
 
 
@@ -386,13 +389,19 @@ def _input_spec(
     color = manifest_input.get("color") or ("L" if shape[3] == 1 else "RGB")
     if color not in COLOR_ORDERS:
         raise ModelError(f"colour order {color!r} is not one of {', '.join(COLOR_ORDERS)}")
+    norm = _normalization(source, manifest_input, overrides)
+    if norm is not None:
+        try:
+            norm.values(shape[3])
+        except ValueError as exc:
+            raise ModelError(f"normalisation: {exc}") from exc
     return InputSpec(
         height=shape[1],
         width=shape[2],
         channels=shape[3],
         dtype=tensor.dtype,
         quantization=tensor.quantization,
-        normalization=_normalization(source, manifest_input, overrides),
+        normalization=norm,
         resize=resize,  # type: ignore[arg-type]
         color=color,  # type: ignore[arg-type]
     )
@@ -402,20 +411,26 @@ def _normalization(
     source: ModelSource, manifest_input: Mapping[str, Any], overrides: InputOverrides
 ) -> Normalization | None:
     if overrides.mean is not None or overrides.std is not None:
-        return _checked(overrides.mean or 0.0, 1.0 if overrides.std is None else overrides.std)
+        mean = 0.0 if overrides.mean is None else overrides.mean
+        return _checked(mean, 1.0 if overrides.std is None else overrides.std)
     if manifest_input.get("mean") is not None and manifest_input.get("std") is not None:
-        return _checked(float(manifest_input["mean"]), float(manifest_input["std"]))
+        return _checked(manifest_input["mean"], manifest_input["std"])
     meta = source.model_file.metadata
     if meta.mean and meta.std:
-        # Per-channel values that are all equal collapse to one; differing ones use the
-        # first channel's (rare for image models; the contract has one mean and std).
-        return _checked(meta.mean[0], meta.std[0])
+        return _checked(meta.mean, meta.std)  # per channel; equal values collapse to one
     return None
 
 
-def _checked(mean: float, std: float) -> Normalization:
-    if not np.isfinite(mean) or not np.isfinite(std) or std == 0:
+def _checked(mean: Any, std: Any) -> Normalization:
+    """The normalisation from one value or per-channel values of each.
+
+    Raises:
+        ModelError: a value that is not finite, a zero std.
+    """
+    means = np.atleast_1d(np.asarray(mean, dtype=np.float64))
+    stds = np.atleast_1d(np.asarray(std, dtype=np.float64))
+    if not np.isfinite(means).all() or not np.isfinite(stds).all() or (stds == 0).any():
         raise ModelError(
             f"normalisation needs a finite mean and a non-zero std, got mean={mean}, std={std}"
         )
-    return Normalization(float(mean), float(std))
+    return normalization(means.tolist(), stds.tolist())

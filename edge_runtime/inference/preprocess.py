@@ -7,7 +7,9 @@ Normalisation follows the contract: ``value = (pixel - mean) / std`` on 0..255 p
 then for a quantized tensor ``q = round(value / scale + zero_point)`` clipped to the
 dtype. With no mean/std given, uint8 takes raw pixels, int8 takes ``pixel - 128`` and
 float takes mean 127.5, std 127.5. Because pixels are 0..255, the whole mapping is a
-256-entry lookup table, which is exact and several times faster than the arithmetic.
+256-entry lookup table, which is exact and several times faster than the arithmetic;
+with a mean or std per channel (``--mean 123.675,116.28,103.53``) it is one table per
+channel.
 """
 
 from __future__ import annotations
@@ -188,7 +190,10 @@ def effective_normalization(spec: InputSpec) -> Normalization | None:
 
 
 @lru_cache(maxsize=64)
-def _lookup_table(dtype: str, quant: Quantization, norm: Normalization | None) -> np.ndarray:
+def _lookup_table(
+    dtype: str, quant: Quantization, norm: Normalization | None, channels: int
+) -> np.ndarray:
+    """``[256]``, or ``[256, channels]`` when the normalisation differs by channel."""
     pixels = np.arange(256, dtype=np.float64)
     if norm is None:
         if dtype == "uint8":
@@ -196,9 +201,17 @@ def _lookup_table(dtype: str, quant: Quantization, norm: Normalization | None) -
         if dtype == "int8":
             return (pixels - 128).astype(np.int8)
         raise InputError(f"no default normalisation for {dtype} input; give --mean and --std")
-    if norm.std == 0:
+    try:
+        means, stds = norm.values(channels)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    if 0 in stds:
         raise InputError("std must not be 0")
-    value = (pixels - norm.mean) / norm.std
+    value: np.ndarray
+    if norm.per_channel:
+        value = (pixels[:, None] - np.array(means)) / np.array(stds)
+    else:
+        value = (pixels - means[0]) / stds[0]
     if dtype in ("float32", "float16"):
         return value.astype(dtype)
     if not quant.is_quantized:
@@ -209,8 +222,16 @@ def _lookup_table(dtype: str, quant: Quantization, norm: Normalization | None) -
 
 
 def input_lookup_table(spec: InputSpec) -> np.ndarray:
-    """The 256-entry table that maps a 0..255 pixel to the input tensor's value."""
-    return _lookup_table(spec.dtype, spec.quantization, effective_normalization(spec))
+    """The 256-entry table that maps a 0..255 pixel to the input tensor's value
+    (``[256, channels]``, a table per channel, when the normalisation differs by channel).
+
+    Raises:
+        InputError: no default normalisation for the dtype, a zero std, or per-channel
+            values for another number of channels.
+    """
+    return _lookup_table(
+        spec.dtype, spec.quantization, effective_normalization(spec), spec.channels
+    )
 
 
 def image_to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
@@ -224,7 +245,12 @@ def image_to_tensor(img: Image.Image, spec: InputSpec) -> np.ndarray:
     if pixels.shape != expected:
         raise InputError(f"image array is {pixels.shape}, the model expects {expected}")
     table = input_lookup_table(spec)
-    return np.take(table, pixels)[None, ...]
+    if table.ndim == 1:
+        return np.take(table, pixels)[None, ...]
+    out = np.empty((1, *expected), dtype=table.dtype)
+    for channel in range(spec.channels):
+        out[0, :, :, channel] = np.take(table[:, channel], pixels[:, :, channel])
+    return out
 
 
 def preprocess(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Union
 
 ResizeMode = Literal["stretch", "crop", "letterbox"]
 ColorOrder = Literal["RGB", "BGR", "L"]
@@ -47,12 +48,61 @@ class TensorSpec:
     dynamic: bool = False  # True when shape_signature holds -1
 
 
+#: One value for every channel, or one per channel.
+ChannelValues = Union[float, tuple[float, ...]]
+
+
 @dataclass(frozen=True)
 class Normalization:
-    """``value = (pixel - mean) / std`` on 0..255 pixels. ``None`` means "use the default"."""
+    """``value = (pixel - mean) / std`` on 0..255 pixels, ``mean`` and ``std`` each one
+    value for every channel or a tuple of one per channel (``normalization`` builds it so
+    that equal values collapse to one). ``None`` in an ``InputSpec`` means "use the default"."""
 
-    mean: float
-    std: float
+    mean: ChannelValues
+    std: ChannelValues
+
+    @property
+    def per_channel(self) -> bool:
+        return isinstance(self.mean, tuple) or isinstance(self.std, tuple)
+
+    def values(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The mean and the std of each of ``channels`` channels.
+
+        Raises:
+            ValueError: per-channel values for another number of channels.
+        """
+        return _spread(self.mean, channels, "mean"), _spread(self.std, channels, "std")
+
+
+def channel_values(value: float | Sequence[float]) -> ChannelValues:
+    """One number, or per-channel numbers as a tuple; equal ones collapse to one number."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    numbers = tuple(float(v) for v in value)
+    if len(numbers) == 1 or (numbers and len(set(numbers)) == 1):
+        return numbers[0]
+    return numbers
+
+
+def normalization(mean: float | Sequence[float], std: float | Sequence[float]) -> Normalization:
+    """A ``Normalization`` from one value or per-channel values of each."""
+    return Normalization(channel_values(mean), channel_values(std))
+
+
+def channel_json(value: ChannelValues) -> float | list[float]:
+    """A mean or std as a manifest writes it: a number, or a list of one per channel."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _spread(value: ChannelValues, channels: int, what: str) -> tuple[float, ...]:
+    if not isinstance(value, tuple):
+        return (value,) * channels
+    if len(value) != channels:
+        raise ValueError(
+            f"{len(value)} {what} values for an input of {channels} channel"
+            f"{'' if channels == 1 else 's'}; give one value or {channels}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
