@@ -62,6 +62,9 @@ HOLD = 500
 KEEP_IN_MEMORY = 2000
 #: Seconds between looks at a full state folder for room.
 RECOVER_EVERY = 1.0
+#: Seconds an acknowledgement that came before its message id was registered stays
+#: valid (it comes microseconds early; message ids only repeat after 65,535 messages).
+EARLY_TTL = 5.0
 
 
 @dataclass(eq=False)
@@ -109,7 +112,8 @@ class Publisher:
         self._books = threading.Lock()
         self._inflight: dict[int, int] = {}
         self._held: dict[int, _Held] = {}
-        self._early: set[int] = set()  # acknowledged before they were registered
+        # message id -> when it was acknowledged before it was registered
+        self._early: dict[int, float] = {}
         self._handed: set[int] = set()  # outbox rows the client already has (spilled)
         # QoS 0 rows handed to the client: it drops them, unsent, when the connection
         # breaks (nothing to resend), so a reconnect settles them
@@ -180,9 +184,7 @@ class Publisher:
                 store.append(m)
             elif mid >= 0:
                 with self._books:
-                    if mid in self._early:
-                        self._early.discard(mid)
-                    else:
+                    if not self._take_early(mid):
                         group.waiting[mid] = m
                         self._held[mid] = group
         stored = False
@@ -273,10 +275,26 @@ class Publisher:
                     del group.waiting[mid]
                     if group.done:
                         safe.append(group)
-                elif len(self._early) < 10000:
-                    self._early.add(mid)
+                else:
+                    self._note_early(mid)
         _call_on_safe(safe)
         self._remove(done)
+
+    def _note_early(self, mid: int) -> None:
+        """An acknowledgement of a message id not registered (yet); the caller holds the
+        books. Most are registered a moment later; the rest are acknowledgements of what
+        the transport sent itself (status, model state) and go stale."""
+        now = time.monotonic()
+        if len(self._early) >= 1000:
+            self._early = {m: t for m, t in self._early.items() if now - t < EARLY_TTL}
+        self._early[mid] = now
+
+    def _take_early(self, mid: int) -> bool:
+        """True when ``mid`` was acknowledged just before it was registered; the caller
+        holds the books. A stale entry is the acknowledgement of an earlier message that
+        had the same id (ids wrap after 65,535): it says nothing about this one."""
+        at = self._early.pop(mid, None)
+        return at is not None and time.monotonic() - at < EARLY_TTL
 
     def _remove(self, seqs: list[int]) -> None:
         """Delete acknowledged rows, with those a full disk kept back before."""
@@ -401,14 +419,11 @@ class Publisher:
                 self._remove([entry.seq])
                 continue
             with self._books:
-                if mid in self._early:
-                    self._early.discard(mid)
-                    early = True
-                else:
+                early = self._take_early(mid)
+                if not early:
                     self._inflight[mid] = entry.seq
                     if entry.qos == 0:
                         self._inflight_qos0.add(mid)
-                    early = False
             if early:
                 self._remove([entry.seq])
             self._wake.set()
@@ -430,9 +445,7 @@ class Publisher:
             with self._books:
                 self._queued.popleft()
                 group.queued -= 1
-                if mid >= 0 and mid in self._early:
-                    self._early.discard(mid)
-                elif mid >= 0:
+                if mid >= 0 and not self._take_early(mid):
                     group.waiting[mid] = m
                     self._held[mid] = group
                 safe = group.done

@@ -318,6 +318,29 @@ def test_an_acknowledgement_before_the_id_is_registered_still_counts(tmp_path):
         pub.stop()
 
 
+def test_a_stale_acknowledgement_of_a_reused_id_does_not_count(tmp_path, monkeypatch):
+    """The broker acknowledged id 7 of a message the transport sent itself (status,
+    model state); ids wrap after 65,535 messages, and a later answer that gets id 7 must
+    wait for its own acknowledgement: its request is acknowledged only then."""
+    from edge_runtime.daemon import publisher
+
+    monkeypatch.setattr(publisher, "EARLY_TTL", 0.2)
+    box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
+    pub = Publisher(box, lambda *a: 7, window=10)
+    pub.start()
+    safe = []
+    try:
+        pub.on_published(7)
+        assert wait(lambda: 7 in pub._early)
+        time.sleep(0.3)  # long past a registration's moment: the id came round again
+        pub.send([Outgoing(ANSWER, "a", b"0")], lambda: safe.append(0))
+        assert safe == [] and pub.pending() == 1
+        pub.on_published(7)  # its own acknowledgement
+        assert wait(lambda: safe == [0] and pub.pending() == 0)
+    finally:
+        pub.stop()
+
+
 def test_past_the_hold_limit_messages_go_through_the_outbox_in_order(tmp_path):
     box = Outbox(tmp_path / "o.db", max_bytes=1 << 20)
     link = FakeLink()
