@@ -12,6 +12,7 @@ and no new block per refresh on an SD card.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -44,8 +45,10 @@ class Beat:
     monotonic: float
 
     def line(self) -> bytes:
-        # fixed width, so that a rewrite in place never leaves a longer line's tail
-        return f"{self.boot:<36} {self.monotonic:016.3f}\n".encode("ascii")
+        # fixed width, so that a rewrite in place never leaves a longer line's tail; the
+        # time rounded down, so that a reader's clock right after is never before it
+        millis = math.floor(self.monotonic * 1000) / 1000
+        return f"{self.boot:<36} {millis:016.3f}\n".encode("ascii")
 
     @staticmethod
     def parse(text: str) -> Beat | None:

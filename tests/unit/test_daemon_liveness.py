@@ -92,3 +92,9 @@ def test_health_command_exits_0_while_the_file_is_fresh_and_1_with_a_line_else(t
     liveness.write_bytes(Beat(now.boot, now.monotonic - 60).line())
     assert main(["health", "--config", str(config), "--max-age", "30"]) == 1
     assert "bound 30 s" in capsys.readouterr().err
+
+
+def test_a_beat_read_back_at_once_is_never_after_the_reader_clock():
+    beat = Beat(BOOT, 1000.0009)  # written as 1000.000, not rounded up to 1000.001
+    back = Beat.parse(beat.line().decode())
+    assert back is not None and back.age(beat) is not None
