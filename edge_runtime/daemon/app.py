@@ -70,7 +70,7 @@ RECENT_IDS = 10_000
 #: again (EX_SOFTWARE).
 EXIT_WORKER_DIED = 70
 #: Seconds a daemon whose worker died spends stopping before it exits.
-FAILED_STOP = 5.0
+FAILED_STOP = 2.0
 #: Longest one round of telemetry may take (collecting, handing over) before the
 #: telemetry worker counts as stuck.
 TELEMETRY_BOUND = 60.0

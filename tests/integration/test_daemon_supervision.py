@@ -128,7 +128,8 @@ def test_a_worker_killed_by_a_fault_ends_the_process_non_zero_within_the_watchdo
                 assert named_at - killed_at < 2.0  # within the watchdog period
                 rc = daemon.proc.wait(15)
                 assert rc == 70, daemon.log()
-                assert time.monotonic() - named_at < 8.0  # it stops within FAILED_STOP (5 s)
+                exited = time.monotonic() - named_at
+                assert exited < 5.0, exited  # it stops within FAILED_STOP (2 s)
                 notify.read_until(lambda s: False, 0.5)
                 assert pings(notify.since(named_at)) == 0, notify.seen
                 log = daemon.log()
