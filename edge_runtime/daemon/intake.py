@@ -78,4 +78,7 @@ class Intake:
             try:
                 self._handle(message)
             except Exception as exc:  # noqa: BLE001 - one message must not end the worker
-                self._fail(message, exc)
+                try:
+                    self._fail(message, exc)
+                except Exception:  # noqa: BLE001 - nor can its error answer (a full disk)
+                    log.exception("no error answer for a message on %s", message.topic)
