@@ -87,6 +87,14 @@ def render(doc: dict[str, Any], device_id: str) -> str:
         "Requests refused (queue full).",
         queue.get("dropped"),
     )
+    workers = doc.get("workers", {})
+    unhealthy = workers.get("unhealthy") if isinstance(workers, dict) else None
+    metric(
+        "edge_runtime_workers_unhealthy",
+        "gauge",
+        "Workers dead or stuck past their bound (0: all well; see the telemetry's workers).",
+        len(unhealthy) if isinstance(unhealthy, dict) else None,
+    )
     model = doc.get("model", {})
     info = (
         "".join(

@@ -37,6 +37,15 @@ def test_render_prometheus_text():
     assert render({}, "d").startswith("# HELP edge_runtime_model_info")
 
 
+def test_unhealthy_workers_are_counted():
+    assert "edge_runtime_workers_unhealthy" not in render(DOC, "d")  # an older daemon
+    well = render({**DOC, "workers": {"count": 9, "unhealthy": {}}}, "d")
+    assert 'edge_runtime_workers_unhealthy{device="d"} 0' in well
+    stuck = {"answers": "stuck: one step running for 12 s, bound 10 s"}
+    text = render({**DOC, "workers": {"count": 9, "unhealthy": stuck}}, "d")
+    assert 'edge_runtime_workers_unhealthy{device="d"} 1' in text
+
+
 def test_home_assistant_discovery():
     msgs = discovery_messages(
         discovery_prefix="homeassistant",
