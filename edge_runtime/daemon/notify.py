@@ -72,7 +72,8 @@ class Notifier:
         self.send(f"STATUS={text}")
 
     def watchdog(self) -> None:
-        """Ping the watchdog, rate-limited; call it from the loop that must make progress."""
+        """Ping the watchdog, rate-limited. Only the supervisor's round in ``app`` calls it,
+        while every worker is alive and within its bound."""
         now = time.monotonic()
         if now - self._last_ping >= self.watchdog_every:
             self._last_ping = now
