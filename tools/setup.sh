@@ -11,6 +11,7 @@ APT_PACKAGES=(
     shellcheck systemd                           # script lint, systemd-analyze verify
     mtools fdisk dosfstools e2fsprogs xz-utils util-linux   # flash.sh on synthetic images
     debootstrap                                  # the arm64 root that stands in for a Pi
+    podman runc catatonit                        # the container image (crun refuses hybrid cgroups)
 )
 # qemu 10 from bookworm-backports: Debian 12's qemu 7.2 crashes ai-edge-litert's interpreter.
 BACKPORT_PACKAGES=(qemu-user-static)
