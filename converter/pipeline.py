@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from converter import bundle_builder, edgetpu
+from converter import bundle_builder, edgetpu, monitoring
 from converter.calibration import calibration_tensors, float_spec, list_images
 from converter.capture import captured_output
 from converter.runner import ModelRunner
@@ -75,7 +75,7 @@ def run(opts: Options) -> dict[str, Any]:
     calib_seconds = round(time.monotonic() - started, 2)
 
     float_runner, int8_runner = ModelRunner(float_model), ModelRunner(int8_model)
-    kind, _ = bundle_builder.output_kind(int8_model)
+    kind, roles = bundle_builder.output_kind(int8_model)
     if labels is not None and kind == "classification":
         classes = int(np.prod(int8_runner.outputs[0].shape))
         check_labels(labels, classes, f"labels file {opts.labels}")
@@ -93,6 +93,9 @@ def run(opts: Options) -> dict[str, Any]:
         progress=opts.progress,
     )
     metrics["source"] = dataset.source
+    watched = monitoring.reference(
+        int8_runner, dataset.samples, spec, kind=kind, roles=roles, source=dataset.source
+    )
 
     report: dict[str, Any] = {
         "source": {"path": str(opts.model), "format": fmt},
@@ -109,6 +112,8 @@ def run(opts: Options) -> dict[str, Any]:
         "ops": read_model(int8_model).op_counts,
         "output_kind": kind,
     }
+    if watched is not None:  # in metrics: runtimes that predate it still take the bundle
+        report["monitoring"] = {"reference": watched}
     drop = metrics.get("accuracy_drop")
     if drop is not None and drop > opts.max_accuracy_drop:
         raise ModelError(

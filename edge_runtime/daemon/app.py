@@ -44,6 +44,7 @@ from edge_runtime.serving.reply import direct_answers
 from edge_runtime.serving.server import HttpServer, build_server
 from edge_runtime.telemetry.collect import Collector, utc_now
 from edge_runtime.telemetry.homeassistant import discovery_messages
+from edge_runtime.telemetry.monitor import DriftMonitor
 from edge_runtime.telemetry.prometheus import MetricsServer, render
 from edge_runtime.telemetry.stats import Tally
 from edge_runtime.transport.mqtt import Message, MqttOptions, MqttTransport
@@ -129,6 +130,11 @@ class Daemon:
             on_published=self.publisher.on_published,
             heartbeats=heartbeats,
         )
+        self.monitor = DriftMonitor(
+            config.monitoring,
+            engine=lambda: self.pipeline.engine,
+            alert=lambda doc: self._publish_update("model/alerts", doc, False),
+        )
         self.pipeline = Pipeline(
             engine,
             queue_size=config.requests.queue_size,
@@ -141,6 +147,7 @@ class Daemon:
             workers=config.requests.workers(),
             max_bytes=config.requests.queue_bytes,
             ledger=self.ledger,
+            observe=self.monitor.observe,
         )
         self.collector = Collector(
             state_dir=config.state_dir,
@@ -487,6 +494,7 @@ class Daemon:
             try:
                 doc = self.collector.collect()
                 doc["workers"] = self.supervisor.check().to_json()
+                doc["monitoring"] = self.monitor.snapshot()
                 doc["outbox"] = {
                     "messages": len(self.outbox),
                     "bytes": self.outbox.size_bytes,

@@ -193,6 +193,18 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    """``[monitoring]``: drift of the model's inputs and outputs against the reference
+    its bundle carries (``edge_runtime.telemetry.drift``)."""
+
+    enabled: bool = True  # on when the bundle has a reference
+    window: int = 500  # requests per comparison
+    psi_alert: float = 0.25  # PSI that counts as drift (plus what chance reaches)
+    alert_after: int = 2  # consecutive windows over (or back under) before an alert
+    significance: float = 0.001  # chance of a window over the bound without drift
+
+
+@dataclass(frozen=True)
 class HomeAssistantConfig:
     enabled: bool = False
     discovery_prefix: str = "homeassistant"
@@ -210,6 +222,7 @@ class Config:
     update: UpdateConfig = UpdateConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     http: HttpConfig = HttpConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     home_assistant: HomeAssistantConfig = HomeAssistantConfig()
     groups: tuple[str, ...] = ()
     log_level: str = "info"
@@ -543,6 +556,17 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         ),
     )
     http = _section(root, "http", _http)
+    monitoring = _section(
+        root,
+        "monitoring",
+        lambda t: MonitoringConfig(
+            enabled=t.flag("enabled", True),
+            window=t.number("window", 500, 50, 100_000),
+            psi_alert=t.number("psi_alert", 0.25, 0.01, 10.0, integer=False),
+            alert_after=t.number("alert_after", 2, 1, 100),
+            significance=t.number("significance", 0.001, 1e-9, 0.1, integer=False),
+        ),
+    )
     home_assistant = _section(
         root,
         "home_assistant",
@@ -565,6 +589,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         update=update,
         prometheus=prometheus,
         http=http,
+        monitoring=monitoring,
         home_assistant=home_assistant,
         groups=groups,
         log_level=log_level,

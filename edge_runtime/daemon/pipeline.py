@@ -63,6 +63,8 @@ PREPARE_BOUND = 30.0
 INFER_BOUND = 60.0
 #: served(model version, ok, service ms or None): each request that reached the model
 Served = Callable[[Optional[str], bool, Optional[float]], None]
+#: observe(prepared input, answer): each answered request, for drift monitoring
+Observe = Callable[[Any, dict[str, Any]], None]
 #: Niceness added to the preprocessing workers beyond the first. At equal priority two
 #: decoders and the inference worker each got two thirds of a core on two cores, so the
 #: inference worker, which every request passes alone, fell behind, the decoders stalled
@@ -89,13 +91,16 @@ class Pipeline:
         max_bytes: int | None = None,
         stuck_after: float = STUCK_AFTER,
         ledger: Ledger | None = None,
+        observe: Observe | None = None,
     ) -> None:
         """``max_bytes`` bounds the image bytes of the jobs not yet answered (at least one
         job is always taken): memory stays bounded even when a broker pushes more
         messages than its receive maximum allows. Each worker reports to its heartbeat
         from ``heartbeats``; the hand-over of answers is stuck after ``stuck_after`` s.
         ``ledger`` (one slot per preprocessing worker and one for inference) keeps
-        the requests being served, and refuses those that ended a process before."""
+        the requests being served, and refuses those that ended a process before.
+        ``observe`` sees each answered request's prepared input and answer (drift
+        monitoring); it must be cheap and must not raise."""
         self.engine = engine
         self.max_pixels = max_pixels
         self.top_k = top_k
@@ -103,6 +108,7 @@ class Pipeline:
         self._tally = tally
         self._served = served
         self._ledger = ledger
+        self._observe = observe
         self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=queue_size)
         self._workers = max(1, workers)
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=self._workers + 1)
@@ -271,6 +277,8 @@ class Pipeline:
                     prediction = engine.infer(prepared, top_k=job.request.top_k or self.top_k)
                     result = prediction_to_dict(prediction)
                     self._tally.inferred((time.perf_counter() - job.enqueued) * 1000)
+                    if self._observe is not None:
+                        self._observe(prepared, result)
                 except EdgeError as exc:
                     error = RequestError("inference_failed", str(exc), job.request.id)
                 except Exception as exc:  # noqa: BLE001 - keep serving

@@ -95,6 +95,7 @@ def render(doc: dict[str, Any], device_id: str) -> str:
         "Workers dead or stuck past their bound (0: all well; see the telemetry's workers).",
         len(unhealthy) if isinstance(unhealthy, dict) else None,
     )
+    _drift(doc.get("monitoring"), dev, lines, metric)
     model = doc.get("model", {})
     info = (
         "".join(
@@ -104,6 +105,40 @@ def render(doc: dict[str, Any], device_id: str) -> str:
     )
     metric("edge_runtime_model_info", "gauge", "The active model and delegate.", 1, info)
     return "\n".join(lines) + "\n"
+
+
+def _drift(mon: Any, dev: str, lines: list[str], metric: Callable[..., None]) -> None:
+    """Telemetry's ``monitoring`` (drift): PSI and bound per metric, the open alert."""
+    if not isinstance(mon, dict):
+        return
+    metric(
+        "edge_runtime_drift_served_total",
+        "counter",
+        "Requests watched for drift.",
+        mon.get("served"),
+    )
+    metric(
+        "edge_runtime_drift_window", "gauge", "Requests per drift comparison.", mon.get("window")
+    )
+    for name, help_text in (
+        ("psi", "Population stability index of the last window, per metric."),
+        ("bound", "PSI over which a window counts as drifted (size-aware), per metric."),
+    ):
+        values = mon.get(name) or {}
+        known = [(m, v) for m, v in sorted(values.items()) if v is not None]
+        if not known:
+            continue
+        lines.append(f"# HELP edge_runtime_drift_{name} {help_text}")
+        lines.append(f"# TYPE edge_runtime_drift_{name} gauge")
+        for m, v in known:
+            lines.append(f'edge_runtime_drift_{name}{{{dev},metric="{_escape(m)}"}} {float(v):g}')
+    if "alert" in mon:
+        metric(
+            "edge_runtime_drift_alert",
+            "gauge",
+            "1 while a drift alert is open.",
+            1 if mon.get("alert") else 0,
+        )
 
 
 class MetricsServer:
