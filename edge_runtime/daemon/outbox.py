@@ -122,30 +122,52 @@ class Outbox:
             if path.exists() and path.stat().st_size == 0:
                 _set_aside(path, "is an empty file (0 bytes), not a database")
             try:
-                row = self._open(path)
-            except sqlite3.OperationalError:  # cannot open, I/O, full: the folder's fault
-                raise
-            except sqlite3.DatabaseError as exc:  # not a database, or a malformed one
-                self._db.close()
-                _set_aside(path, f"cannot be read ({exc})")
-                row = self._open(path)
+                row = self._open_usable(path)
+            except sqlite3.OperationalError:
+                # a full disk (opening makes the log and its index): the reserve the last
+                # run left makes the room, or the failure is the folder's
+                if not self._release_reserve("to open the outbox"):
+                    raise
+                row = self._open_usable(path)
             self._checkpointer = sqlite3.connect(
                 str(path), check_same_thread=False, isolation_level=None
             )
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(f"cannot open the outbox {path}: {exc}; check state_dir") from exc
         self._size, self._count = row
-        self._make_reserve()
+        if not self._make_reserve():  # no room: start as a full disk, until there is
+            self._full = True
+            log.error("the state folder is full: messages wait in memory until it has room")
         self._commits = 0  # since the last checkpoint
+
+    def _open_usable(self, path: Path) -> tuple[int, int]:
+        """``_open``; a file that is not a database, or a malformed one, is set aside
+        and a new outbox opened in its place.
+
+        Raises:
+            sqlite3.OperationalError: the folder's fault (cannot open, I/O, full).
+        """
+        try:
+            return self._open(path)
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            _set_aside(path, f"cannot be read ({exc})")
+            return self._open(path)
 
     def _open(self, path: Path) -> tuple[int, int]:
         """Connect, set the database up; returns its rows' total size and count."""
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._db.execute(_SCHEMA)
-        row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute(_SCHEMA)
+            row = db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM outbox").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
         return int(row[0]), int(row[1])
 
     def add(
@@ -254,7 +276,7 @@ class Outbox:
         try:
             self._delete(wanted)
         except StorageError:
-            if not self._release_reserve():
+            if not self._release_reserve("to delete acknowledged messages"):
                 raise
             self.checkpoint(force=True)
             self._delete(wanted)
@@ -309,16 +331,16 @@ class Outbox:
             return False
         return True
 
-    def _release_reserve(self) -> bool:
-        """Give the reserve's space to the outbox's deletes; False when there was none."""
+    def _release_reserve(self, purpose: str) -> bool:
+        """Give the reserve's space to the outbox; False when there was none."""
         try:
             self._reserve.unlink()
         except OSError:
             return False
         log.warning(
-            "the state folder is full: released the outbox's %d-byte reserve to delete "
-            "acknowledged messages",
+            "the state folder is full: released the outbox's %d-byte reserve %s",
             RESERVE_BYTES,
+            purpose,
         )
         return True
 

@@ -567,3 +567,22 @@ def test_past_the_memory_bound_a_full_disk_refuses_and_counts(tmp_path, monkeypa
         finally:
             pub.stop()
             box.close()
+
+
+def test_an_outbox_opens_on_a_full_disk_with_its_reserve_and_starts_full(tmp_path):
+    """A restart on a full disk: opening makes the log and its index, which the reserve
+    left by the last run pays for; the stored rows are there, nothing new is written
+    until there is room, and then storing resumes."""
+    with small_disk(tmp_path / "small", 2 << 20) as folder:
+        path = folder / "outbox.sqlite3"
+        box = Outbox(path, max_bytes=64 << 20)
+        seqs = [box.add(ANSWER, "a", b"%d" % i) for i in range(20)]
+        box.close()
+        fill(folder / "filler")
+        again = Outbox(path, max_bytes=64 << 20)
+        assert again.disk_full and [e.seq for e in again.after(0, 100)] == seqs
+        again.remove_many(seqs[:10])
+        (folder / "filler").unlink()
+        assert again.recover() and again.add(ANSWER, "a", b"later") is not None
+        assert len(again) == 11
+        again.close()
