@@ -15,6 +15,7 @@
 # Tags: IMAGE:VERSION-ARCH, and IMAGE:VERSION for this machine's architecture (default
 # IMAGE localhost/edge-runtime). --save writes each image as a docker-archive tarball that
 # `podman load` / `docker load` take on a device. Prints one line per image with its size.
+# IMAGE:VERSION-ARCH-install is the build stage (the venv with pip), kept as the cache.
 # Needs root, podman with runc (crun or podman's default runtime also do where they run),
 # debootstrap, python3 with `build`; arm64 on another machine also qemu-user-static.
 # PODMAN_RUNTIME, PODMAN_ULIMITS (default "nofile=4096:4096 nproc=4096:4096") override.
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
         --cache) cache=${2:?--cache needs a folder}; shift 2 ;;
         --name) name=${2:?--name needs an image name}; shift 2 ;;
         --save) save=${2:?--save needs a folder}; shift 2 ;;
-        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -106,6 +107,15 @@ deps_dir() { # ARCH -> folder
     echo "$dir"
 }
 
+image_id() { "${podman[@]}" image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+# The image a tag named before this build, once nothing names it any more, goes (with the
+# cached layers only it used), so that repeated builds do not fill the disk.
+drop_replaced() { # OLD_ID TAG
+    if [ -n "$1" ] && [ "$1" != "$(image_id "$2")" ]; then
+        "${podman[@]}" rmi "$1" >/dev/null 2>&1 || true
+    fi
+}
+
 report() { # IMAGE ARCH
     local size
     size=$("${podman[@]}" image inspect --format '{{.Size}}' "$1")
@@ -126,18 +136,28 @@ for arch in "${archs[@]}"; do
     cp -l -r "$(deps_dir "$arch")" "$ctx/deps"
     cp "$wheel" "$ctx/project/"
     tag="$name:$version-$arch"
-    quiet "${podman[@]}" build --network none --pull=never --format docker \
-        "${ulimit_args[@]}" --platform "linux/$arch" --build-arg "BASE=$base" \
-        --build-arg "VERSION=$version" -t "$tag" -f "$here/Containerfile" "$ctx"
+    build_args=(--network none --pull=never --format docker "${ulimit_args[@]}"
+        --platform "linux/$arch" --build-arg "BASE=$base" --build-arg "VERSION=$version"
+        -f "$here/Containerfile")
+    # The install stage under a tag of its own, so that the layers of its last build stay
+    # cached and those of the one before go (a changed project leaves no unnamed layers).
+    old=$(image_id "$tag-install")
+    quiet "${podman[@]}" build "${build_args[@]}" --target install -t "$tag-install" "$ctx"
+    drop_replaced "$old" "$tag-install"
+    old=$(image_id "$tag")
+    quiet "${podman[@]}" build "${build_args[@]}" -t "$tag" "$ctx"
     [ "$arch" != "$native" ] || quiet "${podman[@]}" tag "$tag" "$name:$version"
+    drop_replaced "$old" "$tag"
     report "$tag" "$arch"
     if [ "$broker" = 1 ]; then
         btag="${name}-mosquitto:$version-$arch"
+        old=$(image_id "$btag")
         quiet "${podman[@]}" build --network none --pull=never --format docker \
             "${ulimit_args[@]}" --platform "linux/$arch" \
             --build-arg "BASE=$(base_image "$arch" mosquitto)" -t "$btag" \
             -f "$here/Containerfile.mosquitto" "$here"
         [ "$arch" != "$native" ] || quiet "${podman[@]}" tag "$btag" "${name}-mosquitto:$version"
+        drop_replaced "$old" "$btag"
         report "$btag" "$arch"
     fi
 done
