@@ -495,6 +495,7 @@ class Daemon:
                 doc = self.collector.collect()
                 doc["workers"] = self.supervisor.check().to_json()
                 doc["monitoring"] = self.monitor.snapshot()
+                doc["update"] = self.updates.last_update  # the last outcome, or None
                 doc["outbox"] = {
                     "messages": len(self.outbox),
                     "bytes": self.outbox.size_bytes,

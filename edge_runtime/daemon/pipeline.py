@@ -320,7 +320,7 @@ class Pipeline:
     def _hand_over(self, batch: list[Answered]) -> None:
         for _, _, error in batch:
             if error is not None:
-                self._tally.failed()
+                self._tally.failed(error.code)
         try:
             self._answer(batch)
         except Exception:  # noqa: BLE001

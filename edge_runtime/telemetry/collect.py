@@ -109,6 +109,7 @@ class Collector:
             "inference": {
                 "count": snap.count,
                 "errors": snap.errors,
+                "errors_by_code": dict(snap.by_code),
                 "fps": fps,
                 "latency_ms": latency_summary(snap.latencies),
             },

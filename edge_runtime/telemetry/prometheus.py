@@ -95,6 +95,54 @@ def render(doc: dict[str, Any], device_id: str) -> str:
         "Workers dead or stuck past their bound (0: all well; see the telemetry's workers).",
         len(unhealthy) if isinstance(unhealthy, dict) else None,
     )
+    _labelled(
+        lines,
+        dev,
+        "edge_runtime_errors_total",
+        "counter",
+        "Requests answered with an error, by error code.",
+        "code",
+        inf.get("errors_by_code"),
+    )
+    throttled = doc.get("throttled")
+    if isinstance(throttled, dict):
+        flags = {k: int(bool(v)) for k, v in throttled.items() if k != "raw"}
+        _labelled(
+            lines,
+            dev,
+            "edge_runtime_throttled",
+            "gauge",
+            "Raspberry Pi firmware throttling flags (vcgencmd get_throttled), 1 when set.",
+            "flag",
+            flags,
+        )
+    outbox = doc.get("outbox") or {}
+    metric(
+        "edge_runtime_outbox_messages",
+        "gauge",
+        "Messages waiting in the outbox for the broker.",
+        outbox.get("messages"),
+    )
+    metric("edge_runtime_outbox_bytes", "gauge", "Bytes of the outbox.", outbox.get("bytes"))
+    workers = doc.get("workers") or {}
+    unhealthy = workers.get("unhealthy")
+    metric(
+        "edge_runtime_workers_unhealthy",
+        "gauge",
+        "Workers stuck or dead.",
+        None if unhealthy is None else len(unhealthy),
+    )
+    if "update" in doc:
+        last = doc.get("update") or {}
+        result = str(last.get("result") or "none")
+        labels = f',result="{_escape(result)}",version="{_escape(last.get("version") or "")}"'
+        metric(
+            "edge_runtime_update_last",
+            "gauge",
+            "The last model update's outcome (applied, rejected, rolled_back; none yet).",
+            1,
+            labels,
+        )
     _drift(doc.get("monitoring"), dev, lines, metric)
     model = doc.get("model", {})
     info = (
@@ -105,6 +153,24 @@ def render(doc: dict[str, Any], device_id: str) -> str:
     )
     metric("edge_runtime_model_info", "gauge", "The active model and delegate.", 1, info)
     return "\n".join(lines) + "\n"
+
+
+def _labelled(
+    lines: list[str],
+    dev: str,
+    name: str,
+    kind: str,
+    help_text: str,
+    label: str,
+    values: Any,
+) -> None:
+    """One metric with a line per ``label`` value (none when ``values`` is empty)."""
+    if not isinstance(values, dict) or not values:
+        return
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+    for key, value in sorted(values.items()):
+        lines.append(f'{name}{{{dev},{label}="{_escape(key)}"}} {float(value):g}')
 
 
 def _drift(mon: Any, dev: str, lines: list[str], metric: Callable[..., None]) -> None:

@@ -66,6 +66,7 @@ class Snapshot:
     errors: int
     refused: int
     latencies: tuple[float, ...]
+    by_code: tuple[tuple[str, int], ...] = ()  # errors per code, by code
 
 
 class Tally:
@@ -77,6 +78,7 @@ class Tally:
         self.count = 0
         self.errors = 0
         self.refused = 0
+        self._by_code: dict[str, int] = {}
 
     def resize(self, window: int) -> None:
         with self._lock:
@@ -87,15 +89,23 @@ class Tally:
             self.count += 1
             self._latencies.append(latency_ms)
 
-    def failed(self) -> None:
+    def failed(self, code: str = "other") -> None:
         with self._lock:
             self.errors += 1
+            self._by_code[code] = self._by_code.get(code, 0) + 1
 
     def refuse(self) -> None:
         with self._lock:
             self.refused += 1
             self.errors += 1
+            self._by_code["queue_full"] = self._by_code.get("queue_full", 0) + 1
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            return Snapshot(self.count, self.errors, self.refused, tuple(self._latencies))
+            return Snapshot(
+                self.count,
+                self.errors,
+                self.refused,
+                tuple(self._latencies),
+                tuple(sorted(self._by_code.items())),
+            )

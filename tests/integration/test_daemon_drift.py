@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from support.client import TestClient
 from support.daemon import DaemonProcess, daemon_config
 from support.mosquitto import Mosquitto, free_port
 
+from edge_runtime.telemetry.prometheus import render
 from tests.conftest import MODELS
 
 pytestmark = [pytest.mark.integration, pytest.mark.converter]
@@ -96,6 +100,28 @@ def send(client: TestClient, images: list[bytes], tag: str) -> None:
     assert sum(m.topic == f"{T}/predictions" for m in got) >= before + len(images)
 
 
+def fleet_status(port: int) -> dict:
+    """This device's record in ``edge-fleet status --json``."""
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "edge-fleet"),
+            "status",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--json",
+            "--wait",
+            "1.5",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return {d["device"]: d for d in json.loads(done.stdout)}[DEV]
+
+
 def alerts(client: TestClient) -> list[dict]:
     return [m.json() for m in client.on(f"{T}/model/alerts")]  # type: ignore[misc]
 
@@ -163,6 +189,10 @@ def test_drift_alerts_over_mqtt(tmp_path, bundle, digits):
                     "ts",
                 }
                 print(f"{name}: drift, {alert['metric']} worst: {alert['psi']}")
+                if expected == 1:  # the operator sees it: edge-fleet status
+                    shown = fleet_status(broker.port)
+                    assert shown["alerts"] == [alert["metric"]], shown
+                    assert set(shown["drift"]["psi"]) == {"top1", "score", "input"}
                 send(client, normal[: 2 * WINDOW], f"back-{expected}")
                 expected += 1
                 got = wait_alerts(client, expected)
@@ -176,3 +206,65 @@ def test_drift_alerts_over_mqtt(tmp_path, bundle, digits):
             assert "edge_runtime_drift_alert" in text
             client.close()
             assert daemon.terminate() == 0, daemon.log()
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy_scripts" / "grafana"
+#: Exported only where the board reports it (no thermal zone on a CI host): checked
+#: against the exporter instead.
+BOARD_ONLY = {"edge_runtime_temperature_celsius"}
+
+
+def panel_metrics(dashboard: dict) -> dict[str, set[str]]:
+    """Each panel's title and the edge_runtime metrics its queries name."""
+    out = {}
+    for panel in dashboard["panels"]:
+        names = set()
+        for target in panel["targets"]:
+            names |= set(re.findall(r"\bedge_runtime_[a-z0-9_]+", target["expr"]))
+        out[panel["title"]] = names
+    return out
+
+
+def test_every_dashboard_panel_names_a_metric_the_daemon_exports(tmp_path, bundle, digits):
+    dashboard = json.loads((DASHBOARD / "edge-runtime-dashboard.json").read_text())
+    assert dashboard["__inputs"][0]["type"] == "datasource"  # importable with a data source
+    panels = panel_metrics(dashboard)
+    assert all(panels.values()), panels  # every panel queries something
+    fake = tmp_path / "bin"  # the Raspberry Pi firmware tool, which this host lacks
+    fake.mkdir()
+    (fake / "vcgencmd").write_text("#!/bin/sh\necho throttled=0x50005\n")
+    (fake / "vcgencmd").chmod(0o755)
+    http = free_port()
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(
+            tmp_path,
+            broker.port,
+            model=bundle,
+            telemetry=0.3,
+            monitoring={"window": WINDOW},
+            http={"enabled": True, "listen": f"127.0.0.1:{http}"},
+        )
+        env = {"PATH": f"{fake}:{os.environ['PATH']}"}
+        with DaemonProcess(config, env=env) as daemon:
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            with requests.Session() as session:
+                url = f"http://127.0.0.1:{http}"
+                for img in digits[0][: 2 * WINDOW]:
+                    assert session.post(f"{url}/v1/predict", data=png(img), timeout=10).ok
+                assert (
+                    session.post(f"{url}/v1/predict", data=b"nope", timeout=10).status_code == 400
+                )
+                deadline = time.monotonic() + 10
+                exported: set[str] = set()
+                while time.monotonic() < deadline:
+                    text = session.get(f"{url}/metrics", timeout=5).text
+                    exported = {line.split("{")[0] for line in text.splitlines() if line[:1] != "#"}
+                    if {"edge_runtime_drift_psi", "edge_runtime_errors_total"} <= exported:
+                        break
+                    time.sleep(0.2)
+            assert daemon.terminate() == 0, daemon.log()
+    for title, names in panels.items():
+        missing = names - exported - BOARD_ONLY
+        assert not missing, f"panel {title!r} names {sorted(missing)}, not in /metrics"
+    board = render({"temperature_c": 51.5}, "pi")
+    assert all(name in board for name in BOARD_ONLY)
