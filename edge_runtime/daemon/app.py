@@ -228,7 +228,7 @@ class Daemon:
         self.intake = Intake(
             self._on_message,
             self._message_failed,
-            size=self._mqtt_options(config).receive_maximum,
+            size=RECEIVE_MAXIMUM,
             # a submit's wait and the storing of a refusal
             bound=self._hold_wait() + 30.0,
             heartbeats=heartbeats,
@@ -286,21 +286,24 @@ class Daemon:
 
     def _receive(self, msg: Message) -> None:
         """The MQTT thread's callback: hand the message over, nothing more. While the
-        request worker is behind, this waits (the broker is slowed down); a message it
-        still cannot take is left unacknowledged, so the broker delivers it again."""
+        request worker is behind, this waits (the broker is slowed down; the worker, which
+        refuses requests with queue_full after ``queue_wait``, is never behind for long);
+        a message it takes none for a third of the keepalive is left unacknowledged (a
+        stuck worker, which the supervisor names), so the broker delivers it again."""
         if self._stop.is_set():
             return  # not acknowledged: the broker delivers it again to the next run
-        if not self.intake.put(msg, self._hold_wait()):
+        wait = self.config.mqtt.keepalive / 3
+        if not self.intake.put(msg, wait):
             self.tally.refuse()
             log.error(
                 "the request worker took no message for %.1f s; message on %s left unacknowledged",
-                self._hold_wait(),
+                wait,
                 msg.topic,
             )
 
     def _hold_wait(self) -> float:
-        """How long the MQTT thread may wait for room: short enough to keep the
-        connection alive."""
+        """How long a request waits for room in the pipeline before it is refused:
+        short enough to keep the connection alive behind it."""
         return min(self.config.requests.queue_wait, self.config.mqtt.keepalive / 3)
 
     def _message_failed(self, msg: Message, exc: Exception) -> None:
