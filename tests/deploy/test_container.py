@@ -271,7 +271,7 @@ def _pod_from_daemonset(tmp_path: Path, port: int, image: str) -> tuple[Path, Pa
         ('host = "mqtt.example.com"', 'host = "127.0.0.1"'),
         ("port = 8883", f"port = {port}"),
         ('tls_ca = "/etc/edge-runtime/trust/ca.crt"\n', ""),
-        ("/var/lib/edge-runtime/models/current", f"/etc/edge-runtime/trust/{BUNDLE.name}"),
+        ("/var/lib/edge-runtime/initial.edgebundle", f"/etc/edge-runtime/trust/{BUNDLE.name}"),
     ):  # fmt: skip
         assert old in config
         config = config.replace(old, new)
