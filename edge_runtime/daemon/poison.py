@@ -13,7 +13,9 @@ flight together each count half, so an innocent neighbour is not refused after o
 crash. A request whose count reaches one is poison: the pipeline answers it with the
 error ``poison`` and it is acknowledged, instead of being run again. A suspect served
 once without ending the process is cleared. A process killed from outside (SIGKILL)
-looks the same as one a request ended; a power cut loses the page and counts nothing.
+looks the same as one a request ended. A power cut or a reboot is not: the kernel may
+have written the page out before the machine went down, so the slots are read only when
+``<state_dir>/inflight.boot`` names the boot the system is still in.
 
 The key of a request is a hash of its id and its image's length, so a redelivery (same
 id, same payload) has the same key, and so has a file dropped again in the watched folder.
@@ -36,6 +38,9 @@ from edge_runtime.daemon.requests import Request
 log = logging.getLogger(__name__)
 
 INFLIGHT = "inflight"
+#: The boot (``/proc/sys/kernel/random/boot_id``) the in-flight slots were written in.
+INFLIGHT_BOOT = "inflight.boot"
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 LEDGER = "poison.json"
 KEY_BYTES = 16
 #: Bytes of the request id kept in a slot, for the log after a crash.
@@ -79,7 +84,7 @@ class Ledger:
     def open(cls, state_dir: Path, slots: int, *, crash_on: str | None = None) -> Ledger:
         """Count what an earlier process left in flight, then start with empty slots."""
         counts = _load(state_dir / LEDGER)
-        suspects = _suspects(state_dir / INFLIGHT)
+        suspects = _suspects(state_dir / INFLIGHT) if _same_boot(state_dir) else {}
         if suspects:
             weight = ALONE if len(suspects) == 1 else SHARED
             for key, request_id in suspects.items():
@@ -136,6 +141,38 @@ class Ledger:
             _save(self.state_dir / LEDGER, self._counts)
         except OSError as exc:
             log.warning("cannot update %s: %s", LEDGER, exc)
+
+
+def boot_id() -> str:
+    """This boot's id; empty where the system does not tell (then every start counts)."""
+    try:
+        return BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _same_boot(state_dir: Path) -> bool:
+    """True when the slots were written in this boot, so a marked one was left by a
+    process that ended, not by a power cut or reboot; records this boot for the next."""
+    path = state_dir / INFLIGHT_BOOT
+    now = boot_id()
+    try:
+        then = path.read_text().strip()
+    except FileNotFoundError:
+        then = None
+    except OSError as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        then = None
+    if then != now:
+        try:
+            atomic_write_bytes(path, now.encode() + b"\n")
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
+    if then is not None and then != now:
+        log.info(
+            "the system restarted since the last process: requests it was serving are not suspected"
+        )
+    return then is None or then == now
 
 
 def _slots(path: Path, size: int) -> mmap.mmap:

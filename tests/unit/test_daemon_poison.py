@@ -105,3 +105,19 @@ def test_the_pipeline_answers_a_poison_request_without_running_it(tmp_path, monk
     assert pipe.stop(5)
     assert answers == [("boom", None, "poison"), ("fine", {"echo": "good"}, None)]
     assert engine.seen == [b"good"]
+
+
+def test_requests_in_flight_at_a_power_cut_or_reboot_are_not_suspected(tmp_path, monkeypatch):
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-1\n")
+    monkeypatch.setattr("edge_runtime.daemon.poison.BOOT_ID", boot)
+    state = tmp_path / "state"
+    state.mkdir()
+    crashed_while_serving(state, req("innocent"))
+    boot.write_text("boot-2\n")  # the machine lost power with the page written out
+    ledger = Ledger.open(state, 1)
+    assert not ledger.poisoned(request_key(req("innocent")))
+    assert not (state / LEDGER).exists()
+    # within one boot a process that ended still counts
+    crashed_while_serving(state, req("boom"))
+    assert Ledger.open(state, 1).poisoned(request_key(req("boom")))
