@@ -94,3 +94,18 @@ def test_daemon_refuses_to_listen_off_loopback_without_a_token(tmp_path, broker)
     assert done.returncode != 0
     assert "http.token_file: required" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_dead_http_worker_is_supervised_like_the_others(tmp_path, broker):
+    """The HTTP workers report to the daemon's supervisor: one that dies takes the
+    daemon down with status 70 (systemd restarts it), as any other worker would."""
+    port = free_port()
+    config = daemon_config(
+        tmp_path, broker.port, http={"enabled": True, "listen": f"127.0.0.1:{port}", "workers": 1}
+    )
+    with DaemonProcess(config, env={"EDGE_RUNTIME_FAULT": "die:http-0:1"}) as daemon:
+        assert daemon.wait_log("daemon ready", 30), daemon.log()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=10)
+        assert daemon.proc.wait(20) == 70, daemon.log()
+        assert "worker http-0 died" in daemon.log()

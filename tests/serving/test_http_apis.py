@@ -161,3 +161,11 @@ def test_413_for_an_image_over_requests_max_payload_bytes(tmp_path):
         server.routes.service.max_image_bytes = 1000
         answer = requests.post(f"{base(server)}/v1/predict", data=b"x" * 2000, timeout=5)
         assert answer.status_code == 413 and answer.json()["error"] == "too_large"
+
+
+def test_model_name_from_config_percent_encoded_in_paths(tmp_path):
+    with serving(tmp_path, model_name="line 3/cam") as server:
+        url = f"{base(server)}/v1/models/line%203%2Fcam"
+        assert requests.get(url, timeout=5).status_code == 200
+        assert requests.get(f"{base(server)}/v2/models/line%203%2Fcam/ready", timeout=5).ok
+        assert requests.get(f"{base(server)}/v1/models/{NAME}", timeout=5).status_code == 404
