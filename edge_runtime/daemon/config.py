@@ -32,6 +32,15 @@ DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # device_id: the device's host name (an RFC 1123 label, lower case) and a topic level; the
 # same rule as deploy_scripts/flash.sh and broker/add-device.sh.
 HOST_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+def legacy_device_id(device_id: str) -> bool:
+    """True for an id that earlier versions took but that is not a host name (upper case,
+    '_', '.', a leading or trailing '-'): a device flashed with one keeps running, with a
+    warning, while flash.sh and add-device.sh refuse such ids for new devices."""
+    return HOST_ID.match(device_id) is None
+
+
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 ABSOLUTE_PATH = re.compile(r"^/(?!.*(^|/)\.\.(/|$)).*$")  # no ".." component
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -520,10 +529,15 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     device_id = root.text(
         "device_id",
         "device",
-        pattern=HOST_ID,
+        pattern=DEVICE_ID,
         required=True,
         hint=" (1-63 of a-z 0-9 and '-', not starting or ending with '-')",
     )
+    if set(device_id) == {"."}:  # a topic level of dots only: edge/../infer
+        problems.append(
+            f"device_id: expected 1-63 of a-z 0-9 and '-', not starting or ending with '-'; "
+            f"got {device_id!r}"
+        )
     if device_id in RESERVED_IDS:
         problems.append(
             f"device_id: {device_id!r} is reserved (its topics are the fleet's "
