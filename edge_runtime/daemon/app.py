@@ -21,7 +21,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from edge_runtime.daemon.config import Config, load_config
+from edge_runtime.daemon.config import Config, legacy_device_id, load_config
 from edge_runtime.daemon.intake import Intake
 from edge_runtime.daemon.liveness import LivenessFile, liveness_path
 from edge_runtime.daemon.notify import Notifier
@@ -701,6 +701,12 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
         EdgeError: the model cannot be loaded or the state folder cannot be used.
     """
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
+    if legacy_device_id(config.device_id):
+        log.warning(
+            "device_id %r is not a host name (1-63 of a-z 0-9 and '-'): this device keeps "
+            "running under it, but flash.sh and add-device.sh refuse such ids for new devices",
+            config.device_id,
+        )
     notifier = Notifier(liveness=LivenessFile(liveness_path(config.state_dir)))
     notifier.status("loading the model")
     try:
