@@ -190,3 +190,22 @@ def test_tls_when_configured_and_the_token_over_it(tmp_path):
         assert requests.get(https, verify=str(tls.ca), timeout=5).status_code == 401
         with pytest.raises(requests.ConnectionError):  # no plain HTTP on a TLS port
             requests.get(f"http://127.0.0.1:{server.port}/v2/health/ready", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (b"Content-Length : 5\r\n", 400),  # white space before the colon
+        (b"X-A: 1\r\n folded\r\n", 400),  # an obsolete folded line
+        (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400),
+        (b"Content-Length: 5, 5\r\n", 400),
+        (b"X-Long: " + b"a" * 9000 + b"\r\n", 431),
+        (b"".join(b"X-%d: 1\r\n" % i for i in range(101)), 431),
+    ],
+)
+def test_malformed_or_oversized_headers_are_refused_and_the_connection_closed(
+    server, headers, status
+):
+    answer = raw(server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\nhello")
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+    assert b"Connection: close" in answer
