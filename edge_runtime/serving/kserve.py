@@ -67,7 +67,10 @@ def infer(
     """Raises:
     HttpError: bad_json, bad_tensor, bad_base64, too_large, the pipeline's codes."""
     service.check(name, version)
-    doc, binary = split_body(request.body, request.headers.get(HEADER_LENGTH.lower()))
+    header_length = request.headers.get(HEADER_LENGTH.lower())
+    json_size = int(header_length) if header_length and header_length.isdigit() else None
+    service.check_json(request.body if json_size is None else request.body[:json_size])
+    doc, binary = split_body(request.body, header_length)
     inputs = read_inputs(doc, binary)
     if len(inputs) != 1:
         raise HttpError(

@@ -24,6 +24,10 @@ from edge_runtime.serving.reply import HttpReply
 
 #: Most images or tensors one HTTP request may carry.
 MAX_INSTANCES = 64
+#: JSON beyond one image's or tensor's worth that a request may carry (ids, names).
+JSON_SLACK = 64 * 1024
+#: Input tensors one JSON request may carry (their values are bounded before parsing).
+TENSORS_PER_JSON = 4
 #: The tensors a detection model's answer is given as (TFLite detection post-processing).
 DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 
@@ -100,6 +104,36 @@ class ModelService:
             shapes = [(1, -1, 4), (1, -1), (1, -1), (1,)]
             return [Tensor(n, "float32", s) for n, s in zip(DETECTION_OUTPUTS, shapes)]
         return [Tensor(t.name, "float32", tuple(t.shape)) for t in layout.tensors]
+
+    def check_json(self, body: bytes | memoryview) -> None:
+        """A JSON body may be parsed: at most one image's worth of base64 or one input
+        tensor's worth of numbers (32 bytes each), plus 64 KiB, and at most
+        ``TENSORS_PER_JSON`` input tensors' worth of values (counted by commas, before
+        parsing). Parsed, a JSON array takes 10 to 30 times its size in memory, so an
+        endpoint that takes JSON bounds it by what a request can sensibly hold, not by
+        the body cap alone.
+
+        Raises:
+            HttpError: too_large.
+        """
+        size = len(body)
+        elements = int(np.prod([max(d, 1) for d in self.input().shape]))
+        limit = max(4 * self.max_image_bytes // 3, 32 * elements) + JSON_SLACK
+        values = bytes(body).count(b",")
+        if values > TENSORS_PER_JSON * elements + JSON_SLACK // 16:
+            raise HttpError(
+                "too_large",
+                f"the JSON holds about {values} values; this model's requests take at most "
+                f"{TENSORS_PER_JSON} input tensors of {elements} (send more in separate "
+                "requests, or use the KServe binary tensor data extension)",
+            )
+        if size > limit:
+            raise HttpError(
+                "too_large",
+                f"the JSON is {size} bytes; this model's requests take at most {limit} "
+                "(one image or input tensor; send several in separate requests, or the "
+                "KServe binary tensor data extension)",
+            )
 
     def classes(self) -> int | None:
         layout = self.engine.layout

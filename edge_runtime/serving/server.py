@@ -40,7 +40,6 @@ POLL = 0.2
 #: Beyond the request and answer timeouts, how long one request may keep a worker busy
 #: (writing the answer) before the worker counts as stuck.
 WRITE_BOUND = 30.0
-_STOP = object()
 
 
 def read_token(path: Path) -> bytes:
@@ -136,23 +135,20 @@ class HttpServer:
         self._stopping.set()
         self.routes.service.stopping.set()
         deadline = time.monotonic() + timeout
-        while True:
+        accept, workers = self._threads[0], self._threads[1:]
+        if accept.ident is not None:  # it sees the flag within POLL; then nothing is added
+            accept.join(max(0.0, deadline - time.monotonic()))
+        _close(self._sock)
+        while True:  # connections still waiting for a worker are closed unanswered
             try:
                 item = self._waiting.get_nowait()
             except queue.Empty:
                 break
-            if item is not _STOP:
-                _close(item[0])
-        self._cut_all()
-        for _ in range(self.config.workers):
-            try:
-                self._waiting.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Full:
-                break
-        for t in self._threads:
+            _close(item[0])
+        self._cut_all()  # workers see the flag within POLL once their connection ends
+        for t in workers:
             if t.ident is not None:
                 t.join(max(0.0, deadline - time.monotonic()))
-        _close(self._sock)
 
     # -- the accept thread ----------------------------------------------------------------
     def _accept_loop(self, beat: Heartbeat) -> None:
@@ -243,10 +239,12 @@ class HttpServer:
     def _worker_loop(self, beat: Heartbeat) -> None:
         while True:
             beat.idle()
-            item = self._waiting.get()
-            if item is _STOP:
-                return
-            conn, addr = item
+            try:
+                conn, addr = self._waiting.get(timeout=POLL)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
             try:
                 conn.settimeout(self.config.idle_timeout)
                 if self.tls is not None:

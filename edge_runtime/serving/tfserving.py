@@ -83,6 +83,7 @@ def predict(service: ModelService, name: str, request: HttpRequest) -> HttpRespo
     """Raises:
     HttpError: bad_json, bad_base64, bad_tensor, too_large, the pipeline's codes."""
     service.check(name)
+    service.check_json(request.body)
     doc = parse_json(request.body)
     if not isinstance(doc, dict) or not isinstance(doc.get("instances"), list):
         raise HttpError("bad_json", 'expected {"instances": [...]} (the row format)')

@@ -169,3 +169,18 @@ def test_model_name_from_config_percent_encoded_in_paths(tmp_path):
         assert requests.get(url, timeout=5).status_code == 200
         assert requests.get(f"{base(server)}/v2/models/line%203%2Fcam/ready", timeout=5).ok
         assert requests.get(f"{base(server)}/v1/models/{NAME}", timeout=5).status_code == 404
+
+
+def test_json_beyond_one_request_s_worth_is_refused_before_it_is_parsed(tmp_path):
+    with serving(tmp_path, max_body_bytes=64 * 2**20) as server:
+        server.routes.service.max_image_bytes = 1024
+        # 10 MiB of numbers: the body cap allows it, parsing it would take ~100 MiB
+        body = b'{"instances": [[' + b"0," * (5 * 2**20) + b"0]]}"
+        for path in (f"/v1/models/{NAME}:predict", f"/v2/models/{NAME}/infer"):
+            answer = requests.post(f"{base(server)}{path}", data=body, timeout=30)
+            assert answer.status_code == 413, answer.text
+            assert answer.json()["error"] == "too_large"
+    with serving(tmp_path) as server:  # the default 10 MiB images: counted by values
+        body = b'{"instances": [[' + b"0," * (2**20) + b"0]]}"
+        answer = requests.post(f"{base(server)}/v1/models/{NAME}:predict", data=body, timeout=30)
+        assert answer.status_code == 413 and "values" in answer.json()["detail"]
