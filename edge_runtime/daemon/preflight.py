@@ -46,6 +46,9 @@ def check_run(config: Config, load_model: Callable[[Path], object]) -> list[str]
         problems += _tls_problems("mqtt.tls_ca", m.tls_ca, m.tls_cert, m.tls_key)
     if config.update.download_ca is not None:
         problems += _tls_problems("update.download_ca", config.update.download_ca, None, None)
+    from edge_runtime.serving.server import config_problems  # [http]: token, TLS files
+
+    problems += config_problems(config.http)
     if problems:
         raise ConfigError("the config is valid, but run would fail:\n" + "\n".join(problems))
     return notes

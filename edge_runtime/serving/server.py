@@ -298,3 +298,22 @@ def build_server(
         refused=refused,
     )
     return HttpServer(config.http, Routes(service, metrics), heartbeats=heartbeats)
+
+
+def config_problems(config: HttpConfig) -> list[str]:
+    """What would stop the HTTP server at start, for ``run --check``: an unreadable or
+    empty token file, TLS files that do not load (one line each)."""
+    if not config.enabled:
+        return []
+    problems = []
+    if config.token_file is not None:
+        try:
+            read_token(config.token_file)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if config.tls_cert is not None and config.tls_key is not None:
+        try:
+            tls_context(config.tls_cert, config.tls_key)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
