@@ -109,10 +109,11 @@ class Collector:
             "inference": {
                 "count": snap.count,
                 "errors": snap.errors,
-                "errors_by_code": dict(snap.by_code),
                 "fps": fps,
                 "latency_ms": latency_summary(snap.latencies),
             },
+            # beside "inference", whose fields the contract fixes
+            "errors_by_code": dict(snap.by_code),
             "queue": self._queue(),
             "model": dict(self.model),
             "delegate": self.delegate,

@@ -102,7 +102,7 @@ def render(doc: dict[str, Any], device_id: str) -> str:
         "counter",
         "Requests answered with an error, by error code.",
         "code",
-        inf.get("errors_by_code"),
+        doc.get("errors_by_code"),
     )
     throttled = doc.get("throttled")
     if isinstance(throttled, dict):
