@@ -499,6 +499,7 @@ class Daemon:
                 doc["workers"] = self.supervisor.check().to_json()
                 doc["monitoring"] = self.monitor.snapshot()
                 doc["update"] = self.updates.last_update  # the last outcome, or None
+                doc["errors_by_code"] = dict(self.tally.snapshot().by_code)
                 doc["outbox"] = {
                     "messages": len(self.outbox),
                     "bytes": self.outbox.size_bytes,

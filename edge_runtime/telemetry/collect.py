@@ -112,8 +112,6 @@ class Collector:
                 "fps": fps,
                 "latency_ms": latency_summary(snap.latencies),
             },
-            # beside "inference", whose fields the contract fixes
-            "errors_by_code": dict(snap.by_code),
             "queue": self._queue(),
             "model": dict(self.model),
             "delegate": self.delegate,
