@@ -101,6 +101,11 @@ def _one(
             ),
             False,
         )
+    expect = headers.get("expect", "").lower()
+    if expect == "100-continue" and length:  # curl waits a second for it otherwise
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    elif expect and expect != "100-continue":
+        return _error("bad_request", f"Expect: {expect!r} is not understood", 417), False
     body = rfile.read(length) if length else b""
     if len(body) != length:
         return _error("bad_request", "the body ended early"), False

@@ -209,3 +209,18 @@ def test_malformed_or_oversized_headers_are_refused_and_the_connection_closed(
     answer = raw(server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\nhello")
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
     assert b"Connection: close" in answer
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(server):
+    """curl sends ``Expect: 100-continue`` with bodies over 1 KiB and waits a second for
+    the interim answer before it sends the body."""
+    image = digits(1)[0][0]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+        conn.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(image)
+        )
+        assert conn.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(image)
+        answer = conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
