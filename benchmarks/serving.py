@@ -171,7 +171,7 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {**ordered[len(ordered) // 2], "rounds_per_s": [r["throughput"] for r in runs]}
 
 
-def observe_cost(bundle: Path, image: bytes, n: int) -> dict[str, float]:
+def observe_cost(bundle: Path, image: bytes, n: int) -> dict[str, Any]:
     """Microseconds per ``DriftMonitor.observe`` on this model's input and answer."""
     from edge_runtime.daemon.config import MonitoringConfig
     from edge_runtime.inference.engine import Engine
