@@ -18,6 +18,7 @@ import numpy as np
 from converter.runner import ModelRunner
 from edge_runtime.bundle.manifest import SCHEMA_VERSION, format_utc
 from edge_runtime.bundle.writer import write_bundle
+from edge_runtime.errors import ModelError
 from edge_runtime.inference.modelfile import read_model
 from edge_runtime.inference.outputs import resolve_layout
 from edge_runtime.inference.types import InputSpec, channel_json
@@ -29,13 +30,34 @@ LABELS_MEMBER = "labels.txt"
 GOLDEN_MEMBER = "golden.npz"
 
 
-def output_kind(model: bytes) -> tuple[str, dict[int, str]]:
-    """``classification``, ``detection`` or ``raw``, and detection roles by tensor index,
-    decided by the same rules the runtime applies to a bare ``.tflite``."""
+def output_kind(
+    model: bytes,
+    *,
+    input_shape: Sequence[int] | None = None,
+    output_format: str | None = None,
+) -> tuple[str, dict[int, str], str | None]:
+    """``classification``, ``detection`` or ``raw``, detection roles by tensor index (SSD),
+    and the YOLO layout when there is one, decided by the same rules the runtime applies
+    to a bare ``.tflite`` (a YOLO head is recognised by its exact shape for the input
+    size), unless ``output_format`` (``--output-format``) names the layout.
+
+    Raises:
+        ModelError: ``output_format`` names a layout the model's outputs do not have.
+    """
     mf = read_model(model)
-    layout = resolve_layout(mf.outputs, detection_op_outputs=mf.detection_outputs)
+    layout = resolve_layout(
+        mf.outputs, detection_op_outputs=mf.detection_outputs, input_shape=input_shape
+    )
+    if output_format is not None and output_format != layout.format:
+        if output_format == "ssd" or len(mf.outputs) != 1:
+            raise ModelError(
+                f"--output-format {output_format}: the model's outputs "
+                f"{[list(t.shape) for t in mf.outputs]} are not that layout"
+            )
+        return "detection", {}, output_format
     roles = {layout.tensors[pos].index: role for role, pos in layout.roles.items()}
-    return layout.kind, roles
+    head = layout.format if layout.format not in (None, "ssd") else None
+    return layout.kind, roles, head
 
 
 def golden_vectors(runner: ModelRunner, inputs: Sequence[np.ndarray]) -> bytes:
@@ -65,10 +87,17 @@ def manifest_for(
     expires_days: int,
     compatible: Sequence[str],
     now: datetime | None = None,
+    detection_format: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The manifest (without ``files``, which the writer fills)."""
+    """The manifest (without ``files``, which the writer fills). ``detection_format``:
+    a YOLO model's ``{"format", "box_units"}``, written into ``outputs`` (SSD and other
+    models leave them out, so runtimes older than YOLO support still read them)."""
     created = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    kind, roles = output_kind(model)
+    roles: dict[int, str] = {}
+    if detection_format is not None:
+        kind = "detection"
+    else:
+        kind, roles, _ = output_kind(model)
     norm = spec.normalization
     return {
         "schema": SCHEMA_VERSION,
@@ -103,6 +132,7 @@ def manifest_for(
                 }
                 for o in runner.outputs
             ],
+            **(dict(detection_format) if detection_format is not None else {}),
         },
         "metrics": dict(metrics),
     }

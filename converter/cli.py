@@ -1,6 +1,7 @@
 """``edge-convert``: a float model and sample images in, a validated int8 bundle out.
 
 edge-convert MODEL --calibration DIR --out OUT.edgebundle --name NAME --version SEMVER
+    [--torch MODULE:FACTORY --input-shape 1,C,H,W] [--output-format ssd|yolov5|yolov8]
     [--labels FILE] [--validation DIR|NPZ] [--input-type int8|uint8] [--edgetpu]
     [--mean M] [--std S] [--resize stretch|crop|letterbox] [--max-accuracy-drop 0.01]
     [--max-samples N] [--expires-days D] [--compatible CLASS[,CLASS]] [--sign-key KEY] [--json]
@@ -17,18 +18,41 @@ from pathlib import Path
 from edge_runtime import __version__
 from edge_runtime.cli.common import channel_floats
 from edge_runtime.cli.main import run_cli
+from edge_runtime.errors import ConfigError
+from edge_runtime.inference.types import DETECTION_FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-convert",
-        description="Convert a float Keras/SavedModel/.tflite model to a full-integer int8 model, "
-        "validate it against the float one, and pack it as an .edgebundle.",
+        description="Convert a float Keras/SavedModel/.tflite/ONNX/PyTorch model to a "
+        "full-integer int8 model, validate it against the float one, and pack it as an "
+        ".edgebundle.",
     )
     p.add_argument("--version-info", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     p.add_argument(
-        "model", type=Path, help="Keras .keras/.h5 file, SavedModel folder, or float .tflite"
+        "model",
+        type=Path,
+        nargs="?",
+        help="Keras .keras/.h5 file, SavedModel folder, float .tflite, .onnx or PyTorch .pt2 "
+        "(none with --torch)",
+    )
+    p.add_argument(
+        "--torch",
+        metavar="MODULE:FACTORY",
+        help="a PyTorch model: FACTORY() in MODULE returns the nn.Module (needs --input-shape)",
+    )
+    p.add_argument(
+        "--input-shape",
+        type=_shape,
+        metavar="1,C,H,W",
+        help="the NCHW input shape of an ONNX or PyTorch model, where the model does not fix it",
+    )
+    p.add_argument(
+        "--output-format",
+        choices=DETECTION_FORMATS,
+        help="the detection layout, where the converter cannot tell it from the model",
     )
     p.add_argument(
         "--calibration",
@@ -114,8 +138,13 @@ def _handle(args: argparse.Namespace) -> int:
     from converter.pipeline import Options, run
     from converter.report import format_report
 
+    if (args.model is None) == (args.torch is None):
+        raise ConfigError("give a MODEL file or --torch MODULE:FACTORY (one of them)")
     opts = Options(
-        model=args.model,
+        model=args.model or Path("."),
+        torch_factory=args.torch,
+        input_shape=args.input_shape,
+        output_format=args.output_format,
         calibration=args.calibration,
         out=args.out,
         name=args.name,
@@ -142,6 +171,16 @@ def _handle(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1,C,H,W, got {text!r}") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected 1,C,H,W with positive sizes, got {text!r}")
+    return dims
 
 
 def _classes(values: Sequence[str] | None) -> tuple[str, ...]:

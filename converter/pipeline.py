@@ -21,13 +21,20 @@ from converter import bundle_builder, edgetpu, monitoring
 from converter.calibration import calibration_tensors, float_spec, list_images
 from converter.capture import captured_output
 from converter.runner import ModelRunner
+from converter.source_models import SOURCE_FORMATS, SourceModel, SourceRunner
+from converter.source_models import load as load_source
 from converter.validation import ValidationSet, evaluate, load_validation, to_tensor
 from edge_runtime.bundle.manifest import NAME_RE
 from edge_runtime.bundle.semver import SemVer
 from edge_runtime.errors import BundleError, ConfigError, EdgeError, ModelError
 from edge_runtime.inference.labels import check_labels, read_labels_file
 from edge_runtime.inference.modelfile import looks_like_tflite, read_model
-from edge_runtime.inference.types import ChannelValues, InputSpec, channel_json
+from edge_runtime.inference.types import (
+    DETECTION_FORMATS,
+    ChannelValues,
+    InputSpec,
+    channel_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,9 @@ class Options:
     keep_float: bool = False
     sign_key: Path | None = None
     progress: TextIO | None = None
+    torch_factory: str | None = None  # --torch MODULE:FACTORY (then ``model`` is unused)
+    input_shape: tuple[int, ...] | None = None  # --input-shape 1,C,H,W (NCHW sources)
+    output_format: str | None = None  # --output-format ssd|yolov5|yolov8|yolo-end2end
 
 
 def run(opts: Options) -> dict[str, Any]:
@@ -69,13 +79,19 @@ def run(opts: Options) -> dict[str, Any]:
     signing_key = _load_key(opts.sign_key) if opts.sign_key is not None else None
     labels = read_labels_file(opts.labels) if opts.labels else None
     images = list_images(opts.calibration)
-    fmt = _model_format(opts.model)
+    fmt = "torch" if opts.torch_factory else _model_format(opts.model)
     started = time.monotonic()
-    float_model, int8_model, spec, used = _quantize(opts, fmt, images)
+    source = _source(opts, fmt)
+    float_model, int8_model, spec, used = _quantize(opts, fmt, images, source)
     calib_seconds = round(time.monotonic() - started, 2)
 
-    float_runner, int8_runner = ModelRunner(float_model), ModelRunner(int8_model)
-    kind, roles = bundle_builder.output_kind(int8_model)
+    int8_runner = ModelRunner(int8_model)
+    float_runner: Any = (
+        ModelRunner(float_model) if source is None else SourceRunner(source.reference)
+    )
+    kind, roles, head = bundle_builder.output_kind(
+        int8_model, input_shape=int8_runner.input_shape, output_format=opts.output_format
+    )
     if labels is not None and kind == "classification":
         classes = int(np.prod(int8_runner.outputs[0].shape))
         check_labels(labels, classes, f"labels file {opts.labels}")
@@ -98,8 +114,8 @@ def run(opts: Options) -> dict[str, Any]:
     )
 
     report: dict[str, Any] = {
-        "source": {"path": str(opts.model), "format": fmt},
-        "converter": "tensorflow" if fmt != "tflite" else "ai-edge-quantizer",
+        "source": {"path": opts.torch_factory or str(opts.model), "format": fmt},
+        "converter": _converter_name(fmt),
         "size_bytes": {"float": len(float_model), "int8": len(int8_model)},
         "input": _input_summary(int8_runner, spec),
         "calibration": {
@@ -112,6 +128,11 @@ def run(opts: Options) -> dict[str, Any]:
         "ops": read_model(int8_model).op_counts,
         "output_kind": kind,
     }
+    if source is not None:
+        report["source"]["float_reference"] = source.runtime
+    if head is not None:
+        units = _box_units(float_runner, dataset, spec) if head != "yolo-end2end" else "pixels"
+        report["detection_format"] = {"format": head, "box_units": units}
     if watched is not None:  # in metrics: runtimes that predate it still take the bundle
         report["monitoring"] = {"reference": watched}
     drop = metrics.get("accuracy_drop")
@@ -149,6 +170,7 @@ def run(opts: Options) -> dict[str, Any]:
         metrics=report,
         expires_days=opts.expires_days,
         compatible=opts.compatible,
+        detection_format=report.get("detection_format"),
     )
     try:
         bundle_builder.write(opts.out, manifest, files)
@@ -173,8 +195,13 @@ def _check_options(opts: Options) -> None:
         raise ConfigError(
             f"--version {opts.version!r} is not a semantic version like 1.2.0"
         ) from exc
-    if not opts.model.exists():
+    if opts.torch_factory is None and not opts.model.exists():
         raise ConfigError(f"model {opts.model} does not exist")
+    if opts.output_format is not None and opts.output_format not in DETECTION_FORMATS:
+        raise ConfigError(
+            f"--output-format must be one of {', '.join(DETECTION_FORMATS)}, "
+            f"got {opts.output_format!r}"
+        )
     if opts.input_type not in ("int8", "uint8"):
         raise ConfigError(f"--input-type must be int8 or uint8, got {opts.input_type!r}")
     if 0 in (opts.std if isinstance(opts.std, tuple) else (opts.std,)):
@@ -200,16 +227,49 @@ def _model_format(path: Path) -> str:
         return "saved_model"
     if path.suffix.lower() in KERAS_SUFFIXES:
         return "keras" if path.suffix.lower() == ".keras" else "h5"
+    if path.suffix.lower() in (".onnx", ".pt2"):
+        return path.suffix.lower()[1:]
     with open(path, "rb") as fh:
         head = fh.read(8)
     if looks_like_tflite(head):
         return "tflite"
     raise ModelError(
-        f"{path} is not a Keras .keras/.h5 file, a SavedModel folder or a .tflite model"
+        f"{path} is not a Keras .keras/.h5 file, a SavedModel folder, a .tflite, an .onnx "
+        "or a PyTorch .pt2 model"
     )
 
 
-def _quantize(opts: Options, fmt: str, images: Any) -> tuple[bytes, bytes, InputSpec, list[Path]]:
+def _source(opts: Options, fmt: str) -> SourceModel | None:
+    """An ONNX or PyTorch model read and converted to a float ``.tflite``; None for the
+    other formats."""
+    if fmt not in SOURCE_FORMATS:
+        if opts.input_shape is not None:
+            raise ConfigError("--input-shape is for ONNX and PyTorch models only")
+        return None
+    return load_source(fmt, opts.model, opts.torch_factory, opts.input_shape)
+
+
+def _converter_name(fmt: str) -> str:
+    if fmt in SOURCE_FORMATS:
+        return "litert-torch + ai-edge-quantizer"
+    return "tensorflow" if fmt != "tflite" else "ai-edge-quantizer"
+
+
+def _box_units(runner: Any, dataset: ValidationSet, spec: InputSpec) -> str:
+    """``pixels`` when the float model's YOLO boxes reach beyond 2 on a few samples (an
+    ONNX export's input pixels), else ``normalized`` (a TFLite export's 0..1)."""
+    largest = 0.0
+    for sample in dataset.samples[:8]:
+        out = runner.dequantize(runner.run(to_tensor(sample, runner.spec(spec))))[0]
+        rows = out[0] if out.ndim == 3 else out
+        boxes = rows[:4] if rows.shape[0] < rows.shape[1] else rows[:, :4]
+        largest = max(largest, float(np.nanmax(np.abs(boxes))))
+    return "pixels" if largest > 2.0 else "normalized"
+
+
+def _quantize(
+    opts: Options, fmt: str, images: Any, source: SourceModel | None = None
+) -> tuple[bytes, bytes, InputSpec, list[Path]]:
     """Float and int8 models, the float input spec used, and the calibration files used."""
     specs: list[InputSpec] = []
     used: list[Path] = []
@@ -222,10 +282,10 @@ def _quantize(opts: Options, fmt: str, images: Any) -> tuple[bytes, bytes, Input
         used[:] = files
         return tensors
 
-    if fmt == "tflite":
+    if fmt == "tflite" or source is not None:
         from converter.quantize_tflite import float_input_shape, quantize_float_tflite
 
-        float_model = opts.model.read_bytes()
+        float_model = opts.model.read_bytes() if source is None else source.float_model
         tensors = calibrate(float_input_shape(float_model))
         int8_model = quantize_float_tflite(float_model, tensors, io_type=opts.input_type)
         return float_model, int8_model, specs[-1], used

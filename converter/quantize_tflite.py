@@ -43,9 +43,7 @@ def quantize_float_tflite(
             data: dict[str, Iterable[dict[str, np.ndarray]]] = {
                 signature: [{input_name: t.astype(np.float32)} for t in calibration]
             }
-            result = q.quantize(
-                q.calibrate(data, num_threads=num_threads), enable_progress_report=False
-            )
+            result = q.quantize(_min_max(model, data, num_threads), enable_progress_report=False)
             quantized = bytes(result.quantized_model)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(
@@ -54,6 +52,28 @@ def quantize_float_tflite(
     log.debug("quantizer output: %s", chatter[0] if chatter else "")
     _check_integer_io(quantized)
     return to_uint8_io(quantized) if io_type == "uint8" else quantized
+
+
+def _min_max(model: bytes, data: dict[str, Any], threads: int) -> Any:
+    """Calibration ranges that are the true minimum and maximum over the samples.
+
+    The quantizer's own ``calibrate`` keeps a moving average of each sample's range
+    (smoothing 0.95), which forgets the extremes: EfficientNet-Lite0's logits reached 11 on
+    cat photos in its calibration set but were given a range up to 7.5, so every cat
+    class saturated at the top value and top-1 agreed with the float model on 61% of 320
+    real crops (91% with min/max). Its calibrator is run here with min/max merging, as
+    TensorFlow's converter calibrates.
+    """
+    from ai_edge_quantizer import calibrator, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(recipe.static_wi8_ai8())
+    calib = calibrator.Calibrator(
+        bytearray(model), num_threads=threads, qsv_update_func=qsv_utils.min_max_update
+    )
+    calib.calibrate(data, manager)
+    return calib.get_model_qsvs()
 
 
 def float_input_shape(model: bytes) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a development machine: system packages and the two test venvs.
-#   .venv         host venv: ai-edge-litert (numpy 2), TensorFlow, the quantizer, test tools
+#   .venv         host venv: ai-edge-litert (numpy 2), TensorFlow, the quantizer, test tools,
+#                 CPU PyTorch, litert-torch, onnx and onnxruntime (ONNX/PyTorch models)
 #   .venv-tflite  device venv: tflite-runtime with numpy<2 (never beside TensorFlow)
 # Idempotent: a second run only checks what is there and prints one line.
 set -euo pipefail
@@ -77,10 +78,10 @@ make_venv() {
     echo "$want" >"$stamp"
 }
 
-make_venv .venv -e ".[litert,converter,dev]"
+make_venv .venv -e ".[litert,converter,dev,onnx,torch]"
 make_venv .venv-tflite -e ".[tflite,dev]"
 if [ "${#done_steps[@]}" -eq 0 ]; then
-    echo "setup: up to date (system packages, .venv with ai-edge-litert and TensorFlow, .venv-tflite with tflite-runtime)"
+    echo "setup: up to date (system packages, .venv with ai-edge-litert, TensorFlow and CPU PyTorch, .venv-tflite with tflite-runtime)"
 else
     summary=$(printf '%s; ' "${done_steps[@]}")
     echo "setup: done: ${summary%; }"

@@ -45,3 +45,14 @@ def digits_args(calib: Path, out: Path, *extra: object) -> list:  # type: ignore
 def held_out_images() -> np.ndarray:
     with np.load(MODELS / "digits_test.npz") as data:
         return data["x"]
+
+
+def one_line_failure(done: Converted, *fragments: str) -> str:
+    """A failed run: non-zero exit, exactly one line on stderr naming ``fragments``."""
+    assert done.returncode != 0, done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    for fragment in fragments:
+        assert fragment.lower() in lines[0].lower(), lines[0]
+    return lines[0]

