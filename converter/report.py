@@ -41,6 +41,12 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(
             f"output     {out['name']}: max abs error {out['max_abs_error']:.4g}, SNR {snr}"
         )
+    head = report.get("detection_format")
+    if head:
+        lines.append(f"detection  {head['format']}, box units {head['box_units']}")
+    source = report.get("source", {})
+    if source.get("float_reference"):
+        lines.append(f"reference  the source model, run by {source['float_reference']}")
     ops = report.get("ops", {})
     lines.append("ops        " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())))
     tpu = report.get("edgetpu")

@@ -49,8 +49,10 @@ def describe(path: Path, labels: Path | None = None) -> dict[str, Any]:
         model.outputs,
         manifest_outputs=source.manifest.get("outputs") if source.manifest is not None else None,
         detection_op_outputs=model.detection_outputs,
+        input_shape=model.inputs[0].shape if len(model.inputs) == 1 else None,
     )
     roles = {pos: role for role, pos in layout.roles.items()}
+    yolo = layout.kind == "detection" and layout.format not in (None, "ssd")
     return {
         "path": str(path),
         "model": {
@@ -62,6 +64,10 @@ def describe(path: Path, labels: Path | None = None) -> dict[str, Any]:
         "edgetpu_compiled": model.is_edgetpu,
         "inputs": [_tensor(t) for t in model.inputs],
         "output_kind": layout.kind,
+        # YOLO layouts only: {"format": yolov5|yolov8|yolo-end2end, "box_units"}
+        "detection_format": (
+            {"format": layout.format, "box_units": layout.box_units} if yolo else None
+        ),
         "outputs": [{**_tensor(t), "role": roles.get(pos)} for pos, t in enumerate(model.outputs)],
         "ops": model.op_counts,
         "labels": list(source.labels) if source.labels is not None else None,

@@ -19,7 +19,7 @@ def summary_lines(info: Mapping[str, Any]) -> list[str]:
     rows = [
         ("model", f"{m['name']} {m['version'] or '(no version)'}, sha256 {m['sha256'][:16]}..."),
         *(("input", _input(t, info, manifest)) for t in info["inputs"]),
-        ("outputs", _outputs(info["output_kind"], info["outputs"])),
+        ("outputs", _outputs(info["output_kind"], info["outputs"], info.get("detection_format"))),
         ("labels", _labels(info["labels"], info["labels_source"])),
         ("accuracy", _accuracy(manifest)),
         ("signatures", _signatures(info["signatures"])),
@@ -62,7 +62,11 @@ def _num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
-def _outputs(kind: str, tensors: Sequence[Mapping[str, Any]]) -> str:
+def _outputs(
+    kind: str, tensors: Sequence[Mapping[str, Any]], head: Mapping[str, str] | None = None
+) -> str:
+    if head is not None:  # a YOLO layout, decoded by the runtime
+        kind = f"{kind} ({head['format']}, boxes {head['box_units']})"
     dtypes = {t["dtype"] for t in tensors}
     if len(tensors) > 1 and len(dtypes) == 1 and not any(t["shape"] or t["scale"] for t in tensors):
         # e.g. detection post-processing: four float tensors the interpreter shapes

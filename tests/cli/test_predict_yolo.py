@@ -71,3 +71,13 @@ def test_out_of_range_thresholds_are_refused(edge_runtime_cli) -> None:
     done = edge_runtime_cli("predict", "--model", MODEL, "--iou-threshold", 1.5, PHOTO)
     assert done.returncode == 2  # argparse: the usage, then the one line that says why
     assert "--iou-threshold: expected a number within 0..1" in done.stderr.splitlines()[-1]
+
+
+def test_inspect_names_the_yolo_layout(edge_runtime_cli) -> None:
+    done = edge_runtime_cli("inspect", "--json", MODEL)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["output_kind"] == "detection"
+    assert info["detection_format"] == {"format": "yolov8", "box_units": "normalized"}
+    text = edge_runtime_cli("inspect", MODEL).stdout
+    assert "detection (yolov8, boxes normalized)" in text

@@ -263,3 +263,15 @@ def test_the_decoding_benchmark_runs_on_its_realistic_head() -> None:
     q, quant = int8_head(realistic_head())
     _, _, found = measure(q, quant, "normalized", runs=2)
     assert 10 <= found <= 100  # several objects survive; NMS left one box or so each
+
+
+def test_the_converter_report_names_the_layout_and_the_float_reference() -> None:
+    from converter.report import format_report
+
+    report = {
+        "source": {"path": "m.onnx", "format": "onnx", "float_reference": "onnxruntime"},
+        "detection_format": {"format": "yolov8", "box_units": "pixels"},
+    }
+    text = format_report(report)
+    assert "detection  yolov8, box units pixels" in text
+    assert "reference  the source model, run by onnxruntime" in text
