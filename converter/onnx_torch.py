@@ -247,6 +247,14 @@ def _gather(i: Sequence[Value], a: Mapping[str, Any]) -> Value:
     )
 
 
+def _scatter_nd(i: Sequence[Value], a: Mapping[str, Any]) -> Value:
+    if a.get("reduction", "none") != "none":
+        raise ModelError(f"ScatterND reduction={a['reduction']} is not supported")
+    data, indices = _t(i[0]).clone(), _t(i[1]).long()
+    data[tuple(indices[..., k] for k in range(indices.shape[-1]))] = _t(i[2])
+    return data
+
+
 OPS: dict[str, Callable[[Sequence[Value], Mapping[str, Any]], Value]] = {
     "Conv": lambda i, a: _conv(i[0], _t(i[1]), None if _opt(i, 2) is None else _t(i[2]), a),
     "BatchNormalization": _batch_norm,
@@ -281,6 +289,7 @@ OPS: dict[str, Callable[[Sequence[Value], Mapping[str, Any]], Value]] = {
     "Squeeze": _squeeze,
     "Unsqueeze": _unsqueeze,
     "Gather": _gather,
+    "ScatterND": _scatter_nd,
     "Shape": lambda i, a: torch.tensor(list(i[0].shape), dtype=torch.int64),
     "Cast": lambda i, a: i[0].to(_DTYPES[int(a["to"])]),
     "Constant": lambda i, a: _constant(a),

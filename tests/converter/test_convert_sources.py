@@ -138,14 +138,20 @@ def _manifest(bundle: Path) -> dict:  # type: ignore[type-arg]
         return json.loads(member.read())  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("layout", ["yolov8", "yolov5"])
+@pytest.mark.parametrize(
+    "layout, path", [("yolov8", "torch"), ("yolov5", "torch"), ("yolov8", "onnx")]
+)
 def test_yolo_layouts_convert_to_int8_and_decode_like_the_float_model(
-    edge_convert, small_photos, tmp_path, layout
+    edge_convert, small_photos, tmp_path, layout, path
 ) -> None:
     from tests.support import torch_models
 
     bundle = tmp_path / f"{layout}.edgebundle"
-    source = ["--torch", f"{FACTORY}:tiny_{layout}", "--input-shape", "1,3,64,64"]
+    source: list = ["--torch", f"{FACTORY}:tiny_{layout}", "--input-shape", "1,3,64,64"]  # type: ignore[type-arg]
+    if path == "onnx":
+        source = [tmp_path / f"{layout}.onnx"]
+        model = getattr(torch_models, f"tiny_{layout}")()
+        torch.onnx.export(model, (torch.zeros(1, 3, 64, 64),), str(source[0]), dynamo=False)
     report = _convert(edge_convert, source, small_photos, bundle, "--mean", "0", "--std", "255")
     assert report["detection_format"] == {"format": layout, "box_units": "pixels"}
     outputs = _manifest(bundle)["outputs"]
