@@ -78,7 +78,7 @@ make_venv() {
     echo "$want" >"$stamp"
 }
 
-make_venv .venv -e ".[litert,converter,dev,onnx,torch,dev-torch]"
+make_venv .venv -e ".[litert,converter,dev,onnx,torch,dev-torch,video]"
 make_venv .venv-tflite -e ".[tflite,dev]"
 if [ "${#done_steps[@]}" -eq 0 ]; then
     echo "setup: up to date (system packages, .venv with ai-edge-litert, TensorFlow and CPU PyTorch, .venv-tflite with tflite-runtime)"

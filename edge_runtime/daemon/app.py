@@ -42,6 +42,7 @@ from edge_runtime.daemon.watch import WatchFolder
 from edge_runtime.errors import ConfigError, EdgeError
 from edge_runtime.serving.reply import direct_answers
 from edge_runtime.serving.server import HttpServer, build_server
+from edge_runtime.sources.manager import DaemonEmitter, Sources, route_frames
 from edge_runtime.telemetry.collect import Collector, utc_now
 from edge_runtime.telemetry.homeassistant import discovery_messages
 from edge_runtime.telemetry.monitor import DriftMonitor
@@ -140,7 +141,8 @@ class Daemon:
             queue_size=config.requests.queue_size,
             max_pixels=config.requests.max_pixels,
             top_k=config.model.top_k,
-            answer=direct_answers(self._store_answers),  # HTTP answers skip MQTT
+            # HTTP answers and frames of [[sources]] skip the MQTT answer path
+            answer=route_frames(direct_answers(self._store_answers)),
             tally=self.tally,
             heartbeats=heartbeats,
             served=lambda version, ok, ms: self.updates.record(version, ok, ms),
@@ -148,6 +150,18 @@ class Daemon:
             max_bytes=config.requests.queue_bytes,
             ledger=self.ledger,
             observe=self.monitor.observe,
+        )
+        self.sources = Sources(
+            config.sources,
+            engine=lambda: self.pipeline.engine,
+            submit=self.pipeline.submit,  # no wait: a frame that finds no room is dropped
+            emitter=DaemonEmitter(
+                self.topics.source,
+                config.device_id,
+                self.publisher.send,
+                self._publish_retained,
+            ),
+            heartbeats=heartbeats,
         )
         self.collector = Collector(
             state_dir=config.state_dir,
@@ -267,8 +281,12 @@ class Daemon:
     ) -> int | None:
         return self.transport.publish(topic, payload, qos=qos, correlation_data=correlation)
 
+    def _publish_retained(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.transport.publish(topic, payload, qos=qos, retain=retain)
+
     def _on_connection(self, up: bool) -> None:
         self.publisher.on_connection(up)
+        self.sources.on_connection(up)
         if up:
             self.updates.publish_state()
         if up and self.config.home_assistant.enabled:
@@ -500,6 +518,8 @@ class Daemon:
                 doc["monitoring"] = self.monitor.snapshot()
                 doc["update"] = self.updates.last_update  # the last outcome, or None
                 doc["errors_by_code"] = dict(self.tally.snapshot().by_code)
+                if self.sources.workers:
+                    doc["sources"] = self.sources.telemetry()
                 doc["outbox"] = {
                     "messages": len(self.outbox),
                     "bytes": self.outbox.size_bytes,
@@ -582,6 +602,7 @@ class Daemon:
                 "ts": utc_now(),
             }
         self.updates.start()
+        self.sources.start()
         if self.fallback is not None:
             self._report_fallback(self.fallback)
         self._telemetry_thread = threading.Thread(
@@ -649,6 +670,7 @@ class Daemon:
         if self.http is not None:  # requests being answered finish first
             self.http.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self.updates.stop()
+        self.sources.stop(max(0.5, min(3.0, deadline - time.monotonic() - 2.0)))
         self.intake.stop(max(0.1, deadline - time.monotonic()))
         drained = self.pipeline.stop(max(0.5, deadline - time.monotonic() - 1.0))
         self._telemetry_wake.set()

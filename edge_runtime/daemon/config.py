@@ -213,6 +213,29 @@ class MonitoringConfig:
     significance: float = 0.001  # chance of a window over the bound without drift
 
 
+#: ``[[sources]]``: a source's name (a topic level) and the URL forms it may take.
+SOURCE_NAME = re.compile(r"^[a-z0-9_-]{1,32}\Z")
+SOURCE_URL = re.compile(r"^(rtsps?://|https?://|file:///|v4l2:///dev/|picamera2:[0-9]{1,2}\Z)")
+PUBLISH_MODES = ("every", "changes")
+#: Most ``[[sources]]`` one daemon reads.
+MAX_SOURCES = 16
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One ``[[sources]]`` table: a camera or stream the daemon reads itself
+    (``edge_runtime.sources``)."""
+
+    name: str
+    url: str
+    fps: float = 5.0  # frames taken per second; 0: as fast as the model allows
+    publish: str = "every"  # every | changes
+    min_score: float = 0.5
+    heartbeat: float = 60.0  # changes mode: republish at least this often (s)
+    snapshot: bool = False  # retained JPEG of the frame behind each published change
+    loop: bool = False  # file:// only
+
+
 @dataclass(frozen=True)
 class HomeAssistantConfig:
     enabled: bool = False
@@ -236,6 +259,7 @@ class Config:
     groups: tuple[str, ...] = ()
     log_level: str = "info"
     shutdown_timeout: float = 10.0
+    sources: tuple[SourceConfig, ...] = ()
 
     @property
     def client_id(self) -> str:
@@ -518,6 +542,49 @@ def _http(t: _Table) -> HttpConfig:
     return cfg
 
 
+def _source(t: _Table) -> SourceConfig:
+    d = SourceConfig("", "")
+    cfg = SourceConfig(
+        name=t.text("name", "", pattern=SOURCE_NAME, required=True, hint=" (1-32 of a-z 0-9 _ -)"),
+        url=t.text(
+            "url",
+            "",
+            pattern=SOURCE_URL,
+            required=True,
+            hint=" (rtsp://, rtsps://, http(s)://, file:///path, v4l2:///dev/videoN, picamera2:N)",
+        ),
+        fps=t.number("fps", d.fps, 0, 240, integer=False),
+        publish=t.text("publish", d.publish, choices=PUBLISH_MODES),
+        min_score=t.number("min_score", d.min_score, 0, 1, integer=False),
+        heartbeat=t.number("heartbeat", d.heartbeat, 1, 86400, integer=False),
+        snapshot=t.flag("snapshot", d.snapshot),
+        loop=t.flag("loop", d.loop),
+    )
+    if cfg.loop and not cfg.url.startswith("file://"):
+        t.problems.append(f"{t.name}.loop: only a file:// source can loop")
+    return cfg
+
+
+def _sources(root: _Table) -> tuple[SourceConfig, ...]:
+    value = root._get("sources")
+    if value is _MISSING:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_SOURCES:
+        root.problems.append(
+            f"sources: expected up to {MAX_SOURCES} [[sources]] tables, found {value!r:.80}"
+        )
+        return ()
+    out: list[SourceConfig] = []
+    for i, item in enumerate(value):
+        table = _Table(item, f"sources[{i}]", root.problems)
+        out.append(_source(table))
+        table.finish()
+    names = [s.name for s in out if s.name]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        root.problems.append(f"sources: the name {name!r} is used more than once")
+    return tuple(out)
+
+
 def parse_config(data: Mapping[str, Any]) -> Config:
     """Validate a parsed TOML document.
 
@@ -589,6 +656,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
             discovery_prefix=t.text("discovery_prefix", "homeassistant", pattern=PREFIX),
         ),
     )
+    sources = _sources(root)
     root.finish()
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(problems))
@@ -608,6 +676,7 @@ def parse_config(data: Mapping[str, Any]) -> Config:
         groups=groups,
         log_level=log_level,
         shutdown_timeout=shutdown_timeout,
+        sources=sources,
     )
 
 

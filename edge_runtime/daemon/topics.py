@@ -33,6 +33,10 @@ class Topics:
     def _t(self, leaf: str) -> str:
         return f"{self.prefix}/{self.device_id}/{leaf}"
 
+    def source(self, name: str, leaf: str) -> str:
+        """``sources/<name>/<leaf>``: a camera or stream source's predictions, state, snapshot."""
+        return self._t(f"sources/{name}/{leaf}")
+
     @property
     def status(self) -> str:
         return self._t("status")

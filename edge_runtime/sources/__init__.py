@@ -1,0 +1,1 @@
+"""Camera and stream sources: the daemon reads frames itself (``[[sources]]``)."""

@@ -1,0 +1,102 @@
+"""Sources FFmpeg reads, through PyAV (the optional extra ``video``): rtsp://, rtsps://,
+http(s):// (MJPEG or any stream FFmpeg reads), file:// clips and v4l2:///dev/videoN.
+
+Frames are scaled in the decoder (swscale, in the same call that converts them to RGB)
+to the size the model wants, rather than converted at full resolution and resized;
+decoding is threaded (``thread_type = "AUTO"``). A network read that waits longer than
+``STALL_AFTER`` gives up (FFmpeg's interrupt callback), so a stalled camera ends in a
+``SourceError`` instead of a thread stuck for good. A file plays at its own frame rate,
+as a camera would."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import av
+from PIL import Image
+
+from edge_runtime.sources.frames import STALL_AFTER, Size, SourceError
+
+log = logging.getLogger(__name__)
+
+#: size(stream width, stream height) -> the size to decode at
+Sizing = Callable[[int, int], Size]
+
+
+def _target(url: str) -> tuple[str, str | None, dict[str, str]]:
+    """What to hand ``av.open``: the file or URL, the input format, the options."""
+    if url.startswith("file://"):
+        return url[len("file://") :], None, {}
+    if url.startswith("v4l2://"):
+        if "video4linux2" not in av.formats_available and "v4l2" not in av.formats_available:
+            raise SourceError(
+                url,
+                "this PyAV build has no video4linux2 input (PyPI's wheels lack it); "
+                "install PyAV built against the system's FFmpeg (apt install python3-av)",
+            )
+        return url[len("v4l2://") :], "video4linux2", {}
+    if url.startswith(("rtsp://", "rtsps://")):
+        return url, None, {"rtsp_transport": "tcp"}
+    return url, None, {}
+
+
+class FfmpegReader:
+    """One opened stream; ``frames`` decodes it, ``close`` stops it (any thread)."""
+
+    def __init__(self, url: str, sizing: Sizing, *, gray: bool) -> None:
+        self.url = url
+        self._sizing = sizing
+        self._format = "gray" if gray else "rgb24"
+        self._closed = threading.Event()
+        self._paced = url.startswith("file://")
+        where, fmt, options = _target(url)
+        try:
+            self._container: Any = av.open(
+                where, format=fmt, options=options, timeout=(STALL_AFTER, STALL_AFTER)
+            )
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(url, f"cannot open: {exc}") from exc
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(url, "no video stream in it")
+
+    def frames(self) -> Iterator[Image.Image]:
+        container = self._container
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        size: Size | None = None
+        start: float | None = None
+        first_pts = 0.0
+        try:
+            for frame in container.decode(stream):
+                if self._closed.is_set():
+                    return
+                if size is None:
+                    size = self._sizing(frame.width, frame.height)
+                if self._paced and frame.pts is not None and frame.time_base is not None:
+                    at = float(frame.pts * frame.time_base)
+                    if start is None:
+                        start, first_pts = time.monotonic(), at
+                    if self._closed.wait(max(0.0, start + (at - first_pts) - time.monotonic())):
+                        return
+                yield _image(frame.reformat(size.width, size.height, self._format), self._format)
+        except (av.FFmpegError, OSError) as exc:
+            if not self._closed.is_set():
+                raise SourceError(self.url, f"stream failed: {exc}") from exc
+        finally:
+            container.close()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def _image(frame: Any, fmt: str) -> Image.Image:
+    """A frame already scaled and converted by swscale, as a Pillow image."""
+    if fmt == "gray":
+        return Image.fromarray(frame.to_ndarray(), "L")
+    image: Image.Image = frame.to_image()
+    return image

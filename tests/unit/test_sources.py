@@ -1,0 +1,240 @@
+"""[[sources]]: the config's checks, the change filter, and the frame sources with a
+fake device standing in for a camera (picamera2, and any reader behind a source)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_runtime.daemon.config import SourceConfig, parse_config
+from edge_runtime.daemon.pipeline import Job
+from edge_runtime.daemon.requests import Request
+from edge_runtime.errors import ConfigError
+from edge_runtime.sources.changes import ChangeFilter
+from edge_runtime.sources.frames import Size, SourceError, wanted_size
+from edge_runtime.sources.open import open_reader
+from edge_runtime.sources.picamera import PicameraReader
+from edge_runtime.sources.worker import Emitter, SourceWorker
+
+BASE = {"device_id": "pi", "state_dir": "/tmp/s", "model": {"path": "m.tflite"}}
+
+
+def parse(*sources: dict[str, object]):
+    return parse_config({**BASE, "sources": list(sources)})
+
+
+def test_sources_parse_with_defaults():
+    config = parse(
+        {"name": "door", "url": "rtsp://cam.lan/stream1"},
+        {
+            "name": "clip",
+            "url": "file:///clips/a.mp4",
+            "loop": True,
+            "publish": "changes",
+            "fps": 0.0,
+            "snapshot": True,
+            "min_score": 0.7,
+            "heartbeat": 5.0,
+        },
+    )
+    door, clip = config.sources
+    assert door == SourceConfig("door", "rtsp://cam.lan/stream1")
+    assert (clip.loop, clip.publish, clip.fps, clip.snapshot) == (True, "changes", 0.0, True)
+    assert parse_config(BASE).sources == ()
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({"name": "Door!", "url": "rtsp://x"}, "sources[0].name"),
+        ({"name": "a", "url": "ftp://x"}, "sources[0].url"),
+        ({"name": "a", "url": "rtsp://x", "loop": True}, "only a file:// source can loop"),
+        ({"name": "a", "url": "rtsp://x", "fps": -1}, "sources[0].fps"),
+        ({"name": "a", "url": "rtsp://x", "publish": "some"}, "sources[0].publish"),
+        ({"name": "a", "url": "rtsp://x", "colour": 1}, "sources[0].colour: unknown key"),
+        ({"url": "rtsp://x"}, "sources[0].name: missing"),
+    ],
+)
+def test_bad_sources_are_refused_by_name(table, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        parse(table)
+
+
+def test_duplicate_source_names_and_too_many_sources_are_refused():
+    with pytest.raises(ConfigError, match="'a' is used more than once"):
+        parse({"name": "a", "url": "rtsp://x"}, {"name": "a", "url": "rtsp://y"})
+    with pytest.raises(ConfigError, match="up to 16"):
+        parse(*({"name": f"s{i}", "url": "rtsp://x"} for i in range(17)))
+
+
+def top(label: str, score: float) -> dict:
+    return {"top": [{"index": 0, "label": label, "score": score}]}
+
+
+def test_changes_mode_publishes_first_changes_and_heartbeats():
+    f = ChangeFilter("changes", 0.5, 10.0)
+    assert f.decide(top("cat", 0.9), 100.0) == (True, True)
+    assert f.decide(top("cat", 0.8), 101.0) == (False, False)
+    assert f.decide(top("dog", 0.4), 102.0) == (True, True)  # below min_score: nothing seen
+    assert f.decide(top("dog", 0.3), 103.0) == (False, False)
+    assert f.decide(top("dog", 0.3), 112.5) == (True, False)  # heartbeat
+    dets = ChangeFilter("changes", 0.5, 60.0)
+    two = {"detections": [{"label": "a", "score": 0.9}, {"label": "b", "score": 0.6}]}
+    swapped = {"detections": [{"label": "b", "score": 0.7}, {"label": "a", "score": 0.8}]}
+    assert dets.decide(two, 0.0) == (True, True)
+    assert dets.decide(swapped, 1.0) == (False, False)  # the same set
+    every = ChangeFilter("every", 0.5, 60.0)
+    assert every.decide(top("cat", 0.9), 0.0)[0] and every.decide(top("cat", 0.9), 0.1)[0]
+
+
+def test_decoding_size_follows_the_model():
+    model = Size(224, 224)
+    assert wanted_size(1920, 1080, model, False) == model
+    assert wanted_size(1920, 1080, model, True) == Size(398, 224)
+    assert wanted_size(100, 80, model, True) == Size(100, 80)  # never upscaled
+    assert wanted_size(1920, 1080, Size(8, 8), False, 320) == Size(320, 180)
+
+
+class FakeCamera:
+    """Stands in for picamera2's Picamera2: frames of a known colour (BGR in memory)."""
+
+    def __init__(self) -> None:
+        self.size = None
+        self.closed = False
+
+    def create_video_configuration(self, main):
+        return main
+
+    def configure(self, config):
+        self.size = config["size"]
+
+    def start(self):
+        pass
+
+    def capture_array(self, name):
+        w, h = self.size
+        pixels = np.zeros((h, w, 3), dtype=np.uint8)
+        pixels[:, :, 2] = 200  # red, as libcamera's RGB888 lays it out
+        return pixels
+
+    def stop(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_picamera_reader_with_a_fake_camera_gives_rgb_frames_of_the_asked_size():
+    cam = FakeCamera()
+    reader = PicameraReader("picamera2:0", Size(32, 24), gray=False, camera=cam)
+    frames = reader.frames()
+    img = next(frames)
+    assert img.size == (32, 24) and img.getpixel((0, 0)) == (200, 0, 0)
+    reader.close()
+    assert list(frames) == [] and cam.closed
+
+
+def test_missing_libraries_are_one_clear_line():
+    sizing = lambda w, h: Size(8, 8)  # noqa: E731
+    with pytest.raises(SourceError, match="picamera2 is not installed") as exc:
+        open_reader("picamera2:0", sizing, gray=True)
+    assert "\n" not in exc.value.detail
+    pytest.importorskip("av")
+    with pytest.raises(SourceError, match="video4linux2"):
+        open_reader("v4l2:///dev/video0", sizing, gray=True)
+
+
+class FakeDevice:
+    """A frame source standing in for a camera: one frame, the next ``n - 1`` at once
+    when ``taken`` is set, then nothing until ``unplug`` is set, then the stream ends."""
+
+    def __init__(self, n: int, taken: threading.Event, unplug: threading.Event) -> None:
+        self.n = n
+        self.taken = taken
+        self.unplug = unplug
+
+    def frames(self) -> Iterator[Image.Image]:
+        for i in range(self.n):
+            if i == 1:
+                self.taken.wait(10)
+            yield Image.new("L", (8, 8), i)
+        self.unplug.wait(10)
+
+    def close(self) -> None:
+        self.unplug.set()
+
+
+class Record(Emitter):
+    def __init__(self) -> None:
+        self.docs: list[dict] = []
+        self.states: list[tuple[str, str]] = []
+        self.changed = threading.Event()
+
+    def prediction(self, name, doc):
+        self.docs.append(doc)
+
+    def state(self, name, state, detail):
+        self.states.append((state, detail))
+        self.changed.set()
+
+    def snapshot(self, name, jpeg):
+        pass
+
+
+def test_a_worker_with_a_fake_device_keeps_only_the_newest_frame_and_reconnects():
+    """A device that gives 50 frames at once while the model is busy with the first:
+    the others but the newest are dropped; unplugged, the source goes lost, reconnects,
+    and counts it."""
+    record = Record()
+    held: list[Job] = []
+    gate = threading.Event()
+    unplug = threading.Event()
+    taken = threading.Event()
+    opened = []
+
+    def opener():
+        opened.append(1)
+        return FakeDevice(50, taken, unplug)
+
+    def submit(job: Job) -> bool:
+        held.append(job)
+        taken.set()
+        return True
+
+    worker = SourceWorker(
+        SourceConfig("cam", "v4l2:///dev/video0", fps=0.0),
+        opener=opener,
+        to_request=lambda img, rid: Request(rid, img.tobytes(), tensor=True),
+        submit=submit,
+        emit=record,
+    )
+    worker.start()
+    try:
+        for _ in range(100):
+            if worker.frames_in == 50:
+                break
+            gate.wait(0.05)
+        gate.wait(0.2)
+        assert len(held) == 1 and worker.frames_in == 50
+        assert worker.dropped == 48  # frames 2..49 replaced by a newer one; 50 waits
+        held[0].done.deliver({"top": [{"index": 1, "label": "1", "score": 1.0}]}, None)
+        for _ in range(100):
+            if len(held) == 2:
+                break
+            gate.wait(0.05)
+        assert held[1].request.id == "cam:50"  # the newest frame was next
+        assert record.docs[0]["frame_index"] == 1 and record.docs[0]["source"] == "cam"
+        unplug.set()
+        for _ in range(100):  # backoff of at most a second, then a new attempt
+            if len(opened) >= 2 and worker.reconnects >= 1:
+                break
+            gate.wait(0.05)
+        assert worker.reconnects >= 1 and worker.errors >= 1
+    finally:
+        worker.stop(5)
+    assert record.states[-1] == ("stopped", "")
