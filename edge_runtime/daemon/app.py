@@ -586,6 +586,8 @@ class Daemon:
         self.pipeline.start()
         self.publisher.start()
         self.intake.start()
+        if self.fallback is not None:  # in model/state from its first publication on
+            self.updates.note_start_fallback()
         self.transport.start()
         if self.watch is not None:
             self.watch.start()
@@ -594,13 +596,6 @@ class Daemon:
         if self.http is not None:
             self.http.start()
         self.transport.wait_connected(min(5.0, self.config.mqtt.keepalive))
-        if self.fallback is not None:  # published with the state as the service starts
-            self.updates.last_update = {
-                "version": None,
-                "result": "rolled_back",
-                "reason": "unusable",
-                "ts": utc_now(),
-            }
         self.updates.start()
         self.sources.start()
         if self.fallback is not None:

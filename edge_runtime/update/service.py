@@ -287,6 +287,17 @@ class UpdateService:
                 self.refused.add_notice(crashed.notice, "crash_loop")
             self.source = source_from(sources.get("previous"))
 
+    def note_start_fallback(self) -> None:
+        """Before the service starts: ``models/current`` could not be served and the
+        daemon chose another model, which ``model/state`` reports from its first
+        publication on (``rolled_back`` for the reason ``unusable``)."""
+        self.last_update = {
+            "version": None,
+            "result": "rolled_back",
+            "reason": "unusable",
+            "ts": utc_now(),
+        }
+
     def start(self) -> None:
         if self._crash_loop is not None:
             self._report_crash_loop(self._crash_loop)
