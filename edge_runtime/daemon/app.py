@@ -242,7 +242,9 @@ class Daemon:
         self.intake = Intake(
             self._on_message,
             self._message_failed,
+            self._refuse_message,
             size=RECEIVE_MAXIMUM,
+            max_bytes=config.requests.queue_bytes,
             # a submit's wait and the storing of a refusal
             bound=self._hold_wait() + 30.0,
             heartbeats=heartbeats,
@@ -303,15 +305,16 @@ class Daemon:
         )
 
     def _receive(self, msg: Message) -> None:
-        """The MQTT thread's callback: hand the message over, nothing more. While the
-        request worker is behind, this waits (the broker is slowed down; the worker, which
-        refuses requests with queue_full after ``queue_wait``, is never behind for long);
-        a message it takes none for a third of the keepalive is left unacknowledged (a
-        stuck worker, which the supervisor names), so the broker delivers it again."""
+        """The MQTT thread's callback: hand the message over, nothing more. A request
+        that finds the request worker behind goes to the refusal worker (queue_full) at
+        once; other messages wait for the request worker (the broker is slowed down; it
+        is never behind by more than ``queue_wait``). A message no worker takes for a
+        third of the keepalive is left unacknowledged (a stuck worker, which the
+        supervisor names), so the broker delivers it again."""
         if self._stop.is_set():
             return  # not acknowledged: the broker delivers it again to the next run
         wait = self.config.mqtt.keepalive / 3
-        if not self.intake.put(msg, wait):
+        if not self.intake.put(msg, wait, refusable=msg.topic == self.topics.infer):
             self.tally.refuse()
             log.error(
                 "the request worker took no message for %.1f s; message on %s left unacknowledged",
@@ -344,8 +347,9 @@ class Daemon:
             [(Job(None, error, lambda ok, doc: self.transport.ack(receipt)), None, error)]
         )
 
-    def _on_message(self, msg: Message) -> None:
-        """Handle one received message (on the request worker)."""
+    def _on_message(self, msg: Message, arrived: float) -> None:
+        """Handle one received message (on the request worker); ``arrived``: when the
+        MQTT thread handed it over (``time.monotonic()``)."""
         if msg.topic == self.topics.model_rollback:
             self.transport.ack(msg)
             self.updates.request_rollback(msg.payload)  # a signed order, checked in turn
@@ -380,28 +384,51 @@ class Daemon:
         job = Job(request, error, lambda ok, doc: self.transport.ack(receipt))
         if self._stop.is_set():
             return  # not acknowledged: the broker redelivers it to the next run
-        # a short bounded wait holds this worker, and so the network thread behind it
-        # (TCP back-pressure on the broker), before refusing: bursts after a reconnect are
-        # absorbed, a stalled pipeline is not
-        if not self.pipeline.submit(job, wait=self._hold_wait()):
+        # a short bounded wait, counted from the message's arrival, holds this worker
+        # before refusing: bursts after a reconnect are absorbed, a stalled pipeline is
+        # not, and messages queued behind a wait do not wait once more each
+        wait = arrived + self._hold_wait() - time.monotonic()
+        if not self.pipeline.submit(job, wait=max(wait, 0.0)):
             if self._stop.is_set():
                 return
-            self.tally.refuse()
-            log.warning(
-                "refused request (generation %d, dup %s): the queue is full (%d)",
-                msg.generation,
-                msg.duplicate,
-                self.pipeline.depth(),
-            )
             rid = request.id if request is not None else (error.request_id if error else "")
-            refusal = RequestError(
-                "queue_full",
-                f"the request queue is full ({self.config.requests.queue_size}); try again later",
-                rid,
-                response_topic=msg.response_topic,
+            self._refuse(msg, rid, job.done)
+
+    def _refuse_message(self, msg: Message, arrived: float) -> None:
+        """Answer queue_full to a request the request worker had no room for (on the
+        refusal worker): only its id is read."""
+        try:
+            rid = parse_request(
+                msg.payload,
+                max_bytes=self.config.requests.max_payload_bytes,
                 correlation_data=msg.correlation_data,
-            )
-            self._store_answers([(Job(None, refusal, job.done), None, refusal)])
+                response_topic=msg.response_topic,
+            ).id
+        except RequestError as exc:
+            rid = exc.request_id
+        if msg.duplicate and self._was_answered(rid):
+            self.transport.ack(msg)
+            return
+        receipt = replace(msg, payload=b"")
+        self._refuse(msg, rid, lambda ok, doc: self.transport.ack(receipt))
+
+    def _refuse(self, msg: Message, rid: str, done: Callable[[bool, dict[str, Any]], None]) -> None:
+        """Answer queue_full to the request ``rid`` received in ``msg``; counted."""
+        self.tally.refuse()
+        log.warning(
+            "refused request (generation %d, dup %s): the queue is full (%d)",
+            msg.generation,
+            msg.duplicate,
+            self.pipeline.depth(),
+        )
+        refusal = RequestError(
+            "queue_full",
+            f"the request queue is full ({self.config.requests.queue_size}); try again later",
+            rid,
+            response_topic=msg.response_topic,
+            correlation_data=msg.correlation_data,
+        )
+        self._store_answers([(Job(None, refusal, done), None, refusal)])
 
     # -- model updates ------------------------------------------------------------------
     def _report_fallback(self, fallback: Fallback) -> None:

@@ -388,6 +388,56 @@ def test_full_queue_refuses_with_an_error_and_counts_it(tmp_path):
             assert daemon.terminate() == 0
 
 
+def test_a_qos0_flood_on_a_stuck_pipeline_is_refused_at_once_and_counted(tmp_path):
+    """The pipeline never frees room (its inference hangs), so the queue is full whatever
+    the timing: each request beyond the few the pipeline holds is answered queue_full,
+    none goes unanswered, and the refusals do not wait one queue_wait each behind the
+    request worker (which held the MQTT thread, and so every answer, for minutes)."""
+    images = [img for img, _ in digits(10)]
+    count, held = 120, 5  # the pipeline holds its queue (1), one per stage and _ready (2)
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(
+            tmp_path,
+            broker.port,
+            telemetry=0.5,
+            requests={"queue_size": 1, "queue_wait": 2.0, "preprocess_workers": 1},
+        )
+        daemon = DaemonProcess(config, env={"EDGE_RUNTIME_FAULT": "hang:inference:1"})
+        client = TestClient(broker.port)
+        try:
+            for topic in ("predictions", "errors", "telemetry"):
+                client.subscribe(f"{T}/{topic}")
+            assert daemon.wait_log("daemon ready", 30), daemon.log()
+            for i in range(count):
+                client.publish(f"{T}/infer", request(i, images[i % 10]), qos=0, wait=False)
+            expected = {f"r{i:04d}" for i in range(held, count)}
+            # a refusal waits queue_wait (2 s) at most; 30 s leaves room for a slow machine,
+            # where one after the other (the defect) they took about 4 minutes
+            wait_all(client, expected, 30)
+            errors = {m.json()["id"]: m.json()["error"] for m in client.on(f"{T}/errors")}
+            unanswered = expected - set(errors)
+            assert not unanswered, (sorted(unanswered)[:10], len(unanswered), daemon.log()[-3000:])
+            assert set(errors.values()) == {"queue_full"}
+            # the pipeline holds the first requests (it takes them in order), no others
+            assert {f"r{i:04d}" for i in range(count)} - set(errors) <= {
+                f"r{i:04d}" for i in range(held)
+            }
+            assert not client.on(f"{T}/predictions")
+            client.wait_for(
+                lambda r: any(
+                    m.topic.endswith("telemetry")
+                    and json.loads(m.payload)["queue"]["dropped"] == len(errors)
+                    for m in r
+                ),
+                5,
+            )
+            dropped = max(m.json()["queue"]["dropped"] for m in client.on(f"{T}/telemetry"))
+            assert dropped == len(errors)
+        finally:
+            client.close()
+            daemon.kill()  # its inference worker hangs for good: no clean stop to wait for
+
+
 def test_offline_start_outbox_then_delivery_when_the_broker_comes(tmp_path):
     watch = tmp_path / "inbox"
     watch.mkdir()
