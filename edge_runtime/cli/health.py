@@ -1,9 +1,10 @@
 """``edge-runtime health --config FILE``: is the daemon of this config alive and well?
 
 For a container's health check or a probe, where no systemd watchdog watches the daemon:
-exit 0 when the daemon refreshed its liveness file (``<state_dir>/liveness``, refreshed
-with each watchdog ping, so only while every worker is healthy) within ``--max-age`` s,
-else exit 1 with one line on stderr.
+exit 0 when the daemon refreshed its liveness file (in memory, where ``liveness_path``
+says for the config's ``state_dir`` and this environment; refreshed with each watchdog
+ping, so only while every worker is healthy) within ``--max-age`` s, else exit 1 with one
+line on stderr.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "health",
         help="exit 0 when the daemon of this config runs with every worker well",
-        description="Read the daemon's liveness file in its state_dir: healthy when the "
+        description="Read the liveness file of the daemon of this config (in "
+        "$RUNTIME_DIRECTORY, /run/edge-runtime or /dev/shm): healthy when the "
         "daemon refreshed it (it does so only while every worker is well) within --max-age s.",
     )
     p.add_argument("--config", required=True, type=Path, help="the daemon's config file (TOML)")

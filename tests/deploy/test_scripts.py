@@ -87,6 +87,7 @@ def test_unit_is_hardened_as_specified() -> None:
         "Restart": "on-failure",
         "User": "edge-runtime",
         "StateDirectory": "edge-runtime",
+        "RuntimeDirectory": "edge-runtime",  # the liveness file, in memory
         "ConfigurationDirectory": "edge-runtime",
         "ProtectSystem": "strict",
         "ProtectHome": "yes",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -76,3 +77,33 @@ def test_health_fails_after_a_clean_stop(tmp_path):
             assert daemon.terminate() == 0, daemon.log()
         stopped = health(config)
         assert stopped.returncode == 1 and "starting or stopped" in stopped.stderr
+
+
+def written_to_storage(pid: int) -> int:
+    """What the process sent to storage so far (``write_bytes`` of /proc/PID/io), as the
+    benchmark measures it."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no write_bytes in /proc/{pid}/io")
+
+
+def test_the_liveness_refresh_writes_nothing_to_storage(tmp_path):
+    """A connected daemon with nothing to do refreshes its liveness file every second and
+    writes nothing to storage: on an SD card each write is wear. ``os.sync`` writes out
+    what is dirty, so a refresh of a file on disk after it dirties a page again (4 KiB
+    counted at once, as the kernel does every half a minute without the sync)."""
+    with Mosquitto(tmp_path) as broker:
+        config = daemon_config(tmp_path, broker.port, telemetry=600.0)
+        with DaemonProcess(config) as daemon:
+            assert wait_health(config, 0, 30).returncode == 0, daemon.log()
+            written = []
+            for _ in range(3):
+                os.sync()
+                before = written_to_storage(daemon.proc.pid)
+                time.sleep(2.5)  # two refreshes at least (one a second)
+                written.append(written_to_storage(daemon.proc.pid) - before)
+            assert health(config).returncode == 0, daemon.log()
+            assert written == [0, 0, 0], written
+            assert not list((tmp_path / "state").glob("liveness*"))
+            assert daemon.terminate() == 0

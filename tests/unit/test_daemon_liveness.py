@@ -4,9 +4,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from edge_runtime.cli.main import main
-from edge_runtime.daemon.liveness import Beat, LivenessFile, check_liveness, now_beat
+from edge_runtime.daemon.liveness import (
+    Beat,
+    LivenessFile,
+    check_liveness,
+    liveness_path,
+    now_beat,
+)
 from edge_runtime.daemon.notify import Notifier
 
 BOOT = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
@@ -77,7 +84,7 @@ def _config(tmp_path):
     config.write_text(
         'device_id = "pi-01"\nstate_dir = "state"\n\n[model]\npath = "model.tflite"\n'
     )
-    return config, state / "liveness"
+    return config, liveness_path(state)  # where the daemon of this config writes it
 
 
 def test_health_command_exits_0_while_the_file_is_fresh_and_1_with_a_line_else(tmp_path, capsys):
@@ -92,6 +99,33 @@ def test_health_command_exits_0_while_the_file_is_fresh_and_1_with_a_line_else(t
     liveness.write_bytes(Beat(now.boot, now.monotonic - 60).line())
     assert main(["health", "--config", str(config), "--max-age", "30"]) == 1
     assert "bound 30 s" in capsys.readouterr().err
+
+
+def filesystem(path: Path) -> str:
+    """The type of the file system ``path`` is on (/proc/self/mountinfo)."""
+    best, kind = "", ""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        point = fields[4]
+        fstype = fields[fields.index("-") + 1]
+        if (str(path) + "/").startswith(point.rstrip("/") + "/") and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind
+
+
+def test_the_file_is_kept_in_memory_apart_from_the_state_folder(tmp_path):
+    """Rewritten every second, the file must not be on the SD card: each rewrite after the
+    kernel wrote the page out is one more page written."""
+    state = tmp_path / "state"
+    path = liveness_path(state, {})
+    assert state not in path.parents
+    assert filesystem(path.parent) == "tmpfs", path  # /dev/shm on a machine without systemd
+    assert liveness_path(state, {}) == path  # the daemon and the health check agree
+    assert liveness_path(tmp_path / "other", {}) != path  # another daemon, another file
+    # under systemd, its RuntimeDirectory=
+    run = tmp_path / "run"
+    given = liveness_path(state, {"RUNTIME_DIRECTORY": f"{run}:{tmp_path}/more"})
+    assert given.parent == run and given.name == path.name.removeprefix("edge-runtime-")
 
 
 def test_a_beat_read_back_at_once_is_never_after_the_reader_clock():
