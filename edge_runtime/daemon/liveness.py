@@ -37,7 +37,8 @@ LIVENESS_NAME = "liveness"
 RUNTIME_DIR = Path("/run/edge-runtime")
 #: The POSIX shared-memory tmpfs, in every Linux system and container.
 SHM_DIR = Path("/dev/shm")
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+#: Where the kernel tells this boot's id (also read by ``poison``).
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def liveness_path(state_dir: Path, environ: Mapping[str, str] | None = None) -> Path:
@@ -63,7 +64,7 @@ def _writable_folder(path: Path) -> bool:
 def boot_id() -> str:
     """This boot's id ("" where the kernel does not say)."""
     try:
-        return _BOOT_ID.read_text(encoding="ascii").strip()
+        return BOOT_ID.read_text(encoding="ascii").strip()
     except OSError:
         return ""
 

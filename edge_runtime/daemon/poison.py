@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edge_runtime.bundle.atomic import atomic_write_bytes
+from edge_runtime.daemon.liveness import boot_id
 from edge_runtime.daemon.requests import Request
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 INFLIGHT = "inflight"
 #: The boot (``/proc/sys/kernel/random/boot_id``) the in-flight slots were written in.
 INFLIGHT_BOOT = "inflight.boot"
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 LEDGER = "poison.json"
 KEY_BYTES = 16
 #: Bytes of the request id kept in a slot, for the log after a crash.
@@ -143,19 +143,11 @@ class Ledger:
             log.warning("cannot update %s: %s", LEDGER, exc)
 
 
-def boot_id() -> str:
-    """This boot's id; empty where the system does not tell (then every start counts)."""
-    try:
-        return BOOT_ID.read_text().strip()
-    except OSError:
-        return ""
-
-
 def _same_boot(state_dir: Path) -> bool:
     """True when the slots were written in this boot, so a marked one was left by a
     process that ended, not by a power cut or reboot; records this boot for the next."""
     path = state_dir / INFLIGHT_BOOT
-    now = boot_id()
+    now = boot_id()  # empty where the system does not tell: then every start counts
     try:
         then = path.read_text().strip()
     except FileNotFoundError:

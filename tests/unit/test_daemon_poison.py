@@ -110,7 +110,7 @@ def test_the_pipeline_answers_a_poison_request_without_running_it(tmp_path, monk
 def test_requests_in_flight_at_a_power_cut_or_reboot_are_not_suspected(tmp_path, monkeypatch):
     boot = tmp_path / "boot_id"
     boot.write_text("boot-1\n")
-    monkeypatch.setattr("edge_runtime.daemon.poison.BOOT_ID", boot)
+    monkeypatch.setattr("edge_runtime.daemon.liveness.BOOT_ID", boot)  # the one boot id
     state = tmp_path / "state"
     state.mkdir()
     crashed_while_serving(state, req("innocent"))
