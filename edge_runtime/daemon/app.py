@@ -449,19 +449,13 @@ class Daemon:
 
     def _swap_model(self, path: Path) -> Identity:
         """Load ``path``, run it once on zeros, and hand it to the pipeline."""
-        from edge_runtime.inference.engine import Engine
-
         started = time.perf_counter()
-        engine = Engine.load(
+        engine = load_engine(
+            self.config,
             path,
-            delegate=self.config.model.delegate,
-            threads=self.config.model.threads,
-            labels=self.config.model.labels,
             # its GIL-bound steps overlap a running invoke instead of pausing requests
             before_native=lambda: self.pipeline.when_invoking(SWAP_WAIT),
         )
-        engine.input_spec  # noqa: B018 - an image model, like the one it replaces
-        engine.warm_up()
         self.pipeline.swap(engine)
         self.engine = engine
         identity = engine.identity
@@ -716,8 +710,11 @@ class Daemon:
         return 0
 
 
-def load_engine(config: Config, path: Path) -> Engine:
-    """Load the model at ``path`` as the daemon serves it: an image model, run once.
+def load_engine(
+    config: Config, path: Path, *, before_native: Callable[[], object] | None = None
+) -> Engine:
+    """Load the model at ``path`` as the daemon serves it (``[model]``'s delegate,
+    threads, labels and detection settings): an image model, run once.
 
     Raises:
         EdgeError: it cannot be loaded, is no image model, or does not run.
@@ -729,6 +726,8 @@ def load_engine(config: Config, path: Path) -> Engine:
         delegate=config.model.delegate,
         threads=config.model.threads,
         labels=config.model.labels,
+        detection=config.model.detection,
+        before_native=before_native,
     )
     try:
         engine.input_spec  # noqa: B018 - the daemon serves image models only; fail early
