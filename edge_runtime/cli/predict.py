@@ -13,6 +13,7 @@ from edge_runtime.cli.common import (
     positive_int,
 )
 from edge_runtime.cli.predict_text import format_prediction
+from edge_runtime.cli.predict_video import is_video, predict_video
 from edge_runtime.errors import InputError
 from edge_runtime.inference.preprocess import DEFAULT_MAX_PIXELS
 from edge_runtime.inference.serialize import prediction_to_dict
@@ -55,7 +56,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line per image")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=0.0,
+        help="videos and streams: frames taken per second (default 0: every frame)",
+    )
+    p.add_argument(
+        "--frames",
+        type=positive_int,
+        default=None,
+        help="videos and streams: stop after this many processed frames",
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files; video files (.mp4, .mkv, ...) and stream URLs (rtsp://, "
+        "http(s)://, v4l2:///dev/video0, picamera2:0) give one line per processed frame",
+    )
     p.set_defaults(handler=run)
 
 
@@ -76,7 +95,19 @@ def read_image_file(path: Path) -> bytes:
 def run(args: argparse.Namespace) -> int:
     engine = load_engine(args)
     settings = DetectionSettings(args.score_threshold, args.iou_threshold, args.max_detections)
-    for number, path in enumerate(args.images):
+    for number, arg in enumerate(args.images):
+        if is_video(arg):
+            predict_video(
+                engine,
+                arg,
+                fps=max(0.0, args.fps),
+                frames=args.frames,
+                top_k=args.top_k,
+                settings=settings,
+                as_json=args.json,
+            )
+            continue
+        path = Path(arg)
         try:
             prediction = engine.predict(
                 read_image_file(path),

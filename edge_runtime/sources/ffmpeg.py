@@ -47,12 +47,13 @@ def _target(url: str) -> tuple[str, str | None, dict[str, str]]:
 class FfmpegReader:
     """One opened stream; ``frames`` decodes it, ``close`` stops it (any thread)."""
 
-    def __init__(self, url: str, sizing: Sizing, *, gray: bool) -> None:
+    def __init__(self, url: str, sizing: Sizing, *, gray: bool, paced: bool = True) -> None:
+        """``paced``: a file plays at its own frame rate (else as fast as it decodes)."""
         self.url = url
         self._sizing = sizing
         self._format = "gray" if gray else "rgb24"
         self._closed = threading.Event()
-        self._paced = url.startswith("file://")
+        self._paced = paced and url.startswith("file://")
         where, fmt, options = _target(url)
         try:
             self._container: Any = av.open(

@@ -18,9 +18,9 @@ from edge_runtime.daemon.outbox import ANSWER, Outgoing
 from edge_runtime.daemon.pipeline import Answer, Answered, Job
 from edge_runtime.daemon.requests import Request
 from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
-from edge_runtime.inference.preprocess import image_to_tensor, resize
-from edge_runtime.sources.frames import Size, wanted_size
+from edge_runtime.inference.types import InputSpec
 from edge_runtime.sources.open import open_reader
+from edge_runtime.sources.prepare import frame_tensor, sizing
 from edge_runtime.sources.worker import Emitter, FrameReply, SourceWorker
 from edge_runtime.telemetry.collect import utc_now
 from edge_runtime.telemetry.stats import rate
@@ -114,31 +114,23 @@ class Sources:
         self._before: dict[str, dict[str, Any]] = {}
         self._before_at = time.monotonic()
 
+    def _spec(self) -> InputSpec:
+        spec: InputSpec = self._engine().input_spec
+        return spec
+
     def _opener(self, config: SourceConfig) -> Callable[[], Any]:
-        def sizing(width: int, height: int) -> Size:
-            spec = self._engine().input_spec
-            return wanted_size(
-                width,
-                height,
-                Size(spec.width, spec.height),
-                spec.resize != "stretch",
-                SNAPSHOT_SIDE if config.snapshot else 0,
-            )
+        size = sizing(self._spec, SNAPSHOT_SIDE if config.snapshot else 0)
 
         def opener() -> Any:
-            gray = self._engine().input_spec.channels == 1 and not config.snapshot
-            return open_reader(config.url, sizing, gray=gray)
+            gray = self._spec().channels == 1 and not config.snapshot
+            return open_reader(config.url, size, gray=gray)
 
         return opener
 
     def _to_request(self, image: Image.Image, request_id: str) -> Request:
         """The frame as the model's input tensor, prepared as an image request is
         (the engine's resize mode, colour order and normalisation)."""
-        spec = self._engine().input_spec
-        mode = "L" if spec.channels == 1 else "RGB"
-        img = image if image.mode == mode else image.convert(mode)
-        img, _ = resize(img, spec.width, spec.height, spec.resize)
-        tensor = image_to_tensor(img, spec)
+        tensor = frame_tensor(image, self._spec())
         return Request(request_id, tensor.tobytes(), source="camera", tensor=True)
 
     def start(self) -> None:

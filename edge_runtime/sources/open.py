@@ -15,8 +15,9 @@ CAMERA_SIZE = (640, 480)
 Sizing = Callable[[int, int], Size]
 
 
-def open_reader(url: str, sizing: Sizing, *, gray: bool) -> FrameReader:
-    """Open ``url``.
+def open_reader(url: str, sizing: Sizing, *, gray: bool, paced: bool = True) -> FrameReader:
+    """Open ``url``; ``paced``: a file:// clip plays at its own frame rate, as a camera
+    would (else as fast as it decodes).
 
     Raises:
         SourceError: the library it needs is missing, or it cannot be opened.
@@ -33,4 +34,4 @@ def open_reader(url: str, sizing: Sizing, *, gray: bool) -> FrameReader:
             "PyAV is not installed, so FFmpeg cannot read this source: "
             "pip install 'edge-runtime[video]'",
         ) from exc
-    return FfmpegReader(url, sizing, gray=gray)
+    return FfmpegReader(url, sizing, gray=gray, paced=paced)
