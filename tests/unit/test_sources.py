@@ -238,3 +238,99 @@ def test_a_worker_with_a_fake_device_keeps_only_the_newest_frame_and_reconnects(
     finally:
         worker.stop(5)
     assert record.states[-1] == ("stopped", "")
+
+
+class HungDevice:
+    """A decoder that gives ``n`` frames and then hangs for good, deaf to ``close``."""
+
+    def __init__(self, n: int, forever: threading.Event) -> None:
+        self.n = n
+        self.forever = forever
+
+    def frames(self) -> Iterator[Image.Image]:
+        for i in range(self.n):
+            yield Image.new("L", (8, 8), i)
+        self.forever.wait()
+
+    def close(self) -> None:
+        pass
+
+
+def answered_at_once(record: Record):
+    """A submit whose job is answered on the spot (a model that takes no time)."""
+
+    def submit(job: Job) -> bool:
+        job.done.deliver({"top": [{"index": 0, "label": "0", "score": 1.0}]}, None)
+        return True
+
+    return submit
+
+
+def wait_until(check, seconds: float = 10.0) -> bool:
+    deadline = threading.Event()
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return True
+        deadline.wait(0.05)
+    return check()
+
+
+def test_a_hung_decoder_is_abandoned_and_replaced_and_the_source_streams_again():
+    record = Record()
+    forever = threading.Event()
+    opened = []
+
+    def opener():
+        opened.append(1)
+        return HungDevice(3, forever)
+
+    worker = SourceWorker(
+        SourceConfig("cam", "rtsp://cam.lan/x", fps=0.0),
+        opener=opener,
+        to_request=lambda img, rid: Request(rid, img.tobytes(), tensor=True),
+        submit=answered_at_once(record),
+        emit=record,
+        stall_after=0.5,
+    )
+    worker.start()
+    try:
+        assert wait_until(lambda: worker.reconnects >= 1)
+        assert ("lost", "no frame for 0.5 s") in record.states
+        assert len(opened) >= 2 and worker.state in ("streaming", "lost", "connecting")
+        assert wait_until(lambda: len(record.docs) >= 2 and record.docs[-1]["frame_index"] > 3)
+        indexes = [d["frame_index"] for d in record.docs]
+        assert indexes == sorted(set(indexes))  # counted on since the source started
+    finally:
+        worker.stop(5)
+        forever.set()
+    assert record.states[-1] == ("stopped", "")
+
+
+@pytest.mark.parametrize("loop", [True, False])
+def test_a_looping_clip_starts_again_and_one_without_loop_ends_for_good(loop):
+    record = Record()
+    opened = []
+    done = threading.Event()
+    done.set()
+
+    def opener():
+        opened.append(1)
+        return FakeDevice(2, done, done)
+
+    worker = SourceWorker(
+        SourceConfig("clip", "file:///clips/a.mp4", fps=0.0, loop=loop),
+        opener=opener,
+        to_request=lambda img, rid: Request(rid, img.tobytes(), tensor=True),
+        submit=answered_at_once(record),
+        emit=record,
+    )
+    worker.start()
+    try:
+        if loop:
+            assert wait_until(lambda: len(opened) >= 3)
+            assert not any(s in ("ended", "lost") for s, _ in record.states)
+        else:
+            assert wait_until(lambda: worker.state == "ended")
+            assert len(opened) == 1 and ("ended", "the clip ended") in record.states
+    finally:
+        worker.stop(5)
