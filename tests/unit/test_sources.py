@@ -4,6 +4,7 @@ fake device standing in for a camera (picamera2, and any reader behind a source)
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -334,3 +335,11 @@ def test_a_looping_clip_starts_again_and_one_without_loop_ends_for_good(loop):
             assert len(opened) == 1 and ("ended", "the clip ended") in record.states
     finally:
         worker.stop(5)
+
+
+def test_without_pyav_an_ffmpeg_source_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # import av raises ImportError
+    monkeypatch.delitem(sys.modules, "edge_runtime.sources.ffmpeg", raising=False)
+    with pytest.raises(SourceError, match=re.escape("pip install 'edge-runtime[video]'")) as exc:
+        open_reader("rtsp://cam.lan/stream1", lambda w, h: Size(8, 8), gray=True)
+    assert "\n" not in exc.value.detail
