@@ -17,6 +17,7 @@ the source's capture and control threads, the request pipeline and the engine.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -47,8 +48,8 @@ WIDTH, HEIGHT, RATE = 1920, 1080, 30
 
 def make_clip(path: Path, seconds: float) -> Path:
     """1920x1080 30 fps H.264 from scikit-image's photos, a slow pan over each."""
-    import av
-    from skimage import data
+    av: Any = importlib.import_module("av")  # untyped libraries
+    data: Any = importlib.import_module("skimage.data")
 
     photos = [
         Image.fromarray(np.asarray(p)).convert("RGB").resize((WIDTH + 160, HEIGHT + 90))

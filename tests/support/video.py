@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -19,7 +21,7 @@ def digit_frames(labels: list[int], side: int = 64) -> list[tuple[Image.Image, i
     for want in labels:
         i = int(np.flatnonzero(data["y"] == want)[0])
         img = Image.fromarray(np.asarray(data["x"][i], dtype=np.uint8), "L")
-        out.append((img.resize((side, side), Image.NEAREST).convert("RGB"), want))
+        out.append((img.resize((side, side), Image.Resampling.NEAREST).convert("RGB"), want))
     return out
 
 
@@ -31,7 +33,7 @@ def png(img: Image.Image) -> bytes:
 
 def write_clip(path: Path, images: list[Image.Image], *, hold: int, fps: int) -> Path:
     """An H.264 MP4 showing each image for ``hold`` frames at ``fps`` (lossless luma)."""
-    import av
+    av: Any = importlib.import_module("av")  # untyped
 
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps, options={"qp": "0", "preset": "ultrafast"})
