@@ -130,7 +130,8 @@ def test_the_image_is_small_non_root_with_entrypoint_and_health_check(amd64_imag
     check = info["Healthcheck"]["Test"]
     assert check[0] == "CMD" and check[1:3] == ["edge-runtime", "health"]
     assert info["Architecture"] == "amd64"
-    assert info["Size"] < 400_000_000, info["Size"]
+    # 404 MB as measured, PyAV's FFmpeg libraries (the video extra) about 104 MB of it
+    assert info["Size"] < 450_000_000, info["Size"]
     # no compilers, no TensorFlow; the litert backend is there
     listing = podman(
         "run", "--rm", *ULIMITS, "--network", "none", "--entrypoint", "sh", amd64_image, "-c",
