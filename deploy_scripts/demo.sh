@@ -204,4 +204,61 @@ step "Stop: SIGTERM drains in-flight requests; the broker keeps the retained sta
 kill -TERM "$DAEMON"
 wait "$DAEMON" && echo "  daemon exited 0"
 echo "  status now: $(sub -t "$PREFIX/$DEVICE/status" -C 1 -W 5 || true)"
+step "Camera: a clip of the scanned digits played as a file:// source, changes published"
+if "$PY" -c "import av" 2>/dev/null; then
+    "$PY" - "$WORK/requests" "$WORK/camera.mp4" <<'EOF'
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from PIL import Image
+
+images = [Image.open(p).convert("RGB").resize((64, 64), Image.Resampling.NEAREST)
+          for p in sorted(Path(sys.argv[1]).glob("*.png"))]
+with av.open(sys.argv[2], "w") as out:  # H.264, 10 fps, each digit for half a second
+    stream = out.add_stream("libx264", rate=10, options={"qp": "0", "preset": "ultrafast"})
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    stream.time_base = Fraction(1, 10)
+    for n in range(len(images) * 5):
+        frame = av.VideoFrame.from_image(images[n // 5])
+        frame.pts = n
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
+print(f"  {len(images)} digits, {len(images) * 5} frames at 10 fps")
+EOF
+    { cat "$WORK/config.toml"; cat <<EOF; } > "$WORK/camera.toml"
+
+[[sources]]
+name = "desk"
+url = "file://$WORK/camera.mp4"
+fps = 0.0
+publish = "changes"
+snapshot = true
+EOF
+    CAM=$PREFIX/$DEVICE/sources/desk
+    # mosquitto_sub itself (not the sub function's subshell), so that kill reaches it
+    mosquitto_sub -h 127.0.0.1 -p "$PORT" -t "$CAM/predictions" -W 60 > "$WORK/changes.jsonl" &
+    changes=$!
+    sub -t "$CAM/state" -C 3 -W 30 > "$WORK/camera-states.jsonl" &
+    states=$!
+    PIDS+=("$changes" "$states")
+    sleep 1
+    "$BIN/edge-runtime" run --config "$WORK/camera.toml" > "$WORK/camera.log" 2>&1 &
+    DAEMON=$!
+    PIDS+=("$DAEMON")
+    wait "$states" || true
+    sleep 0.5
+    kill "$changes" 2>/dev/null || true
+    wait "$changes" 2>/dev/null || true
+    show states "$WORK/camera-states.jsonl"
+    show changes "$WORK/changes.jsonl"
+    sub -t "$CAM/snapshot" -C 1 -W 5 > "$WORK/snapshot.jpg" || true
+    show snapshot "$WORK/snapshot.jpg"
+    kill -TERM "$DAEMON"
+    wait "$DAEMON" && echo "  daemon exited 0"
+else
+    echo "  PyAV is not installed (pip install 'edge-runtime[video]'): no camera"
+fi
+
 step "Done"

@@ -1,12 +1,13 @@
 """What ``demo.sh`` prints about the messages it receives: one readable line per fact,
 never a raw JSON blob or Python's ``None``.
 
-    python demo_show.py predictions|error|telemetry|state|probation FILE
+    python demo_show.py predictions|error|telemetry|state|probation|changes|states|snapshot FILE
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,29 @@ def predictions(path: str) -> None:
             f"  {p['id']:>16s} -> {best['label']:<6s} {best['score']:.3f}  "
             f"model {model['name']} {model['version']}  invoke {lat['invoke']:.2f} ms"
         )
+
+
+def changes(path: str) -> None:
+    """A camera source's published changes."""
+    for p in _messages(path):
+        best, ms = p["top"][0], p["latency_ms"]["capture_to_publish"]
+        print(
+            f"  frame {p['frame_index']:>3d} -> {_or(best['label'], str(best['index'])):<6s} "
+            f"{best['score']:.3f}  capture to publish {ms:.1f} ms"
+        )
+    print(f"  {sum(1 for _ in _messages(path))} changes published")
+
+
+def states(path: str) -> None:
+    print("  state: " + " -> ".join(s["state"] for s in _messages(path)))
+
+
+def snapshot(path: str) -> None:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        size = os.path.getsize(path)
+        print(f"  snapshot (retained): {img.format} {img.width}x{img.height}, {size} bytes")
 
 
 def error(path: str) -> None:
@@ -92,4 +116,7 @@ if __name__ == "__main__":
         "telemetry": telemetry,
         "state": state,
         "probation": probation,
+        "changes": changes,
+        "states": states,
+        "snapshot": snapshot,
     }[kind](file)

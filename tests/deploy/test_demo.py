@@ -55,3 +55,11 @@ def test_demo_runs_the_whole_story() -> None:
     assert re.search(r"demo-pi +online +digits 1\.1\.0 .* 1\.1\.0 applied", out)
     assert "WARNING" not in out
     assert "daemon exited 0" in out and "status now: offline" in out
+    # the camera: the ten request digits as an H.264 clip read by a file:// source in
+    # changes mode: each change published (in frame order), then a retained JPEG snapshot
+    assert "state: connecting -> streaming -> ended" in out
+    changes = re.findall(r"^  frame +(\d+) -> (\w+) +0\.\d+  capture to publish", out, re.M)
+    assert len(changes) >= 5 and all(label in words for _, label in changes), changes
+    assert [int(f) for f, _ in changes] == sorted(int(f) for f, _ in changes)
+    assert f"{len(changes)} changes published" in out
+    assert re.search(r"snapshot \(retained\): JPEG 64x64, \d+ bytes", out)
