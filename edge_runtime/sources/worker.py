@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from PIL import Image
 
@@ -79,17 +79,14 @@ class FrameReply:
         """The ``Job.done`` form, for an answer that reached the publisher anyway."""
 
 
-class Emitter:
+class Emitter(Protocol):
     """Where a source's messages go (the daemon publishes them)."""
 
-    def prediction(self, name: str, doc: dict[str, Any]) -> None:
-        raise NotImplementedError
+    def prediction(self, name: str, doc: dict[str, Any]) -> None: ...
 
-    def state(self, name: str, state: str, detail: str) -> None:
-        raise NotImplementedError
+    def state(self, name: str, state: str, detail: str) -> None: ...
 
-    def snapshot(self, name: str, jpeg: bytes) -> None:
-        raise NotImplementedError
+    def snapshot(self, name: str, jpeg: bytes) -> None: ...
 
 
 #: to_request(frame image, request id) -> the request carrying the model's input tensor
