@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from edge_runtime.daemon.poison import Ledger, request_key
 from edge_runtime.daemon.requests import Request, RequestError
@@ -51,6 +51,33 @@ class Job:
 Answered = tuple[Job, Optional[dict[str, Any]], Optional[RequestError]]
 #: answer(batch): store the answers, in order (called from the answer worker alone)
 Answer = Callable[[list[Answered]], None]
+
+
+class DirectReply(Protocol):
+    """A job's ``done`` that takes its answer itself, away from the MQTT answer path
+    (an HTTP request's worker, a camera source)."""
+
+    def deliver(self, result: dict[str, Any] | None, error: RequestError | None) -> None: ...
+
+
+def deliver_directly(reply_type: type[DirectReply], rest: Answer) -> Answer:
+    """The pipeline's ``answer``: a job whose ``done`` is a ``reply_type`` gets its answer
+    through ``deliver`` at once; all others go to ``rest``, in order."""
+
+    def answer(batch: list[Answered]) -> None:
+        others: list[Answered] = []
+        for item in batch:
+            job, result, error = item
+            if isinstance(job.done, reply_type):
+                job.done.deliver(result, error)
+            else:
+                others.append(item)
+        if others:
+            rest(others)
+
+    return answer
+
+
 #: Most answers handed over in one batch.
 MAX_BATCH = 64
 #: A hand-over of answers running longer than this counts as stuck (a failing disk):

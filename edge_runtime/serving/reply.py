@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from edge_runtime.daemon.pipeline import Answer, Answered
+from edge_runtime.daemon.pipeline import Answer, deliver_directly
 from edge_runtime.daemon.requests import RequestError
 
 
@@ -40,16 +40,4 @@ def _error_of(doc: dict[str, Any]) -> RequestError:
 def direct_answers(store: Answer) -> Answer:
     """The pipeline's ``answer``: answers to HTTP requests go back to their workers at
     once; all others to ``store`` (the MQTT side), in order."""
-
-    def answer(batch: list[Answered]) -> None:
-        rest: list[Answered] = []
-        for item in batch:
-            job, result, error = item
-            if isinstance(job.done, HttpReply):
-                job.done.deliver(result, error)
-            else:
-                rest.append(item)
-        if rest:
-            store(rest)
-
-    return answer
+    return deliver_directly(HttpReply, store)

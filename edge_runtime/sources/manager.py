@@ -15,7 +15,7 @@ from PIL import Image
 
 from edge_runtime.daemon.config import SourceConfig
 from edge_runtime.daemon.outbox import ANSWER, Outgoing
-from edge_runtime.daemon.pipeline import Answer, Answered, Job
+from edge_runtime.daemon.pipeline import Answer, Job, deliver_directly
 from edge_runtime.daemon.requests import Request
 from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 from edge_runtime.inference.types import InputSpec
@@ -41,19 +41,7 @@ def _dumps(doc: dict[str, Any]) -> bytes:
 def route_frames(answer: Answer) -> Answer:
     """The pipeline's ``answer``: answers to frames go back to their sources; the rest
     to ``answer``."""
-
-    def route(batch: list[Answered]) -> None:
-        rest: list[Answered] = []
-        for item in batch:
-            job, result, error = item
-            if isinstance(job.done, FrameReply):
-                job.done.deliver(result, error)
-            else:
-                rest.append(item)
-        if rest:
-            answer(rest)
-
-    return route
+    return deliver_directly(FrameReply, answer)
 
 
 class DaemonEmitter(Emitter):
