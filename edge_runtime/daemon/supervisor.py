@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
+from edge_runtime.daemon.threadname import name_os_thread
+
 log = logging.getLogger(__name__)
 
 #: The variable that injects a fault (tests only).
@@ -97,8 +99,10 @@ class Heartbeat:
 
     def attach(self) -> None:
         """Called by the worker's thread: this heartbeat is that thread's, which is dead
-        once it ends (``guard`` does it, and records why)."""
+        once it ends (``guard`` does it, and records why). The thread takes the worker's
+        name in the OS too, for per-thread tools (top -H, /proc/PID/task)."""
         self.thread = threading.current_thread()
+        name_os_thread(self.name)
 
     def guard(self, target: Callable[[], None]) -> Callable[[], None]:
         """``target`` as a thread's body that records its thread and how it ended."""
