@@ -1,6 +1,7 @@
 """A camera source at 1920x1080, 30 fps, H.264: what ``[[sources]]`` costs and keeps up.
 
-.venv/bin/python -m benchmarks.sources [--model M] [--seconds 60] [--clip-seconds 10] [--json]
+.venv/bin/python -m benchmarks.sources [--model M] [--seconds 60] [--clip-seconds 10]
+    [--rss-every S] [--json]
 
 A clip made from scikit-image photos (1920x1080, 30 fps, H.264) is played as a looping
 ``file://`` source (paced at its own rate, as a camera) through the daemon's own path:
@@ -37,7 +38,7 @@ from edge_runtime.daemon.requests import Request
 from edge_runtime.inference.engine import Engine
 from edge_runtime.sources.ffmpeg import FfmpegReader
 from edge_runtime.sources.manager import route_frames
-from edge_runtime.sources.prepare import frame_tensor, sizing
+from edge_runtime.sources.prepare import prepare_frame, sizing
 from edge_runtime.sources.worker import Emitter, SourceWorker
 from edge_runtime.telemetry.stats import Tally
 
@@ -78,9 +79,9 @@ def decode_rate(url: str, engine: Engine, frames: int = 150) -> tuple[float, flo
     spec = engine.input_spec
     reader = FfmpegReader(url, sizing(lambda: spec), gray=spec.channels == 1, paced=False)
     start, n, prep = time.perf_counter(), 0, 0.0
-    for img in reader.frames():
+    for frame in reader.frames():
         t = time.perf_counter()
-        frame_tensor(img, spec)
+        prepare_frame(frame, spec)
         prep += time.perf_counter() - t
         n += 1
         if n >= frames:
@@ -122,8 +123,11 @@ class Count(Emitter):
         pass
 
 
-def stream(engine: Engine, url: str, fps: float, seconds: float) -> dict[str, Any]:
-    """Run one looping source for ``seconds``; its counts, latencies, CPU and RSS."""
+def stream(
+    engine: Engine, url: str, fps: float, seconds: float, rss_every: float = 0.0
+) -> dict[str, Any]:
+    """Run one looping source for ``seconds``; its counts, latencies, CPU and RSS (and,
+    with ``rss_every``, the RSS sampled every that many seconds, in MiB)."""
     spec = engine.input_spec
     pipeline = Pipeline(
         engine,
@@ -138,7 +142,7 @@ def stream(engine: Engine, url: str, fps: float, seconds: float) -> dict[str, An
     worker = SourceWorker(
         SourceConfig("bench", url, fps=fps, loop=True),
         opener=lambda: FfmpegReader(url, sizing(lambda: spec), gray=spec.channels == 1),
-        to_request=lambda img, rid: Request(rid, frame_tensor(img, spec).tobytes(), tensor=True),
+        to_request=lambda frame, rid: Request(rid, b"", prepared=prepare_frame(frame, spec)),
         submit=pipeline.submit,
         emit=emit,
     )
@@ -147,7 +151,10 @@ def stream(engine: Engine, url: str, fps: float, seconds: float) -> dict[str, An
     time.sleep(min(5.0, seconds / 4))  # warm: the decoder's threads and buffers
     rss0, cpu0 = proc.memory_info().rss, sum(proc.cpu_times()[:2])
     n0, t0 = worker.stats()["processed"], time.monotonic()
-    time.sleep(seconds)
+    samples = [round(rss0 / 2**20, 1)]
+    while (left := t0 + seconds - time.monotonic()) > 0:
+        time.sleep(min(left, rss_every) if rss_every > 0 else left)
+        samples.append(round(proc.memory_info().rss / 2**20, 1))
     n1, t1 = worker.stats()["processed"], time.monotonic()
     rss1, cpu1 = proc.memory_info().rss, sum(proc.cpu_times()[:2])
     stats = worker.stats()
@@ -164,6 +171,7 @@ def stream(engine: Engine, url: str, fps: float, seconds: float) -> dict[str, An
         "cpu_ms_per_frame": round((cpu1 - cpu0) / max(done, 1) * 1000, 1),
         "cpu_cores": round((cpu1 - cpu0) / (t1 - t0), 2),
         "rss_growth_mib": round((rss1 - rss0) / 2**20, 2),
+        **({"rss_mib_every": rss_every, "rss_mib": samples} if rss_every > 0 else {}),
     }
 
 
@@ -173,6 +181,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="each run's length")
     p.add_argument("--clip-seconds", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--rss-every", type=float, default=0.0, help="sample RSS every S seconds (0: start, end)"
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     engine = Engine.load(args.model, threads=args.threads)
@@ -182,8 +193,8 @@ def main() -> None:
         decode_fps, prep_ms = decode_rate(url, engine)
         invoke_fps = invoke_rate(engine)
         bound = min(RATE, decode_fps, invoke_fps)
-        full = stream(engine, url, 0.0, args.seconds)
-        five = stream(engine, url, 5.0, args.seconds)
+        full = stream(engine, url, 0.0, args.seconds, args.rss_every)
+        five = stream(engine, url, 5.0, args.seconds, args.rss_every)
     frame_ms = 1000 / decode_fps + prep_ms + 1000 / invoke_fps
     p99 = five["capture_to_publish_ms"]["p99"]
     result = {

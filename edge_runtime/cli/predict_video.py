@@ -17,7 +17,7 @@ from edge_runtime.inference.serialize import prediction_to_dict
 from edge_runtime.inference.types import DetectionSettings, Prediction
 from edge_runtime.sources.frames import SourceError
 from edge_runtime.sources.open import open_reader
-from edge_runtime.sources.prepare import frame_tensor, sizing
+from edge_runtime.sources.prepare import prepare_frame, sizing
 
 #: File names read as video rather than as an image.
 VIDEO_SUFFIXES = frozenset(
@@ -66,14 +66,13 @@ def predict_video(
     interval = 1.0 / fps if fps > 0 else 0.0
     due, index, done = 0.0, 0, 0
     try:
-        for image in reader.frames():
+        for frame in reader.frames():
             index += 1
             now = time.monotonic()
             if interval and now < due:
                 continue
             due = max(due + interval, now - interval)
-            prepared = engine.prepare_tensor(frame_tensor(image, spec).tobytes())
-            prediction = engine.infer(prepared, top_k=top_k, detection=settings)
+            prediction = engine.infer(prepare_frame(frame, spec), top_k=top_k, detection=settings)
             print(_line(arg, index, prediction, as_json), flush=True)
             done += 1
             if frames is not None and done >= frames:

@@ -263,7 +263,9 @@ class Pipeline:
                 if ledger is not None:
                     ledger.enter(rank, key, job.request.id)
                 try:
-                    if job.request.tensor:
+                    if job.request.prepared is not None:
+                        prepared = job.request.prepared  # infer checks it is for this engine
+                    elif job.request.tensor:
                         prepared = engine.prepare_tensor(job.request.image)
                     else:
                         prepared = engine.prepare(job.request.image, max_pixels=self.max_pixels)

@@ -12,9 +12,13 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from edge_runtime.errors import InputError
+
+if TYPE_CHECKING:
+    from edge_runtime.inference.engine import Prepared
 
 MAX_ID_LENGTH = 256
 
@@ -45,7 +49,9 @@ class RequestError(InputError):
 class Request:
     """One image to classify, with where its answer goes. ``tensor``: ``image`` holds
     the model's input tensor itself (its dtype and shape), not an encoded image;
-    ``top_k``: how many classes to answer with, when not the daemon's setting."""
+    ``top_k``: how many classes to answer with, when not the daemon's setting;
+    ``prepared``: the model's input already prepared (a camera frame: its tensor, where
+    it sits on the frame, its preprocessing time), run as it is, ``image`` unused."""
 
     id: str
     image: bytes
@@ -54,6 +60,7 @@ class Request:
     correlation_data: bytes | None = None
     tensor: bool = False
     top_k: int | None = None
+    prepared: Prepared | None = field(default=None, compare=False, repr=False)
 
 
 def payload_id(payload: bytes) -> str:

@@ -8,9 +8,7 @@ import logging
 import threading
 from typing import Callable
 
-from PIL import Image
-
-from edge_runtime.sources.frames import FrameReader, SourceError
+from edge_runtime.sources.frames import Decoded, FrameReader, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +24,7 @@ class Capture:
         self,
         name: str,
         opener: Opener,
-        on_frame: Callable[[Image.Image], None],
+        on_frame: Callable[[Decoded], None],
         on_end: Callable[[str], None],
     ) -> None:
         self._opener = opener

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import av
 from PIL import Image
 
-from edge_runtime.sources.frames import STALL_AFTER, Size, SourceError
+from edge_runtime.sources.frames import STALL_AFTER, Decoded, Size, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class FfmpegReader:
             self._container.close()
             raise SourceError(url, "no video stream in it")
 
-    def frames(self) -> Iterator[Image.Image]:
+    def frames(self) -> Iterator[Decoded]:
         container = self._container
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -84,7 +84,9 @@ class FfmpegReader:
                         start, first_pts = time.monotonic(), at
                     if self._closed.wait(max(0.0, start + (at - first_pts) - time.monotonic())):
                         return
-                yield _image(frame.reformat(size.width, size.height, self._format), self._format)
+                scaling = time.perf_counter()
+                image = _image(frame.reformat(size.width, size.height, self._format), self._format)
+                yield Decoded(image, (time.perf_counter() - scaling) * 1000)
         except (av.FFmpegError, OSError) as exc:
             if not self._closed.is_set():
                 raise SourceError(self.url, f"stream failed: {exc}") from exc

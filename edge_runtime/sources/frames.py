@@ -34,12 +34,22 @@ class Size:
     height: int
 
 
-class FrameReader(Protocol):
-    """One open source. ``frames`` yields decoded RGB (or L) frames until the stream
-    ends (a clip's end, a camera's stream closed) and raises ``SourceError`` on a
-    failure; ``close`` may be called from another thread to make it stop."""
+@dataclass(frozen=True)
+class Decoded:
+    """A frame as a source gives it: the RGB (or L) image, already scaled toward the
+    model's input, and the milliseconds spent scaling and converting it once decoded
+    (part of the frame's preprocessing)."""
 
-    def frames(self) -> Iterator[Image.Image]: ...
+    image: Image.Image
+    scale_ms: float = 0.0
+
+
+class FrameReader(Protocol):
+    """One open source. ``frames`` yields decoded frames until the stream ends (a
+    clip's end, a camera's stream closed) and raises ``SourceError`` on a failure;
+    ``close`` may be called from another thread to make it stop."""
+
+    def frames(self) -> Iterator[Decoded]: ...
 
     def close(self) -> None: ...
 

@@ -11,16 +11,15 @@ import threading
 import time
 from typing import Any, Callable
 
-from PIL import Image
-
 from edge_runtime.daemon.config import SourceConfig
 from edge_runtime.daemon.outbox import ANSWER, Outgoing
 from edge_runtime.daemon.pipeline import Answer, Job, deliver_directly
 from edge_runtime.daemon.requests import Request
 from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
 from edge_runtime.inference.types import InputSpec
+from edge_runtime.sources.frames import Decoded
 from edge_runtime.sources.open import open_reader
-from edge_runtime.sources.prepare import frame_tensor, sizing
+from edge_runtime.sources.prepare import prepare_frame, sizing
 from edge_runtime.sources.worker import Emitter, FrameReply, SourceWorker
 from edge_runtime.telemetry.collect import utc_now
 from edge_runtime.telemetry.stats import rate
@@ -115,11 +114,12 @@ class Sources:
 
         return opener
 
-    def _to_request(self, image: Image.Image, request_id: str) -> Request:
-        """The frame as the model's input tensor, prepared as an image request is
-        (the engine's resize mode, colour order and normalisation)."""
-        tensor = frame_tensor(image, self._spec())
-        return Request(request_id, tensor.tobytes(), source="camera", tensor=True)
+    def _to_request(self, frame: Decoded, request_id: str) -> Request:
+        """The frame as the model's input, prepared as an image request is (the engine's
+        resize mode, colour order and normalisation, where it sits on the frame)."""
+        return Request(
+            request_id, b"", source="camera", prepared=prepare_frame(frame, self._spec())
+        )
 
     def start(self) -> None:
         for w in self.workers:

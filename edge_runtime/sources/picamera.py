@@ -5,12 +5,13 @@ converted at full resolution."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
 
-from edge_runtime.sources.frames import Size, SourceError
+from edge_runtime.sources.frames import Decoded, Size, SourceError
 
 #: The frame rate asked of the camera when the source takes every frame.
 CAMERA_FPS = 30.0
@@ -48,16 +49,18 @@ class PicameraReader:
         except Exception as exc:  # noqa: BLE001 - picamera2 raises many kinds; one line each
             raise SourceError(url, f"cannot open camera {index}: {exc}") from exc
 
-    def frames(self) -> Iterator[Image.Image]:
+    def frames(self) -> Iterator[Decoded]:
         try:
             while not self._closed.is_set():
                 try:
                     pixels = self._camera.capture_array("main")
                 except Exception as exc:  # noqa: BLE001
                     raise SourceError(self.url, f"capture failed: {exc}") from exc
+                converting = time.perf_counter()
                 # RGB888 is BGR in memory (libcamera's naming)
                 img = Image.fromarray(pixels[:, :, 2::-1].copy(), "RGB")
-                yield img.convert("L") if self._gray else img
+                img = img.convert("L") if self._gray else img
+                yield Decoded(img, (time.perf_counter() - converting) * 1000)
         finally:
             self._camera.stop()
             self._camera.close()

@@ -1,16 +1,17 @@
 """A decoded frame to the model's input: the decoding size asked of a source, and the
-tensor, prepared as an image request is (resize mode, colour order, normalisation)."""
+prepared input, made as an image request's is (resize mode, colour order,
+normalisation), with where it sits on the frame (detection boxes are mapped back onto
+the whole frame) and what preparing it took (scaling in the decoder included)."""
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
-import numpy as np
-from PIL import Image
-
+from edge_runtime.inference.engine import Prepared
 from edge_runtime.inference.preprocess import image_to_tensor, resize
 from edge_runtime.inference.types import InputSpec
-from edge_runtime.sources.frames import Size, wanted_size
+from edge_runtime.sources.frames import Decoded, Size, wanted_size
 
 
 def sizing(spec: Callable[[], InputSpec], floor: int = 0) -> Callable[[int, int], Size]:
@@ -24,9 +25,14 @@ def sizing(spec: Callable[[], InputSpec], floor: int = 0) -> Callable[[int, int]
     return size
 
 
-def frame_tensor(image: Image.Image, spec: InputSpec) -> np.ndarray:
-    """The ``(1, H, W, C)`` input tensor of a frame."""
+def prepare_frame(frame: Decoded, spec: InputSpec) -> Prepared:
+    """The frame as the model's prepared input. The decoder scaled the frame keeping its
+    aspect (``wanted_size``), so the placement found on the scaled frame, in fractions,
+    holds on the stream's frame too."""
+    start = time.perf_counter()
     mode = "L" if spec.channels == 1 else "RGB"
-    img = image if image.mode == mode else image.convert(mode)
-    img, _ = resize(img, spec.width, spec.height, spec.resize)
-    return image_to_tensor(img, spec)
+    image = frame.image if frame.image.mode == mode else frame.image.convert(mode)
+    image, placement = resize(image, spec.width, spec.height, spec.resize)
+    tensor = image_to_tensor(image, spec)
+    spent = frame.scale_ms + (time.perf_counter() - start) * 1000
+    return Prepared(tensor, placement, spec, spent)

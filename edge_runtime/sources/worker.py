@@ -19,15 +19,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from PIL import Image
-
 from edge_runtime.daemon.config import SourceConfig
 from edge_runtime.daemon.pipeline import Job
 from edge_runtime.daemon.requests import Request, RequestError
 from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
 from edge_runtime.sources.capture import Capture, Opener
 from edge_runtime.sources.changes import ChangeFilter
-from edge_runtime.sources.frames import STALL_AFTER
+from edge_runtime.sources.frames import STALL_AFTER, Decoded
 from edge_runtime.telemetry.stats import percentile
 from edge_runtime.transport.backoff import backoff_delay
 
@@ -48,9 +46,10 @@ SNAPSHOT_QUALITY = 85
 @dataclass(frozen=True)
 class Frame:
     """A frame taken from the stream: ``ts`` wall-clock and ``mono`` monotonic time of
-    its capture, ``index`` its number since the source started."""
+    its capture (when the decoder gave it), ``index`` its number since the source
+    started."""
 
-    image: Image.Image
+    decoded: Decoded
     index: int
     ts: float
     mono: float
@@ -89,8 +88,8 @@ class Emitter(Protocol):
     def snapshot(self, name: str, jpeg: bytes) -> None: ...
 
 
-#: to_request(frame image, request id) -> the request carrying the model's input tensor
-ToRequest = Callable[[Image.Image, str], Request]
+#: to_request(frame, request id) -> the request carrying the model's prepared input
+ToRequest = Callable[[Decoded, str], Request]
 #: submit(job) -> taken (never waits)
 Submit = Callable[[Job], bool]
 
@@ -168,8 +167,9 @@ class SourceWorker:
         }
 
     # -- capture side (the capture thread) ----------------------------------------------
-    def _on_frame(self, image: Image.Image) -> None:
-        mono = time.monotonic()
+    def _on_frame(self, decoded: Decoded) -> None:
+        since = decoded.scale_ms / 1000  # the frame left the decoder before its scaling
+        mono = time.monotonic() - since
         with self._cond:
             self._index += 1
             self.frames_in += 1
@@ -180,7 +180,7 @@ class SourceWorker:
             self._next_due = max(self._next_due + self._interval, mono - self._interval)
             if self._pending is not None:
                 self.dropped += 1  # never taken by the model: the newest frame wins
-            self._pending = Frame(image, self._index, time.time(), mono)
+            self._pending = Frame(decoded, self._index, time.time() - since, mono)
             self._cond.notify_all()
 
     def _on_end(self, detail: str) -> None:
@@ -290,7 +290,7 @@ class SourceWorker:
 
     def _send(self, frame: Frame) -> None:
         try:
-            request = self._to_request(frame.image, f"{self.name}:{frame.index}")
+            request = self._to_request(frame.decoded, f"{self.name}:{frame.index}")
         except Exception as exc:  # noqa: BLE001 - e.g. a model swapped for one of another kind
             self.errors += 1
             log.warning("source %s: frame %d not usable: %s", self.name, frame.index, exc)
@@ -328,7 +328,7 @@ class SourceWorker:
         self._emit.prediction(self.name, doc)
         if changed and self.config.snapshot:
             buf = io.BytesIO()
-            frame.image.convert("RGB").save(buf, format="JPEG", quality=SNAPSHOT_QUALITY)
+            frame.decoded.image.convert("RGB").save(buf, format="JPEG", quality=SNAPSHOT_QUALITY)
             self._emit.snapshot(self.name, buf.getvalue())
 
     def _drain(self, beat: Heartbeat) -> None:

@@ -17,7 +17,7 @@ from edge_runtime.daemon.pipeline import Job
 from edge_runtime.daemon.requests import Request
 from edge_runtime.errors import ConfigError
 from edge_runtime.sources.changes import ChangeFilter
-from edge_runtime.sources.frames import Size, SourceError, wanted_size
+from edge_runtime.sources.frames import Decoded, Size, SourceError, wanted_size
 from edge_runtime.sources.open import open_reader
 from edge_runtime.sources.picamera import PicameraReader
 from edge_runtime.sources.worker import Emitter, SourceWorker
@@ -134,7 +134,7 @@ def test_picamera_reader_with_a_fake_camera_gives_rgb_frames_of_the_asked_size()
     cam = FakeCamera()
     reader = PicameraReader("picamera2:0", Size(32, 24), gray=False, camera=cam)
     frames = reader.frames()
-    img = next(frames)
+    img = next(frames).image
     assert img.size == (32, 24) and img.getpixel((0, 0)) == (200, 0, 0)
     reader.close()
     assert list(frames) == [] and cam.closed
@@ -159,11 +159,11 @@ class FakeDevice:
         self.taken = taken
         self.unplug = unplug
 
-    def frames(self) -> Iterator[Image.Image]:
+    def frames(self) -> Iterator[Decoded]:
         for i in range(self.n):
             if i == 1:
                 self.taken.wait(10)
-            yield Image.new("L", (8, 8), i)
+            yield Decoded(Image.new("L", (8, 8), i))
         self.unplug.wait(10)
 
     def close(self) -> None:
@@ -210,7 +210,7 @@ def test_a_worker_with_a_fake_device_keeps_only_the_newest_frame_and_reconnects(
     worker = SourceWorker(
         SourceConfig("cam", "v4l2:///dev/video0", fps=0.0),
         opener=opener,
-        to_request=lambda img, rid: Request(rid, img.tobytes(), tensor=True),
+        to_request=lambda frame, rid: Request(rid, frame.image.tobytes(), tensor=True),
         submit=submit,
         emit=record,
     )
@@ -248,9 +248,9 @@ class HungDevice:
         self.n = n
         self.forever = forever
 
-    def frames(self) -> Iterator[Image.Image]:
+    def frames(self) -> Iterator[Decoded]:
         for i in range(self.n):
-            yield Image.new("L", (8, 8), i)
+            yield Decoded(Image.new("L", (8, 8), i))
         self.forever.wait()
 
     def close(self) -> None:
@@ -288,7 +288,7 @@ def test_a_hung_decoder_is_abandoned_and_replaced_and_the_source_streams_again()
     worker = SourceWorker(
         SourceConfig("cam", "rtsp://cam.lan/x", fps=0.0),
         opener=opener,
-        to_request=lambda img, rid: Request(rid, img.tobytes(), tensor=True),
+        to_request=lambda frame, rid: Request(rid, frame.image.tobytes(), tensor=True),
         submit=answered_at_once(record),
         emit=record,
         stall_after=0.5,
@@ -321,7 +321,7 @@ def test_a_looping_clip_starts_again_and_one_without_loop_ends_for_good(loop):
     worker = SourceWorker(
         SourceConfig("clip", "file:///clips/a.mp4", fps=0.0, loop=loop),
         opener=opener,
-        to_request=lambda img, rid: Request(rid, img.tobytes(), tensor=True),
+        to_request=lambda frame, rid: Request(rid, frame.image.tobytes(), tensor=True),
         submit=answered_at_once(record),
         emit=record,
     )
