@@ -21,7 +21,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from edge_runtime.daemon.calibrate import calibrate
 from edge_runtime.daemon.config import Config, legacy_device_id, load_config
+from edge_runtime.daemon.cores import usable_cores
 from edge_runtime.daemon.intake import Intake
 from edge_runtime.daemon.liveness import LivenessFile, liveness_path
 from edge_runtime.daemon.notify import Notifier
@@ -38,6 +40,7 @@ from edge_runtime.daemon.requests import (
 from edge_runtime.daemon.startmodel import Fallback, candidates, load_first
 from edge_runtime.daemon.supervisor import Fault, Health, Supervisor
 from edge_runtime.daemon.topics import Topics
+from edge_runtime.daemon.tuning import Tuning, default_tuning
 from edge_runtime.daemon.watch import WatchFolder
 from edge_runtime.errors import ConfigError, EdgeError
 from edge_runtime.serving.reply import direct_answers
@@ -54,6 +57,7 @@ from edge_runtime.update.service import Identity, UpdateService, recover_crash_l
 
 if TYPE_CHECKING:
     from edge_runtime.inference.engine import Engine
+    from edge_runtime.inference.source import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +96,20 @@ class Daemon:
         notifier: Notifier | None = None,
         crash_loop: Probation | None = None,
         fallback: Fallback | None = None,
+        tuning: Tuning | None = None,
     ) -> None:
         """``fallback``: ``models/current`` could not be served at start (reported on
-        ``model/state`` and ``model/events`` once running)."""
+        ``model/state`` and ``model/events`` once running). ``tuning``: the threads and
+        workers ``load_tuned`` chose for ``engine`` (else the config's numbers, 1 thread
+        and a worker per core, at most 2, where it says "auto")."""
         self.config = config
         self.fallback = fallback
+        self.tuning = tuning or default_tuning(
+            usable_cores(),
+            "not calibrated",
+            threads=config.model.threads,
+            workers=config.requests.preprocess_workers,
+        )
         self.config_path = config_path
         self.engine = engine
         self.notifier = notifier or Notifier()
@@ -109,7 +122,7 @@ class Daemon:
         # one slot for each preprocessing worker, one for the inference worker
         self.ledger = Ledger.open(
             config.state_dir,
-            config.requests.workers() + 1,
+            self.tuning.preprocess_workers + 1,
             crash_on=fault.target if fault is not None and fault.kind == "crash" else None,
         )
         self.outbox = Outbox(config.state_dir / "outbox.sqlite3", max_bytes=config.outbox.max_bytes)
@@ -146,7 +159,7 @@ class Daemon:
             tally=self.tally,
             heartbeats=heartbeats,
             served=lambda version, ok, ms: self.updates.record(version, ok, ms),
-            workers=config.requests.workers(),
+            workers=self.tuning.preprocess_workers,
             max_bytes=config.requests.queue_bytes,
             ledger=self.ledger,
             observe=self.monitor.observe,
@@ -450,14 +463,17 @@ class Daemon:
     def _swap_model(self, path: Path) -> Identity:
         """Load ``path``, run it once on zeros, and hand it to the pipeline."""
         started = time.perf_counter()
-        engine = load_engine(
+        engine, tuning = load_tuned(
             self.config,
             path,
+            # the running pipeline's workers stay; the threads suit the new model
+            workers=self.tuning.preprocess_workers,
             # its GIL-bound steps overlap a running invoke instead of pausing requests
             before_native=lambda: self.pipeline.when_invoking(SWAP_WAIT),
         )
         self.pipeline.swap(engine)
         self.engine = engine
+        self.tuning = tuning
         identity = engine.identity
         self.collector.model = {
             "name": identity.name,
@@ -539,6 +555,7 @@ class Daemon:
                 doc["monitoring"] = self.monitor.snapshot()
                 doc["update"] = self.updates.last_update  # the last outcome, or None
                 doc["errors_by_code"] = dict(self.tally.snapshot().by_code)
+                doc["tuning"] = self.tuning.to_json()
                 if self.sources.workers:
                     doc["sources"] = self.sources.telemetry()
                 doc["outbox"] = {
@@ -714,18 +731,61 @@ def load_engine(
     config: Config, path: Path, *, before_native: Callable[[], object] | None = None
 ) -> Engine:
     """Load the model at ``path`` as the daemon serves it (``[model]``'s delegate,
-    threads, labels and detection settings): an image model, run once.
+    threads, labels and detection settings; under ``threads = "auto"`` the interpreter's
+    default, see ``load_tuned``): an image model, run once.
 
     Raises:
         EdgeError: it cannot be loaded, is no image model, or does not run.
     """
+    from edge_runtime.inference.source import load_source
+
+    source = load_source(Path(path), labels_path=config.model.labels)
+    return _build(config, source, config.model.threads, before_native)
+
+
+def load_tuned(
+    config: Config,
+    path: Path,
+    *,
+    workers: int | None = None,
+    before_native: Callable[[], object] | None = None,
+) -> tuple[Engine, Tuning]:
+    """``load_engine``, at the thread count a short calibration on the model chooses
+    where ``[model] threads`` is "auto", and the preprocessing workers to run with
+    (``workers``, else ``[requests] preprocess_workers``, else chosen); the choice is
+    logged. See ``edge_runtime.daemon.tuning``.
+
+    Raises:
+        EdgeError: it cannot be loaded, is no image model, or does not run.
+    """
+    from edge_runtime.inference.source import load_source
+
+    source = load_source(Path(path), labels_path=config.model.labels)
+    engine, tuning = calibrate(
+        lambda threads: _build(config, source, threads, before_native),
+        cores=usable_cores(),
+        threads=config.model.threads,
+        workers=workers if workers is not None else config.requests.preprocess_workers,
+    )
+    log.info(
+        "model %s %s runs with %s", engine.identity.name, engine.identity.version, tuning.summary()
+    )
+    return engine, tuning
+
+
+def _build(
+    config: Config,
+    source: ModelSource,
+    threads: int | None,
+    before_native: Callable[[], object] | None,
+) -> Engine:
+    """The engine for ``source`` at ``threads``, checked to be an image model and run once."""
     from edge_runtime.inference.engine import Engine
 
-    engine = Engine.load(
-        path,
+    engine = Engine.from_source(
+        source,
         delegate=config.model.delegate,
-        threads=config.model.threads,
-        labels=config.model.labels,
+        threads=threads,
         detection=config.model.detection,
         before_native=before_native,
     )
@@ -761,8 +821,8 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
         raise ConfigError(
             f"cannot use state_dir {config.state_dir}: {exc.strerror or exc}"
         ) from exc
-    engine, chosen, fallback = load_first(
-        candidates(config.state_dir, config.model.path), lambda path: load_engine(config, path)
+    (engine, tuning), chosen, fallback = load_first(
+        candidates(config.state_dir, config.model.path), lambda path: load_tuned(config, path)
     )
     if chosen.path != config.model.path and fallback is None:
         log.warning("serving the model installed by an update: %s", chosen.path.resolve())
@@ -774,6 +834,7 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
             notifier=notifier,
             crash_loop=crash_loop,
             fallback=fallback,
+            tuning=tuning,
         )
     except OSError as exc:
         engine.close()

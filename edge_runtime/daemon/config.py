@@ -46,13 +46,16 @@ ABSOLUTE_PATH = re.compile(r"^/(?!.*(^|/)\.\.(/|$)).*$")  # no ".." component
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DELEGATES = ("auto", "cpu", "edgetpu")
 PROTOCOLS = ("5", "3.1.1")
+#: ``threads`` and ``preprocess_workers``: chosen at start from a calibration on the model
+#: (``edge_runtime.daemon.tuning``); None in the parsed config.
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     path: Path
     delegate: str = "auto"
-    threads: int | None = None
+    threads: int | None = None  # None: "auto", chosen at start (and after a model swap)
     labels: Path | None = None
     top_k: int = 5
     score_threshold: float = 0.25  # detections scoring below it are left out
@@ -92,13 +95,8 @@ class RequestsConfig:
     queue_wait: float = 2.0
     watch_dir: Path | None = None
     watch_interval: float = 1.0
-    preprocess_workers: int | None = None  # None: 2 on a multi-core machine, else 1
+    preprocess_workers: int | None = None  # None: "auto", chosen at start
     queue_bytes: int = 16 * 1024 * 1024  # image bytes waiting or in work, at most
-
-    def workers(self) -> int:
-        if self.preprocess_workers is not None:
-            return self.preprocess_workers
-        return min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -357,6 +355,21 @@ class _Table:
             return default
         return int(value) if integer else float(value)
 
+    def count_or_auto(self, key: str, hi: int) -> int | None:
+        """A whole number from 1 to ``hi``, or "auto" (None; also when absent)."""
+        value = self.data.get(key, _MISSING)
+        if value == AUTO:
+            self.seen.add(key)
+            return None
+        if isinstance(value, int) or value is _MISSING:
+            count: int | None = self.number(key, None, 1, hi)  # a bool too: number refuses it
+            return count
+        self.seen.add(key)
+        self.problems.append(
+            f'{self.key(key)}: expected "auto" or a whole number from 1 to {hi}, found {value!r}'
+        )
+        return None
+
     def flag(self, key: str, default: bool) -> bool:
         value = self._get(key)
         if value is _MISSING:
@@ -396,7 +409,7 @@ def _model(t: _Table) -> ModelConfig:
     return ModelConfig(
         path=t.path("path", Path("."), required=True),
         delegate=t.text("delegate", "auto", choices=DELEGATES),
-        threads=t.number("threads", None, 1, 64),
+        threads=t.count_or_auto("threads", 64),
         labels=t.path("labels"),
         top_k=t.number("top_k", 5, 1, 1000),
         score_threshold=t.number("score_threshold", 0.25, 0.0, 1.0, integer=False),
@@ -453,7 +466,7 @@ def _requests(t: _Table) -> RequestsConfig:
         queue_wait=t.number("queue_wait", d.queue_wait, 0, 30, integer=False),
         watch_dir=t.path("watch_dir"),
         watch_interval=t.number("watch_interval", d.watch_interval, 0.05, 3600, integer=False),
-        preprocess_workers=t.number("preprocess_workers", None, 1, 16),
+        preprocess_workers=t.count_or_auto("preprocess_workers", 16),
         queue_bytes=t.number("queue_bytes", d.queue_bytes, 1024 * 1024, 16 * 1024**3),
     )
 

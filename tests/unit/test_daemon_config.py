@@ -167,3 +167,31 @@ def test_outbox_spill_after_default_and_bounds():
     assert config.outbox.spill_after == 5.0
     (line,) = problems({**MINIMAL, "outbox": {"spill_after": 0}})
     assert line.startswith("outbox.spill_after") and "0.05 to 3600" in line
+
+
+def test_threads_and_preprocess_workers_take_auto_or_a_number():
+    def parsed(model: dict, requests: dict):
+        config = parse_config({**MINIMAL, "model": {"path": "/m", **model}, "requests": requests})
+        return config.model.threads, config.requests.preprocess_workers
+
+    assert parsed({}, {}) == (None, None)  # absent: auto
+    assert parsed({"threads": "auto"}, {"preprocess_workers": "auto"}) == (None, None)
+    assert parsed({"threads": 2}, {"preprocess_workers": 3}) == (2, 3)
+
+
+def test_bad_threads_and_workers_name_auto_and_the_range():
+    lines = problems(
+        {
+            **MINIMAL,
+            "model": {"path": "/m", "threads": "fast"},
+            "requests": {"preprocess_workers": 17},
+        }
+    )
+    by_key = {line.split(":", 1)[0]: line for line in lines}
+    assert by_key["model.threads"] == (
+        "model.threads: expected \"auto\" or a whole number from 1 to 64, found 'fast'"
+    )
+    assert "1 to 16" in by_key["requests.preprocess_workers"]
+    for bad in ("Auto", "", 1.5, True, [2]):
+        (line,) = problems({**MINIMAL, "model": {"path": "/m", "threads": bad}})
+        assert line.startswith("model.threads: expected") and "1 to 64" in line, line

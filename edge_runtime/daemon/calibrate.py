@@ -1,0 +1,178 @@
+"""A short calibration of the loaded model: what ``threads = "auto"`` and
+``preprocess_workers = "auto"`` are chosen from.
+
+The model is built at 1 thread and the costs ``edge_runtime.daemon.tuning`` needs are
+measured on it: preprocessing a photo-like 1920x1080 JPEG (``Engine.prepare``, what a
+camera's request costs) and inference (``Engine.infer``: invoke and post-processing);
+then, while the time bound ``BUDGET_S`` allows, the model is built and timed at 2, 3 and
+4 threads (no more than the cores). The engine the choice names is the one returned; at
+most two are alive at once. A measurement that fails leaves 1 thread (and a worker per
+core, at most 2) with a warning: calibration never stops the daemon. Only the first build
+may fail the load, as it always did (the model does not load).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import statistics
+import time
+from functools import lru_cache
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from edge_runtime.daemon.tuning import Tuning, choose, default_tuning, thread_choices
+
+if TYPE_CHECKING:
+    from edge_runtime.inference.engine import Engine, Prepared
+
+log = logging.getLogger(__name__)
+
+#: Seconds the measurements may take, the first build aside; thread counts not reached
+#: by then are not tried. MobileNetV2 at 1-2 threads takes about 0.1 s on this project's
+#: 2-core reference machine.
+BUDGET_S = 0.4
+#: Timed runs per figure (the median counts); fewer when the budget runs out.
+RUNS = 5
+#: The representative request: a camera frame.
+SAMPLE_SIZE = (1920, 1080)
+#: Standard deviation of the sample's grain, in pixel values (0..255).
+GRAIN = 6.0
+
+#: build(threads): the model loaded at that thread count, checked and warmed up
+Build = Callable[[int], "Engine"]
+
+
+def calibrate(
+    build: Build,
+    *,
+    cores: int,
+    threads: int | None = None,
+    workers: int | None = None,
+    budget_s: float = BUDGET_S,
+) -> tuple[Engine, Tuning]:
+    """The engine to serve and the tuning it runs with. ``threads`` / ``workers`` given
+    (numbers from the config) are kept; what is None is chosen.
+
+    Raises:
+        EdgeError: the model cannot be built at its first thread count.
+    """
+    if threads is not None and workers is not None:
+        return build(threads), Tuning(cores, threads, workers, reason="set in the config")
+    first = threads or 1
+    engine = build(first)
+    try:
+        return _measure(engine, first, build, cores, threads, workers, budget_s)
+    except Exception as exc:  # noqa: BLE001 - calibration must never stop the daemon
+        log.warning(
+            "calibration failed (%s: %s); running with %d thread(s)",
+            type(exc).__name__,
+            exc,
+            first,
+        )
+        why = f"calibration failed: {type(exc).__name__}"
+        return engine, default_tuning(cores, why, threads=first, workers=workers)
+
+
+def _measure(
+    engine: Engine,
+    first: int,
+    build: Build,
+    cores: int,
+    threads: int | None,
+    workers: int | None,
+    budget_s: float,
+) -> tuple[Engine, Tuning]:
+    """Measure on ``engine`` (built at ``first`` threads) and on builds at more threads;
+    the engine chosen (``engine`` is closed when another is), and its tuning. Raises what
+    a measurement raises, with ``engine`` open and every other build closed."""
+    sample = sample_jpeg()
+    deadline = time.perf_counter() + budget_s
+    engine.prepare(sample)  # the first call builds lookup tables
+    preprocess_ms = _median_ms(lambda: engine.prepare(sample), deadline)
+    prepared = engine.prepare(sample)
+    invoke_ms = {first: _infer_ms(engine, prepared, deadline)}
+    auto = threads is None and engine.delegate != "edgetpu"  # the accelerator runs it
+    fastest: tuple[int, Engine] | None = None  # the fastest build beyond the first
+    try:
+        for k in thread_choices(cores) if auto else ():
+            if k in invoke_ms:
+                continue
+            if time.perf_counter() > deadline:
+                log.info("calibration: its time bound was reached before %d threads", k)
+                break
+            fastest, slower = _faster(fastest, (k, build(k)), invoke_ms, prepared, deadline)
+            if slower is not None:
+                slower.close()
+        tuning = choose(cores, preprocess_ms, invoke_ms, workers=workers)
+        if fastest is not None and tuning.threads == fastest[0]:
+            chosen, fastest = fastest[1], None
+        elif tuning.threads == first:
+            return engine, tuning
+        else:
+            chosen = build(tuning.threads)
+    finally:
+        if fastest is not None:
+            fastest[1].close()
+    engine.close()
+    return chosen, tuning
+
+
+def _faster(
+    fastest: tuple[int, Engine] | None,
+    candidate: tuple[int, Engine],
+    invoke_ms: dict[int, float],
+    prepared: Prepared,
+    deadline: float,
+) -> tuple[tuple[int, Engine], Engine | None]:
+    """Time ``candidate`` (into ``invoke_ms``); the faster of it and ``fastest``, and the
+    other engine (to close). The candidate is closed when timing it fails."""
+    k, engine = candidate
+    try:
+        engine.infer(prepared)  # its first run with input data
+        invoke_ms[k] = _infer_ms(engine, prepared, deadline)
+    except BaseException:
+        engine.close()
+        raise
+    if fastest is None:
+        return candidate, None
+    if invoke_ms[k] < invoke_ms[fastest[0]]:
+        return candidate, fastest[1]
+    return fastest, engine
+
+
+def _infer_ms(engine: Engine, prepared: Prepared, deadline: float) -> float:
+    return _median_ms(lambda: engine.infer(prepared), deadline)
+
+
+def _median_ms(run: Callable[[], object], deadline: float) -> float:
+    """The median of up to ``RUNS`` timed calls; one at least, more while time remains."""
+    times: list[float] = []
+    while len(times) < RUNS and (not times or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+@lru_cache(maxsize=1)
+def sample_jpeg() -> bytes:
+    """A photo-like 1920x1080 quality-90 JPEG (no image file ships with the daemon):
+    smooth colour shapes with a little grain, made at a quarter of the size and scaled up,
+    as costly to decode as a camera photo of that size (within 5% of scikit-image's
+    astronaut scaled to 1920x1080, which the benchmarks send); about 30 ms to make."""
+    from PIL import Image
+
+    width, height = SAMPLE_SIZE[0] // 4, SAMPLE_SIZE[1] // 4
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = []
+    for phase in (0.0, 2.1, 4.2):
+        wave = np.sin(x / 23 + phase) * np.cos(y / 15 - phase) + np.sin((x + y) / 57 + phase)
+        channels.append(128 + 60 * wave)
+    pixels = np.stack(channels, axis=-1) + rng.normal(0, GRAIN, (height, width, 3))
+    small = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    out = io.BytesIO()
+    small.resize(SAMPLE_SIZE, Image.Resampling.BICUBIC).save(out, format="JPEG", quality=90)
+    return out.getvalue()
