@@ -144,6 +144,19 @@ def render(doc: dict[str, Any], device_id: str) -> str:
             labels,
         )
     _drift(doc.get("monitoring"), dev, lines, metric)
+    tuning = doc.get("tuning") or {}
+    metric(
+        "edge_runtime_interpreter_threads",
+        "gauge",
+        "Interpreter threads the model runs with (chosen at start under threads = auto).",
+        tuning.get("threads"),
+    )
+    metric(
+        "edge_runtime_preprocess_workers",
+        "gauge",
+        "Threads preprocessing requests (chosen at start under preprocess_workers = auto).",
+        tuning.get("preprocess_workers"),
+    )
     model = doc.get("model", {})
     info = (
         "".join(

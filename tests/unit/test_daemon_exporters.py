@@ -64,3 +64,10 @@ def test_home_assistant_discovery():
     assert temp["value_template"] == "{{ value_json.temperature_c }}"
     assert temp["availability_topic"] == "edge/pi-01/status"
     assert temp["device"]["identifiers"] == ["edge-runtime-pi-01"]
+
+
+def test_the_tuning_is_exported_when_telemetry_has_it():
+    assert "edge_runtime_interpreter_threads" not in render(DOC, "d")  # an older daemon
+    text = render({**DOC, "tuning": {"threads": 1, "preprocess_workers": 2}}, "d")
+    assert 'edge_runtime_interpreter_threads{device="d"} 1' in text
+    assert 'edge_runtime_preprocess_workers{device="d"} 2' in text
