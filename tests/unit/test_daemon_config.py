@@ -27,6 +27,7 @@ def test_documented_example_is_valid():
     assert config.mqtt.protocol == "5" and config.mqtt.port == 1883
     assert config.telemetry.interval == 10
     assert config.groups == ("line-3",)
+    assert config.model.threads is None and config.requests.preprocess_workers is None  # auto
 
 
 def test_minimal_config_takes_documented_defaults():
