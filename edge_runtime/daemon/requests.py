@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from edge_runtime.b64json import lean_loads
 from edge_runtime.errors import InputError
 
 if TYPE_CHECKING:
@@ -88,64 +89,111 @@ def parse_request(
     max_bytes: int,
     correlation_data: bytes | None = None,
     response_topic: str | None = None,
+    lean: bool = True,
 ) -> Request:
-    """Parse one ``infer`` payload.
+    """Parse one ``infer`` payload. A JSON payload's image is decoded straight from the
+    payload (``b64json.lean_loads``) when the document allows it; whatever it does not
+    allow goes through the full parse, which gives the same request or error for
+    every payload (``lean=False``: the full parse alone).
 
     Raises:
         RequestError: over the size cap, bad JSON (nested too deeply included), bad
             base64, missing image; it carries the response topic and correlation data.
     """
     fallback = correlation_id(correlation_data)
-
-    def refuse(code: str, detail: str, rid: str) -> RequestError:
-        return RequestError(
-            code, detail, rid, response_topic=response_topic, correlation_data=correlation_data
-        )
-
     if len(payload) > max_bytes:
-        raise refuse(
+        raise RequestError(
             "too_large",
             f"payload is {len(payload)} bytes; the limit is {max_bytes} "
             "(requests.max_payload_bytes)",
             fallback or payload_id(payload[:max_bytes]),
+            response_topic=response_topic,
+            correlation_data=correlation_data,
         )
-    request_id = fallback or payload_id(payload)
-    image = payload
-    if payload[:1] in (b"{", b"[") or payload.lstrip()[:1] == b"{":
-        try:
-            doc = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+    if not (payload[:1] in (b"{", b"[") or payload.lstrip()[:1] == b"{"):
+        return Request(
+            fallback or payload_id(payload), payload, "mqtt", response_topic, correlation_data
+        )
+    found = _lean(payload) if lean else None
+    if found is not None:
+        raw_id, image = found
+        request_id = str(raw_id) if raw_id is not None else fallback or payload_id(payload)
+        return Request(request_id, image, "mqtt", response_topic, correlation_data)
+    return _parse_json(payload, fallback, response_topic, correlation_data)
+
+
+def _lean(payload: bytes) -> tuple[str | int | None, bytes] | None:
+    """The JSON id (None: none) and the image of a document the full parse accepts,
+    found without copying the image; None when the full parse must decide."""
+    found = lean_loads(payload)
+    if found is None:
+        return None
+    doc, images = found
+    if not isinstance(doc, dict):
+        return None
+    raw_id = doc.get("id")
+    if raw_id is not None and not _valid_id(raw_id):
+        return None
+    b64 = doc.get("image_b64")
+    image = images.get(b64) if isinstance(b64, str) else None
+    if image is None or isinstance(raw_id, str) and raw_id in images:
+        return None
+    return raw_id, image
+
+
+def _valid_id(raw_id: object) -> bool:
+    return (
+        isinstance(raw_id, (str, int))
+        and not isinstance(raw_id, bool)
+        and len(str(raw_id)) <= MAX_ID_LENGTH
+    )
+
+
+def _parse_json(
+    payload: bytes,
+    fallback: str | None,
+    response_topic: str | None,
+    correlation_data: bytes | None,
+) -> Request:
+    """The full parse of a JSON payload. The payload is hashed only for an id that
+    neither the document nor the correlation data gives."""
+    request_id = fallback
+
+    def current_id() -> str:
+        return request_id if request_id is not None else payload_id(payload)
+
+    def refuse(code: str, detail: str) -> RequestError:
+        return RequestError(
+            code,
+            detail,
+            current_id(),
+            response_topic=response_topic,
+            correlation_data=correlation_data,
+        )
+
+    try:
+        doc = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise refuse("bad_json", f"payload looks like JSON but is not valid: {exc}") from exc
+    except RecursionError as exc:  # a 2 kB payload of "[[[[..." nests past the stack
+        raise refuse("bad_json", "payload looks like JSON but nests too deeply") from exc
+    if not isinstance(doc, dict):
+        raise refuse("bad_json", 'expected a JSON object {"id", "image_b64"}')
+    raw_id = doc.get("id")
+    if raw_id is not None:
+        if not _valid_id(raw_id):
             raise refuse(
-                "bad_json", f"payload looks like JSON but is not valid: {exc}", request_id
-            ) from exc
-        except RecursionError as exc:  # a 2 kB payload of "[[[[..." nests past the stack
-            raise refuse(
-                "bad_json", "payload looks like JSON but nests too deeply", request_id
-            ) from exc
-        if not isinstance(doc, dict):
-            raise refuse("bad_json", 'expected a JSON object {"id", "image_b64"}', request_id)
-        raw_id = doc.get("id")
-        if raw_id is not None:
-            if (
-                not isinstance(raw_id, (str, int))
-                or isinstance(raw_id, bool)
-                or len(str(raw_id)) > MAX_ID_LENGTH
-            ):
-                raise refuse(
-                    "bad_json",
-                    f'"id" must be a string of at most {MAX_ID_LENGTH} characters',
-                    request_id,
-                )
-            request_id = str(raw_id)
-        b64 = doc.get("image_b64")
-        if not isinstance(b64, str) or not b64:
-            raise refuse("bad_json", 'missing "image_b64" (the image as base64 text)', request_id)
-        try:
-            image = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise refuse(
-                "bad_base64", f'"image_b64" is not valid base64: {exc}', request_id
-            ) from exc
-        if not image:
-            raise refuse("bad_base64", '"image_b64" decodes to no bytes', request_id)
-    return Request(request_id, image, "mqtt", response_topic, correlation_data)
+                "bad_json",
+                f'"id" must be a string of at most {MAX_ID_LENGTH} characters',
+            )
+        request_id = str(raw_id)
+    b64 = doc.get("image_b64")
+    if not isinstance(b64, str) or not b64:
+        raise refuse("bad_json", 'missing "image_b64" (the image as base64 text)')
+    try:
+        image = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise refuse("bad_base64", f'"image_b64" is not valid base64: {exc}') from exc
+    if not image:
+        raise refuse("bad_base64", '"image_b64" decodes to no bytes')
+    return Request(current_id(), image, "mqtt", response_topic, correlation_data)

@@ -94,3 +94,63 @@ def test_topics():
     ):
         with pytest.raises(ConfigError):
             Topics(prefix, device)
+
+
+# -- JSON requests: the image decoded from the payload in place ---------------------------
+IMAGE = bytes(range(256)) * 1200  # 300 kB, a camera JPEG's size
+
+
+def _json(doc: dict[str, object]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def test_json_request_with_an_id_or_correlation_data_is_not_hashed(monkeypatch):
+    import edge_runtime.daemon.requests as requests
+
+    def no_hash(payload: bytes) -> str:
+        raise AssertionError("the payload was hashed")
+
+    monkeypatch.setattr(requests, "payload_id", no_hash)
+    b64 = base64.b64encode(IMAGE).decode()
+    assert parse_request(_json({"id": "a", "image_b64": b64}), max_bytes=1 << 20).id == "a"
+    request = parse_request(_json({"image_b64": b64}), max_bytes=1 << 20, correlation_data=b"c")
+    assert request.id == "c" and request.image == IMAGE
+
+
+def test_json_image_is_decoded_without_copies_of_the_text():
+    import tracemalloc
+
+    payload = _json({"id": "a", "image_b64": base64.b64encode(IMAGE).decode()})
+    tracemalloc.start()
+    try:
+        request = parse_request(payload, max_bytes=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert request.image == IMAGE
+    assert peak < 1.25 * len(IMAGE)  # the decoded image, and no more than small change
+
+
+@pytest.mark.parametrize("escape", [False, True], ids=["as-is", "escaped"])
+def test_a_placeholder_named_in_the_document_is_not_taken_for_an_image(escape):
+    from edge_runtime.b64json import TOKEN
+
+    first = f"\\u{ord(TOKEN[0]):04x}" if escape else TOKEN[0]
+    b64 = base64.b64encode(IMAGE[:3000]).decode()
+    payload = f'{{"id": "a", "image_b64": "{first}{TOKEN[1:]}0", "x": "{b64}"}}'.encode()
+    for lean in (True, False):
+        with pytest.raises(RequestError) as info:
+            parse_request(payload, max_bytes=1 << 20, lean=lean)
+        assert info.value.code == "bad_base64" and info.value.request_id == "a"
+
+
+def test_lean_parse_leaves_keys_and_short_strings_as_they_are():
+    from edge_runtime.b64json import MIN_BLOB, lean_loads
+
+    key = base64.b64encode(bytes(MIN_BLOB)).decode()
+    image = base64.b64encode(IMAGE[:3000]).decode()
+    found = lean_loads(_json({key: "QUJD", "image_b64": image, "id": "QUJD"}))
+    assert found is not None
+    doc, images = found
+    assert doc[key] == "QUJD" and doc["id"] == "QUJD"
+    assert images[doc["image_b64"]] == IMAGE[:3000] and len(images) == 1

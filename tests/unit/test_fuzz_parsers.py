@@ -11,6 +11,7 @@ deep`` tries many more inputs when hunting.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -113,6 +114,142 @@ def test_requests(payload, correlation, response_topic):
             response_topic=response_topic,
         )
     )
+
+
+# -- requests: the lean parse (image decoded in place) against the full parse -------------
+@st.composite
+def image_texts(draw: st.DrawFn) -> str:
+    """An image as base64 text, as it stands between the quotes of a JSON document: long
+    enough for the lean parse, often damaged (escapes, whitespace, bad characters,
+    padding, cut short)."""
+    from edge_runtime.b64json import MIN_BLOB
+
+    text = base64.b64encode(draw(st.binary(min_size=MIN_BLOB * 3 // 4, max_size=1200))).decode()
+    at = draw(st.integers(min_value=0, max_value=len(text)))
+    damage = draw(
+        st.sampled_from(
+            [
+                "",
+                "",
+                "",
+                "\\/",
+                "\\u0041",
+                " ",
+                "\n",
+                "\\n",
+                "\x01",
+                "!",
+                "-",
+                "\u00e9",
+                "=",
+                "==",
+                "===",
+            ]
+            + ["cut", "pad"]
+            + [""] * 8
+        )
+    )
+    if damage == "cut":
+        return text[:at]
+    if damage == "pad":
+        return text.rstrip("=") + "=" * draw(st.integers(min_value=0, max_value=3))
+    return text[:at] + damage + text[at:]
+
+
+def placeholders() -> st.SearchStrategy[str]:
+    """The lean parse's own placeholders, as they are or spelt with an escape."""
+    from edge_runtime.b64json import TOKEN
+
+    return st.tuples(st.sampled_from([TOKEN[0], f"\\u{ord(TOKEN[0]):04x}"]), st.integers(0, 1)).map(
+        lambda p: f"{p[0]}{TOKEN[1:]}{p[1]}"
+    )
+
+
+def json_texts(images: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """JSON text (valid or not) of request documents: an object whose members are
+    mostly ``id`` and ``image_b64``, sometimes again, in other spellings, nested, or
+    around other values; whitespace anywhere."""
+    space = st.sampled_from(["", "", " ", "\n", "\t ", "\r\n"])
+    key = st.sampled_from(
+        ["id", "image_b64", "image_b64", "x", "image_b64 ", "image\\u005fb64", "IMAGE_B64"]
+    )
+    image = images.map(lambda t: f'"{t}"')
+    scalar = st.one_of(
+        st.text(max_size=300),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.booleans(),
+        st.none(),
+        st.floats(allow_nan=False),
+    ).map(json.dumps)
+
+    def members(values: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        member = st.tuples(space, key, space, space, values)
+        return st.lists(member, max_size=3).map(
+            lambda ms: ",".join(f'{a}"{k}"{b}:{c}{v}' for a, k, b, c, v in ms)
+        )
+
+    def grow(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        return st.one_of(
+            members(inner).map(lambda m: "{" + m + "}"),
+            st.lists(inner, max_size=3).map(lambda vs: "[" + ",".join(vs) + "]"),
+        )
+
+    value = st.recursive(st.one_of(image, image, scalar), grow, max_leaves=4)
+    ident = st.one_of(
+        st.text(max_size=300),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=False),
+        st.booleans(),
+        st.lists(st.integers(), max_size=2),
+    )
+    return st.one_of(
+        st.tuples(
+            space,
+            st.one_of(st.just(""), ident.map(lambda i: f'"id": {json.dumps(i)},')),
+            space,
+            st.one_of(image, image, image, placeholders().map(lambda t: f'"{t}"')),
+            members(value),
+            space,
+        ).map(
+            lambda p: f'{p[0]}{{{p[1]}{p[2]}"image_b64":{p[3]}{"," + p[4] if p[4] else ""}{p[5]}}}'
+        ),
+        value,
+    )
+
+
+@given(
+    json_texts(image_texts()),
+    st.sampled_from(["", " ", "\n", "}", ",", "x", "\u00e9"]),
+    st.one_of(st.none(), st.binary(max_size=10)),
+)
+def test_requests_lean_parse_is_the_full_parse(text, tail, correlation):
+    """Whatever the document, the lean parse gives the request, or the error (code,
+    detail, id and where it goes), that the full parse gives."""
+    from edge_runtime.daemon.requests import RequestError, parse_request
+
+    payload = (text + tail).encode("utf-8", "surrogatepass")
+
+    def outcome(lean: bool) -> tuple[Any, ...]:
+        try:
+            r = parse_request(
+                payload,
+                max_bytes=1 << 20,
+                correlation_data=correlation,
+                response_topic="r",
+                lean=lean,
+            )
+        except RequestError as exc:
+            return (
+                "error",
+                exc.code,
+                exc.detail,
+                exc.request_id,
+                exc.response_topic,
+                exc.correlation_data,
+            )
+        return ("request", r)
+
+    assert outcome(True) == outcome(False)
 
 
 # -- update notices and the chunk plans inside them -------------------------------------
