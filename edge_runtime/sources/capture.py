@@ -38,6 +38,13 @@ class Capture:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def detail(self) -> str:
+        """The reader's ``detail`` (its decoder); "" before it is open."""
+        with self._lock:
+            reader = self._reader
+        return "" if reader is None else reader.detail
+
     def abandon(self) -> None:
         """Stop handing frames on, and ask the reader to stop (any thread)."""
         self._abandoned.set()

@@ -3,10 +3,11 @@ http(s):// (MJPEG or any stream FFmpeg reads), file:// clips and v4l2:///dev/vid
 
 Frames are scaled in the decoder (swscale, in the same call that converts them to RGB)
 to the size the model wants, rather than converted at full resolution and resized;
-decoding is threaded (``thread_type = "AUTO"``). A network read that waits longer than
-``STALL_AFTER`` gives up (FFmpeg's interrupt callback), so a stalled camera ends in a
-``SourceError`` instead of a thread stuck for good. A file plays at its own frame rate,
-as a camera would."""
+decoding is in hardware where the device has a decoder for the stream's codec that
+works (the Pi 4's ``h264_v4l2m2m``), else threaded software (``decoder.py``). A
+network read that waits longer than ``STALL_AFTER`` gives up (FFmpeg's interrupt
+callback), so a stalled camera ends in a ``SourceError`` instead of a thread stuck for
+good. A file plays at its own frame rate, as a camera would."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Callable
 import av
 from PIL import Image
 
+from edge_runtime.sources.decoder import Decoder
 from edge_runtime.sources.frames import STALL_AFTER, Decoded, Size, SourceError
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,17 @@ def _target(url: str) -> tuple[str, str | None, dict[str, str]]:
 class FfmpegReader:
     """One opened stream; ``frames`` decodes it, ``close`` stops it (any thread)."""
 
-    def __init__(self, url: str, sizing: Sizing, *, gray: bool, paced: bool = True) -> None:
-        """``paced``: a file plays at its own frame rate (else as fast as it decodes)."""
+    def __init__(
+        self,
+        url: str,
+        sizing: Sizing,
+        *,
+        gray: bool,
+        paced: bool = True,
+        decoder: Callable[[str, Any], Decoder] = Decoder,
+    ) -> None:
+        """``paced``: a file plays at its own frame rate (else as fast as it decodes);
+        ``decoder(url, stream)``: the stream's decoder (hardware where it works)."""
         self.url = url
         self._sizing = sizing
         self._format = "gray" if gray else "rgb24"
@@ -64,29 +75,33 @@ class FfmpegReader:
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(url, "no video stream in it")
+        self._stream = self._container.streams.video[0]
+        self._decoder = decoder(url, self._stream)
+
+    @property
+    def detail(self) -> str:
+        """The decoder in use, e.g. ``h264_v4l2m2m (hardware)``."""
+        return self._decoder.detail
 
     def frames(self) -> Iterator[Decoded]:
         container = self._container
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
         size: Size | None = None
         start: float | None = None
         first_pts = 0.0
         try:
-            for frame in container.decode(stream):
-                if self._closed.is_set():
-                    return
-                if size is None:
-                    size = self._sizing(frame.width, frame.height)
-                if self._paced and frame.pts is not None and frame.time_base is not None:
-                    at = float(frame.pts * frame.time_base)
-                    if start is None:
-                        start, first_pts = time.monotonic(), at
-                    if self._closed.wait(max(0.0, start + (at - first_pts) - time.monotonic())):
+            for packet in container.demux(self._stream):
+                for frame in self._decoder.decode(packet):
+                    if self._closed.is_set():
                         return
-                scaling = time.perf_counter()
-                image = _image(frame.reformat(size.width, size.height, self._format), self._format)
-                yield Decoded(image, (time.perf_counter() - scaling) * 1000)
+                    if size is None:
+                        size = self._sizing(frame.width, frame.height)
+                    if self._paced and frame.pts is not None and frame.time_base is not None:
+                        at = float(frame.pts * frame.time_base)
+                        if start is None:
+                            start, first_pts = time.monotonic(), at
+                        if self._closed.wait(max(0.0, start + (at - first_pts) - time.monotonic())):
+                            return
+                    yield _scaled(frame, size, self._format)
         except (av.FFmpegError, OSError) as exc:
             if not self._closed.is_set():
                 raise SourceError(self.url, f"stream failed: {exc}") from exc
@@ -97,9 +112,9 @@ class FfmpegReader:
         self._closed.set()
 
 
-def _image(frame: Any, fmt: str) -> Image.Image:
-    """A frame already scaled and converted by swscale, as a Pillow image."""
-    if fmt == "gray":
-        return Image.fromarray(frame.to_ndarray(), "L")
-    image: Image.Image = frame.to_image()
-    return image
+def _scaled(frame: Any, size: Size, fmt: str) -> Decoded:
+    """A decoded frame scaled and converted by swscale in one call, as a Pillow image."""
+    start = time.perf_counter()
+    out = frame.reformat(size.width, size.height, fmt)
+    image: Image.Image = Image.fromarray(out.to_ndarray(), "L") if fmt == "gray" else out.to_image()
+    return Decoded(image, (time.perf_counter() - start) * 1000)

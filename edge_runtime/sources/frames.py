@@ -47,7 +47,11 @@ class Decoded:
 class FrameReader(Protocol):
     """One open source. ``frames`` yields decoded frames until the stream ends (a
     clip's end, a camera's stream closed) and raises ``SourceError`` on a failure;
-    ``close`` may be called from another thread to make it stop."""
+    ``close`` may be called from another thread to make it stop; ``detail`` says what
+    decodes it (for the source's state and telemetry), "" when there is nothing to say."""
+
+    @property
+    def detail(self) -> str: ...
 
     def frames(self) -> Iterator[Decoded]: ...
 

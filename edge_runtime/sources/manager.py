@@ -151,6 +151,7 @@ class Sources:
                 "dropped": s["dropped"],
                 "errors": s["errors"],
                 "reconnects": s["reconnects"],
+                "decoder": s["decoder"],
                 "latency_ms": s["latency_ms"],
             }
         return out

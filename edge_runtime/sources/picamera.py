@@ -49,6 +49,10 @@ class PicameraReader:
         except Exception as exc:  # noqa: BLE001 - picamera2 raises many kinds; one line each
             raise SourceError(url, f"cannot open camera {index}: {exc}") from exc
 
+    @property
+    def detail(self) -> str:
+        return "picamera2 (scaled in the camera's ISP)"
+
     def frames(self) -> Iterator[Decoded]:
         try:
             while not self._closed.is_set():

@@ -134,6 +134,7 @@ class SourceWorker:
         self.dropped = 0
         self.errors = 0
         self.reconnects = 0
+        self.decoder = ""  # what decodes the stream, once it streams
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._beat = heartbeats(f"source-{config.name}", CONTROL_BOUND)
         self._thread = threading.Thread(
@@ -160,6 +161,7 @@ class SourceWorker:
             "dropped": self.dropped,
             "errors": self.errors,
             "reconnects": self.reconnects,
+            "decoder": self.decoder,
             "latency_ms": {
                 "p50": None if p50 is None else round(p50, 3),
                 "p99": None if p99 is None else round(p99, 3),
@@ -269,7 +271,8 @@ class SourceWorker:
                     streamed = True
                     if lost:
                         self.reconnects += 1
-                    self._set_state("streaming")
+                    self.decoder = capture.detail
+                    self._set_state("streaming", self.decoder)
                 if frame is not None:
                     self._send(frame)
                 if ended is not None:

@@ -153,6 +153,8 @@ def test_unreadable_sources_go_lost_with_one_line_and_the_good_ones_stream(run):
         "dropped",
         "errors",
         "reconnects",
+        "decoder",
         "latency_ms",
     }
     assert last["clip"]["latency_ms"]["p50"] is not None
+    assert last["clip"]["decoder"].startswith(("h264 (software, threaded)", "h264 (hardware)"))

@@ -154,6 +154,8 @@ class FakeDevice:
     """A frame source standing in for a camera: one frame, the next ``n - 1`` at once
     when ``taken`` is set, then nothing until ``unplug`` is set, then the stream ends."""
 
+    detail = "fake"
+
     def __init__(self, n: int, taken: threading.Event, unplug: threading.Event) -> None:
         self.n = n
         self.taken = taken
@@ -243,6 +245,8 @@ def test_a_worker_with_a_fake_device_keeps_only_the_newest_frame_and_reconnects(
 
 class HungDevice:
     """A decoder that gives ``n`` frames and then hangs for good, deaf to ``close``."""
+
+    detail = "hung"
 
     def __init__(self, n: int, forever: threading.Event) -> None:
         self.n = n
