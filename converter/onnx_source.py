@@ -6,13 +6,14 @@ their attributes, initializers as numpy arrays), so that ``converter.onnx_torch`
 it with torch operations for ``litert-torch``. A symbolic batch dimension is fixed to 1
 (and checked by running the model at batch 1 in onnxruntime); other symbolic dimensions
 need ``--input-shape``. The float reference for the accuracy gate is onnxruntime running
-the file itself.
+the file itself. ``tensor_shapes`` and ``cut`` run and cut a model back to an inner tensor
+(``converter.onnx_nms`` uses them to take a built-in NMS off a YOLO export).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,95 @@ def _input_shape(
 
 def _shape_text(dims: Sequence[int | None]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def tensor_shapes(
+    data: bytes, graph: Graph, names: Sequence[str], nodes: Sequence[int]
+) -> dict[str, tuple[int, ...]]:
+    """The shapes at batch 1 of the float tensors ``names`` that may have three dimensions,
+    computed by ``nodes`` (positions in the graph), which onnxruntime runs on zeros.
+
+    Raises:
+        ModelError: onnxruntime cannot run that part of the model.
+    """
+    model = onnx.load_from_string(data)
+    declared = _declared(model)
+    wanted = [
+        n
+        for n in names
+        if declared.get(n, (0, None))[0] == onnx.TensorProto.FLOAT and declared[n][1] in (None, 3)
+    ]
+    if not wanted:
+        return {}
+    part = _part(model, nodes, wanted, declared)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 2
+    try:
+        with captured_output():
+            session = onnxruntime.InferenceSession(
+                part.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+            values = session.run(
+                wanted, {graph.input_name: np.zeros(graph.input_shape, np.float32)}
+            )
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+        raise ModelError(
+            f"onnxruntime cannot run the model up to its NMS: {_first_line(exc)}"
+        ) from exc
+    return {n: tuple(int(d) for d in np.shape(v)) for n, v in zip(wanted, values)}
+
+
+def cut(data: bytes, graph: Graph, nodes: Sequence[int], output: str) -> tuple[Graph, bytes]:
+    """The model cut back to the tensor ``output``, computed by ``nodes`` (positions in
+    the graph): its graph and its file's bytes."""
+    model = onnx.load_from_string(data)
+    part = _part(model, nodes, [output], _declared(model))
+    kept = tuple(graph.nodes[i] for i in sorted(nodes))
+    return replace(graph, outputs=(output,), nodes=kept), part.SerializeToString()
+
+
+def _declared(model: Any) -> dict[str, tuple[int, int | None]]:
+    """Each tensor's element type and rank (None: unknown) as shape inference gives them."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - inference is a hint; ORT decides
+        inferred = model
+    graph = inferred.graph
+    out: dict[str, tuple[int, int | None]] = {}
+    for info in (*graph.input, *graph.value_info, *graph.output):
+        tensor = info.type.tensor_type
+        rank = len(tensor.shape.dim) if tensor.HasField("shape") else None
+        out[info.name] = (tensor.elem_type, rank)
+    return out
+
+
+def _part(
+    model: Any, nodes: Sequence[int], outputs: Sequence[str], declared: Mapping[str, Any]
+) -> Any:
+    """A copy of ``model`` with only ``nodes`` and the initializers they read, whose
+    outputs are ``outputs``."""
+    part = onnx.ModelProto()
+    part.CopyFrom(model)
+    graph = part.graph
+    kept = [graph.node[i] for i in sorted(nodes)]
+    used = {name for node in kept for name in node.input}
+    initializers = [i for i in graph.initializer if i.name in used]
+    weights = {i.name for i in model.graph.initializer}
+    # older exports list weights as inputs too: keep only those still read
+    inputs = [i for i in graph.input if i.name not in weights or i.name in used]
+    for repeated in (graph.node, graph.initializer, graph.input, graph.output, graph.value_info):
+        del repeated[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(initializers)
+    graph.input.extend(inputs)
+    graph.output.extend(
+        onnx.helper.make_tensor_value_info(
+            name, declared.get(name, (onnx.TensorProto.FLOAT, None))[0], None
+        )
+        for name in outputs
+    )
+    return part
 
 
 class OnnxReference:

@@ -44,6 +44,9 @@ def format_report(report: Mapping[str, Any]) -> str:
     head = report.get("detection_format")
     if head:
         lines.append(f"detection  {head['format']}, box units {head['box_units']}")
+    nms = report.get("exported_nms")
+    if nms:
+        lines.append(_exported_nms(nms, head))
     source = report.get("source", {})
     if source.get("float_reference"):
         lines.append(f"reference  the source model, run by {source['float_reference']}")
@@ -65,6 +68,21 @@ def format_report(report: Mapping[str, Any]) -> str:
     if report.get("bundle"):
         lines.append(f"bundle     {report['bundle']} (signed: {report.get('signed', False)})")
     return "\n".join(lines)
+
+
+def _exported_nms(nms: Mapping[str, Any], head: Mapping[str, Any] | None) -> str:
+    """One line: the export's NMS was cut off and the device's decoder does its work."""
+    fmt = head["format"] if head else "YOLO"
+    carried = ", ".join(
+        f"{key.replace('_', ' ')} {nms[key]}"
+        for key in ("iou_threshold", "score_threshold", "max_boxes_per_class")
+        if nms.get(key) is not None
+    )
+    return (
+        f"nms        the export's {nms['op']} (node {nms['node']!r}) was replaced by the "
+        f"device's {fmt} decoder; the export's settings: {carried or 'not readable'} "
+        "([model] score_threshold / iou_threshold / max_detections set the device's)"
+    )
 
 
 def _kb(value: Any) -> str:

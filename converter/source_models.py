@@ -9,7 +9,7 @@ quantization (ai-edge-quantizer), validation, bundling and signing as any other 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +32,8 @@ class SourceModel:
     reference: Reference  # the source model itself (NHWC float input in)
     nchw_shape: tuple[int, int, int, int]
     runtime: str  # what runs the reference: "onnxruntime" or "pytorch"
+    #: an ONNX export's NMS the graph was cut before (``onnx_nms.ExportedNms.to_report``)
+    exported_nms: dict[str, Any] | None = field(default=None, hash=False)
 
 
 class SourceRunner:
@@ -62,11 +64,14 @@ def load(
     """
     with captured_output():  # the libraries' import-time notices
         from converter import torch_source
+    exported_nms: dict[str, Any] | None = None
     if fmt == "onnx":
         assert model is not None
         with captured_output():
-            from converter import onnx_source
+            from converter import onnx_nms, onnx_source
         graph, data = onnx_source.load(model, input_shape)
+        graph, data, nms = onnx_nms.cut_exported_nms(graph, data)
+        exported_nms = None if nms is None else nms.to_report()
         reference: Reference = onnx_source.OnnxReference(data, graph)
         module = torch_source.from_onnx(graph)
         shape = graph.input_shape
@@ -86,7 +91,7 @@ def load(
         reference = torch_source.TorchReference(module)
         runtime = "pytorch"
     float_model = torch_source.to_float_tflite(module, shape)
-    return SourceModel(float_model, reference, shape, runtime)
+    return SourceModel(float_model, reference, shape, runtime, exported_nms)
 
 
 def _nchw(shape: Any, what: str) -> tuple[int, int, int, int]:

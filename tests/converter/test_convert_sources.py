@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -174,18 +176,35 @@ def test_yolo_layouts_convert_to_int8_and_decode_like_the_float_model(
     # boxes to 1/255 (then the logits' own quantization dominates)
     step = outputs["tensors"][0]["scale"]
     assert step < (0.01 if units == "normalized" else 0.3)
+    model = getattr(torch_models, f"tiny_{layout}")()
+
+    def run_float(nchw: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(nchw)).numpy()[0]  # type: ignore[no-any-return]
+
+    _assert_detects_like_the_float_model(bundle, run_float, layout, units, step)
+
+
+def _assert_detects_like_the_float_model(
+    bundle: Path,
+    run_float: Callable[[np.ndarray], np.ndarray],
+    layout: str,
+    units: str,
+    step: float,
+) -> None:
+    """On each photo, every clear detection of a reference decoder over the float model's
+    raw head (``run_float``: NCHW float input to ``[a, b]``) has an int8 twin in the
+    bundle's detections: same class, IoU over 0.8, score within quantization tolerance."""
     tolerance = max(TOLERANCE, 1.5 * step)
     settings = DetectionSettings(score_threshold=0.5, iou_threshold=0.5, max_detections=20)
     engine = Engine.load(bundle, detection=settings)
-    model = getattr(torch_models, f"tiny_{layout}")()
     for photo in DETECTOR_PHOTOS:
         prepared = engine.prepare((IMAGES / photo).read_bytes())
         got = engine.infer(prepared).detections
         float_input = prepared.tensor.astype(np.float32)
         quant = prepared.spec.quantization
         float_input = quant.scale * (float_input - quant.zero_point)  # the same pixels / 255
-        with torch.no_grad():
-            raw = model(torch.from_numpy(float_input).permute(0, 3, 1, 2)).numpy()[0]
+        raw = run_float(np.ascontiguousarray(float_input.transpose(0, 3, 1, 2)))
         rows = raw.T if layout == "yolov8" else raw
         want = reference_decode(
             rows,
@@ -215,6 +234,104 @@ def test_an_exported_program_converts(edge_convert, small_photos, tmp_path) -> N
     assert report["source"]["format"] == "pt2"
     assert report["input"]["shape"] == [1, 64, 64, 3]
     assert report["detection_format"]["format"] == "yolov8"
+
+
+# ---- ONNX exports with NMS built in --------------------------------------------------------
+
+NMS_PAIR = ("plain", "nms")
+
+
+@pytest.fixture(scope="module")
+def nms_exports(
+    edge_convert: Any, small_photos: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The tiny YOLOv8-layout detector exported to ONNX plainly and with NMS appended,
+    both converted (once for the tests below)."""
+    from tests.support.onnx_nms_models import export_plain, with_nms
+    from tests.support.torch_models import tiny_yolov8
+
+    folder = tmp_path_factory.mktemp("nms")
+    plain = export_plain(tiny_yolov8(), folder / "plain.onnx", 64)
+    sources = {"plain": plain, "nms": with_nms(plain, folder / "nms.onnx")}
+    out: dict[str, Any] = {"onnx": sources}
+    for name, source in sources.items():
+        bundle = folder / f"{name}.edgebundle"
+        scale = ("--mean", "0", "--std", "255")
+        report = _convert(edge_convert, [source], small_photos, bundle, *scale)
+        out[name] = {"bundle": bundle, "report": report}
+    return out
+
+
+def test_an_export_with_nms_is_cut_back_to_its_head(nms_exports: dict[str, Any]) -> None:
+    from converter.report import format_report
+    from tests.support.onnx_nms_models import IOU, MAX_BOXES, SCORE
+
+    report = nms_exports["nms"]["report"]
+    nms = report["exported_nms"]
+    assert (nms["op"], nms["node"]) == ("NonMaxSuppression", "exported_nms")
+    assert (nms["iou_threshold"], nms["score_threshold"], nms["max_boxes_per_class"]) == (
+        IOU,
+        SCORE,
+        MAX_BOXES,
+    )
+    assert report["detection_format"] == {"format": "yolov8", "box_units": "normalized"}
+    assert "exported_nms" not in nms_exports["plain"]["report"]
+    outputs = _manifest(nms_exports["nms"]["bundle"])["outputs"]
+    assert (outputs["format"], outputs["box_units"]) == ("yolov8", "normalized")
+    assert [t["shape"] for t in outputs["tensors"]] == [[1, 7, 84]]  # the raw head
+    lines = [line for line in format_report(report).splitlines() if "NonMaxSuppression" in line]
+    assert len(lines) == 1 and "replaced by the device's yolov8 decoder" in lines[0], lines
+    assert "iou threshold 0.5" in lines[0] and "score threshold 0.25" in lines[0], lines
+
+
+def test_an_export_with_nms_detects_like_the_plain_export(nms_exports: dict[str, Any]) -> None:
+    import onnxruntime
+
+    settings = DetectionSettings(score_threshold=0.5, iou_threshold=0.5, max_detections=20)
+    engines = {k: Engine.load(nms_exports[k]["bundle"], detection=settings) for k in NMS_PAIR}
+    step = _manifest(nms_exports["nms"]["bundle"])["outputs"]["tensors"][0]["scale"]
+    for photo in DETECTOR_PHOTOS:
+        image = (IMAGES / photo).read_bytes()
+        plain, cut = (engines[k].infer(engines[k].prepare(image)).detections for k in engines)
+        assert plain, photo
+        assert [d.index for d in cut] == [d.index for d in plain], photo
+        for a, b in zip(cut, plain):
+            assert iou(list(a.box), list(b.box)) > 0.99 and abs(a.score - b.score) <= step
+    # and like an independent decoder over onnxruntime's float output of the plain export
+    session = onnxruntime.InferenceSession(
+        str(nms_exports["onnx"]["plain"]), providers=["CPUExecutionProvider"]
+    )
+
+    def run_float(nchw: np.ndarray) -> np.ndarray:
+        return session.run(None, {"images": nchw.astype(np.float32)})[0][0]  # type: ignore[no-any-return]
+
+    _assert_detects_like_the_float_model(
+        nms_exports["nms"]["bundle"], run_float, "yolov8", "normalized", step
+    )
+
+
+def test_nms_fed_by_no_yolo_head(
+    edge_convert: Any, small_photos: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.support.onnx_nms_models import unrecognisable_nms
+
+    model = unrecognisable_nms(tmp_path / "m.onnx")
+    out = tmp_path / "x.edgebundle"
+    done = edge_convert(model, *_args(small_photos, out))
+    _one_line_failure(done, "NonMaxSuppression", "'nms'", "no YOLO head")
+    assert not out.exists()
+
+
+def test_an_end_to_end_topk_head_is_refused_with_why(
+    edge_convert: Any, small_photos: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.support.onnx_nms_models import export_plain, with_topk_head
+    from tests.support.torch_models import tiny_yolov8
+
+    plain = export_plain(tiny_yolov8(), tmp_path / "plain.onnx", 64)
+    model = with_topk_head(plain, tmp_path / "e2e.onnx")
+    done = edge_convert(model, *_args(small_photos, tmp_path / "x.edgebundle"))
+    _one_line_failure(done, "ONNX operator TopK", "'e2e_topk'", "end-to-end", "raw head")
 
 
 # ---- bad inputs -----------------------------------------------------------------------------
