@@ -9,7 +9,10 @@ resizing that JPEG for the MobileNetV2 benchmark model (``Engine.prepare``), so
 "JSON per request" is (prepare + raw parse) / (prepare + JSON parse), the throughput a
 daemon bound by that work keeps when clients send JSON.
 
-    .venv/bin/python -m benchmarks.request_parse [--runs 60]
+    .venv/bin/python -m benchmarks.request_parse [--runs 60] [--binascii]
+
+The base64 text is decoded by pybase64 where it is installed (it is optional), else by
+binascii, a few times slower per request form (``--binascii`` measures that).
 
 Timings on a shared machine are noisy: the forms are measured interleaved, round after
 round, and medians compared.
@@ -28,6 +31,7 @@ import tracemalloc
 from collections.abc import Callable
 
 from benchmarks.inputs import mobilenet_bundle, photo_jpeg
+from edge_runtime import b64json
 from edge_runtime.daemon.requests import parse_request
 
 #: Targets: JSON keeps this share of raw's per-request throughput, and parsing JSON
@@ -81,7 +85,12 @@ def timed(run: Callable[[], object]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=60, help="rounds of each form (default 60)")
+    ap.add_argument(
+        "--binascii", action="store_true", help="decode with binascii even where pybase64 is"
+    )
     args = ap.parse_args(argv)
+    if args.binascii:
+        b64json.fast_decoder = None
 
     from edge_runtime.inference.engine import Engine
 
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     copies = {name: peak_bytes(run) / len(jpeg) for name, run in cases.items()}
 
     print(f"image: 1920x1080 JPEG, {len(jpeg)} bytes; prepare (decode + resize) {work:.2f} ms")
+    print(f"base64: {'binascii' if b64json.fast_decoder is None else 'pybase64'}")
     print(f"{'form':<24}{'parse ms':>10}{'vs raw':>9}{'per request':>13}{'copies':>8}")
     for name in cases:
         raw = "raw + correlation" if "correlation" in name else "raw"

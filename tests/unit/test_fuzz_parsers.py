@@ -12,6 +12,7 @@ deep`` tries many more inputs when hunting.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import os
@@ -19,6 +20,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -222,9 +224,11 @@ def json_texts(images: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     st.sampled_from(["", " ", "\n", "}", ",", "x", "\u00e9"]),
     st.one_of(st.none(), st.binary(max_size=10)),
 )
-def test_requests_lean_parse_is_the_full_parse(text, tail, correlation):
+@pytest.mark.parametrize("decoder", ["as installed", "binascii"])
+def test_requests_lean_parse_is_the_full_parse(decoder, text, tail, correlation):
     """Whatever the document, the lean parse gives the request, or the error (code,
-    detail, id and where it goes), that the full parse gives."""
+    detail, id and where it goes), that the full parse gives; with pybase64 (when
+    installed) and with binascii."""
     from edge_runtime.daemon.requests import RequestError, parse_request
 
     payload = (text + tail).encode("utf-8", "surrogatepass")
@@ -249,7 +253,34 @@ def test_requests_lean_parse_is_the_full_parse(text, tail, correlation):
             )
         return ("request", r)
 
-    assert outcome(True) == outcome(False)
+    with _decoder(decoder):
+        assert outcome(True) == outcome(False)
+
+
+def _decoder(name: str) -> contextlib.AbstractContextManager[object]:
+    from edge_runtime import b64json
+
+    if name == "binascii":
+        return mock.patch.object(b64json, "fast_decoder", None)
+    return contextlib.nullcontext()
+
+
+@given(
+    st.text(alphabet="AQgw/+9z=", max_size=40).map(str.encode)
+    | st.binary(max_size=20)
+    | st.binary(max_size=30).map(base64.b64encode)
+)
+@pytest.mark.parametrize("decoder", ["as installed", "binascii"])
+def test_strict_base64_decodes_as_b64decode(decoder, text):
+    """What the in-place decoder returns, ``b64decode(validate=True)`` returns too."""
+    from edge_runtime.b64json import b64decode_strict
+
+    with _decoder(decoder):
+        try:
+            decoded = b64decode_strict(memoryview(text))
+        except (binascii.Error, ValueError):
+            return
+    assert decoded == base64.b64decode(text, validate=True)
 
 
 # -- update notices and the chunk plans inside them -------------------------------------
