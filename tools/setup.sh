@@ -79,7 +79,7 @@ make_venv() {
 }
 
 make_venv .venv -e ".[litert,converter,dev,onnx,torch,dev-torch,video]"
-make_venv .venv-tflite -e ".[tflite,dev]"
+make_venv .venv-tflite -e ".[tflite,dev,video]"  # PyAV needs no numpy 2: sources tests run here too
 if [ "${#done_steps[@]}" -eq 0 ]; then
     echo "setup: up to date (system packages, .venv with ai-edge-litert, TensorFlow and CPU PyTorch, .venv-tflite with tflite-runtime)"
 else
