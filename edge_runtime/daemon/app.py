@@ -37,6 +37,7 @@ from edge_runtime.daemon.requests import (
     parse_request,
     payload_id,
 )
+from edge_runtime.daemon.retune import LiveRetune
 from edge_runtime.daemon.startmodel import Fallback, candidates, load_first
 from edge_runtime.daemon.supervisor import Fault, Health, Supervisor
 from edge_runtime.daemon.topics import Topics
@@ -110,6 +111,8 @@ class Daemon:
             threads=config.model.threads,
             workers=config.requests.preprocess_workers,
         )
+        self.retune = LiveRetune(self.tuning)
+        self._swap_lock = threading.Lock()  # the engine served and its tuning change together
         self.config_path = config_path
         self.engine = engine
         self.notifier = notifier or Notifier()
@@ -162,7 +165,7 @@ class Daemon:
             workers=self.tuning.preprocess_workers,
             max_bytes=config.requests.queue_bytes,
             ledger=self.ledger,
-            observe=self.monitor.observe,
+            observe=self._observe,
         )
         self.sources = Sources(
             config.sources,
@@ -471,9 +474,11 @@ class Daemon:
             # its GIL-bound steps overlap a running invoke instead of pausing requests
             before_native=lambda: self.pipeline.when_invoking(SWAP_WAIT),
         )
-        self.pipeline.swap(engine)
-        self.engine = engine
-        self.tuning = tuning
+        with self._swap_lock:
+            self.pipeline.swap(engine)
+            self.engine = engine
+            self.tuning = tuning
+            self.retune.reset(tuning)
         identity = engine.identity
         self.collector.model = {
             "name": identity.name,
@@ -487,6 +492,48 @@ class Daemon:
             (time.perf_counter() - started) * 1000,
         )
         return Identity(identity.name, identity.version, identity.sha256)
+
+    def retune_if_due(self) -> None:
+        """Once the first requests after a calibration were served: the threads chosen
+        again from their preprocessing cost (``LiveRetune``), and the engine rebuilt at
+        the new count and swapped in as a new model is. Runs in the supervisor's loop."""
+        with self._swap_lock:
+            served, tuning = self.engine, self.retune.due()
+        if tuning is None:
+            return
+        engine = served
+        if tuning.threads != self.tuning.threads:
+            try:
+                engine = _build(
+                    self.config,
+                    served.source,
+                    tuning.threads,
+                    lambda: self.pipeline.when_invoking(SWAP_WAIT),
+                )
+            except Exception as exc:  # noqa: BLE001 - the engine served stays; keep serving
+                log.warning("could not load the model at %d threads: %s", tuning.threads, exc)
+                return
+        with self._swap_lock:
+            if self.engine is not served:  # a new model came meanwhile, with its own tuning
+                if engine is not served:
+                    engine.close()
+                return
+            log.info(
+                "model %s %s runs with %s",
+                engine.identity.name,
+                engine.identity.version,
+                tuning.summary(),
+            )
+            if engine is not served:
+                self.pipeline.swap(engine)
+                self.engine = engine
+            self.tuning = tuning
+
+    def _observe(self, prepared: Any, answer: dict[str, Any]) -> None:
+        """The pipeline's ``observe``: drift monitoring, and the preprocessing cost for
+        ``retune_if_due``."""
+        self.monitor.observe(prepared, answer)
+        self.retune.observe(getattr(prepared, "preprocess_ms", 0.0))
 
     # -- answers ------------------------------------------------------------------------
     def _store_answers(self, batch: list[Answered]) -> None:
@@ -663,6 +710,7 @@ class Daemon:
                 self._hup.clear()
                 self.reload()
             self._supervise()
+            self.retune_if_due()
         self.shutdown(FAILED_STOP if self._exit_code else None)
         return self._exit_code
 

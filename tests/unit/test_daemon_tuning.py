@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.daemon.app import load_tuned
+from edge_runtime.daemon.app import Daemon, load_tuned
 from edge_runtime.daemon.calibrate import calibrate, sample_jpeg
 from edge_runtime.daemon.config import parse_config
+from edge_runtime.daemon.retune import SAMPLES, LiveRetune
 from edge_runtime.daemon.tuning import Tuning, choose, thread_choices
 from edge_runtime.errors import ModelError
 from edge_runtime.inference.engine import Engine
@@ -176,3 +177,69 @@ def test_the_sample_is_a_1920x1080_jpeg():
 def test_a_tuning_without_figures_reports_nulls():
     doc = Tuning(1, 1, 1, reason="set in the config").to_json()
     assert doc["invoke_ms"] == {} and doc["preprocess_ms"] is None
+
+
+# -- chosen again from the requests served ------------------------------------------------
+CALIBRATED = Tuning(
+    2, 1, 2, invoke_ms=((1, 3.4), (2, 2.2)), preprocess_ms=4.1, reason="photo-like sample"
+)
+
+
+def test_small_requests_served_choose_more_threads_once():
+    retune = LiveRetune(CALIBRATED, samples=10)
+    for _ in range(9):
+        retune.observe(0.3)
+    retune.observe(0.0)  # an input given as a tensor: not counted
+    assert retune.due() is None
+    retune.observe(0.3)
+    again = retune.due()
+    assert again is not None and again.threads == 2 and again.preprocess_workers == 2
+    assert again.preprocess_ms == 0.3 and "median 0.30 ms, calibrated 4.10 ms" in again.reason
+    retune.observe(0.3)
+    assert retune.due() is None  # once per calibration
+
+
+def test_requests_like_the_sample_change_nothing():
+    retune = LiveRetune(CALIBRATED, samples=5)
+    for ms in (3.8, 4.4, 5.0, 4.0, 4.3):
+        retune.observe(ms)
+    assert retune.due() is None
+
+
+def test_only_a_choice_among_thread_counts_is_followed_and_reset_starts_again():
+    fixed = Tuning(2, 2, 2, invoke_ms=((2, 2.2),), preprocess_ms=4.1, reason="set threads")
+    retune = LiveRetune(fixed, samples=1)
+    retune.observe(0.3)
+    assert retune.due() is None
+    retune.reset(CALIBRATED)
+    retune.observe(0.3)
+    assert retune.due() is not None
+
+
+@pytest.mark.backend
+def test_the_daemon_swaps_in_the_model_at_the_thread_count_chosen_again(tmp_path: Path):
+    config = parse_config(
+        {
+            "device_id": "pi-test",
+            "state_dir": str(tmp_path / "state"),
+            "model": {"path": str(MODEL)},
+            "mqtt": {"host": "127.0.0.1", "port": 1},
+        }
+    )
+    engine = Engine.load(MODEL, threads=1)
+    daemon = Daemon(config, engine, tuning=CALIBRATED)
+    try:
+        daemon.retune_if_due()
+        assert daemon.pipeline.engine is engine  # nothing seen yet
+        for _ in range(SAMPLES):
+            daemon.retune.observe(0.3)
+        daemon.retune_if_due()
+        assert daemon.tuning.threads == 2 and "re-chosen" in daemon.tuning.reason
+        swapped = daemon.pipeline.engine
+        assert swapped is not engine and daemon.engine is swapped
+        assert swapped.identity == engine.identity
+        assert swapped.predict(sample_jpeg()).top  # the new engine serves
+    finally:
+        daemon.outbox.close()
+        daemon.engine.close()
+        engine.close()
