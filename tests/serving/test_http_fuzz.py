@@ -145,3 +145,59 @@ def test_kserve_tensors_near_the_model_s_input(routes, values, datatype, binary)
     in_range = all(isinstance(v, int) and -128 <= v <= 127 for v in values)
     if valid and (binary or in_range):
         assert answer.status == 200, answer.body[:300]
+
+
+def _png(seed: int) -> str:
+    """A noisy 48x48 PNG as base64: long enough for the lean parse."""
+    import base64
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 48), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+PNGS = [_png(0), _png(1)]
+
+
+@st.composite
+def tf_image_bodies(draw: st.DrawFn) -> bytes:
+    """TensorFlow Serving bodies of images as base64, some hostile: extra keys beside
+    ``b64``, the input's name around it, placeholders of the lean parse, duplicate keys,
+    damaged base64, tensors mixed in."""
+    from edge_runtime.b64json import TOKEN
+
+    text = st.sampled_from(
+        [PNGS[0], PNGS[1], PNGS[0][:-3], PNGS[1] + "=", "!" + PNGS[0], TOKEN + "0", TOKEN + "1"]
+    ).map(lambda t: f'"{t}"')
+    instance = st.one_of(
+        text.map(lambda t: f'{{"b64": {t}}}'),
+        text.map(lambda t: f'{{"b64": {t}}}'),
+        text.map(lambda t: f'{{"b64": {t}, "x": 1}}'),
+        text.map(lambda t: f'{{"b64": "QUJD", "b64": {t}}}'),
+        text.map(lambda t: f'{{"b64": {t}, "b64": "QUJD"}}'),
+        text.map(lambda t: f'{{"serving_default_input:0": {{"b64": {t}}}}}'),
+        text,
+        st.just(json.dumps([[[0]] * 8] * 8)),
+    )
+    items = draw(st.lists(instance, min_size=0, max_size=3))
+    return f'{{"instances": [{", ".join(items)}]}}'.encode()
+
+
+@settings.get_profile(PROFILE)
+@given(body=tf_image_bodies())
+def test_tf_serving_images_decoded_in_place_answer_as_the_full_parse(routes, body):
+    """The lean parse (images decoded from the body in place) gives the answer, or the
+    error, that the full parse gives."""
+    from unittest import mock
+
+    from edge_runtime.serving import tfserving
+
+    request = HttpRequest("POST", f"/v1/models/{NAME}:predict", {}, body)
+    lean = routes.handle(request)
+    with mock.patch.object(tfserving, "lean_loads", lambda body: None):
+        full = routes.handle(request)
+    assert (lean.status, lean.body) == (full.status, full.body)
