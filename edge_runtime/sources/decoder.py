@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import av
 
@@ -24,6 +25,14 @@ Create = Callable[[str], Any]
 
 def _create(name: str) -> Any:
     return av.CodecContext.create(name, "r")
+
+
+def _without_password(url: str) -> str:
+    """``url`` as logs may show it: an IP camera's ``user:password@`` left out."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 class _Warned:
@@ -57,7 +66,7 @@ class Decoder:
         hardware: Mapping[str, str] = HARDWARE,
         create: Create = _create,
     ) -> None:
-        self._url = url
+        self._where = _without_password(url)
         self._stream = stream
         self._context: Any = None
         self._hardware = False
@@ -123,7 +132,7 @@ class Decoder:
         log.log(
             level,
             "%s: hardware decoder %s not usable (%s); decoding in software",
-            self._url,
+            self._where,
             name,
             reason,
         )

@@ -85,6 +85,15 @@ def test_a_hardware_decoder_that_fails_falls_back_to_software(
     assert missing in line and words in line and "decoding in software" in line
 
 
+def test_the_fallback_line_leaves_out_a_camera_password(clip, caplog):
+    caplog.set_level(logging.DEBUG, "edge_runtime.sources.decoder")
+    with av.open(clip[len("file://") :]) as container:
+        stream = container.streams.video[0]
+        Decoder("rtsp://admin:s3cret@cam.lan/stream1", stream, hardware={"h264": "h264_none"})
+    (line,) = fallbacks(caplog)
+    assert "rtsp://cam.lan/stream1" in line and "s3cret" not in line and "admin" not in line
+
+
 def test_a_hardware_decoder_that_works_decodes_the_stream(clip, caplog):
     """FFmpeg's own H.264 decoder, opened as the hardware one would be, stands in for
     a working device: every frame comes through it, nothing is logged."""
