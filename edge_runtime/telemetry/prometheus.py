@@ -124,14 +124,6 @@ def render(doc: dict[str, Any], device_id: str) -> str:
         outbox.get("messages"),
     )
     metric("edge_runtime_outbox_bytes", "gauge", "Bytes of the outbox.", outbox.get("bytes"))
-    workers = doc.get("workers") or {}
-    unhealthy = workers.get("unhealthy")
-    metric(
-        "edge_runtime_workers_unhealthy",
-        "gauge",
-        "Workers stuck or dead.",
-        None if unhealthy is None else len(unhealthy),
-    )
     if "update" in doc:
         last = doc.get("update") or {}
         result = str(last.get("result") or "none")

@@ -46,6 +46,15 @@ def test_unhealthy_workers_are_counted():
     assert 'edge_runtime_workers_unhealthy{device="d"} 1' in text
 
 
+def test_each_metric_is_declared_once():
+    """A second HELP/TYPE block for one name makes Prometheus refuse the whole scrape."""
+    doc = {**DOC, "workers": {"count": 9, "unhealthy": {}}, "outbox": {"messages": 1}}
+    declared = [
+        line.split()[2] for line in render(doc, "d").splitlines() if line.startswith("# TYPE")
+    ]
+    assert len(declared) == len(set(declared)), sorted(declared)
+
+
 def test_home_assistant_discovery():
     msgs = discovery_messages(
         discovery_prefix="homeassistant",
