@@ -7,7 +7,8 @@ it with torch operations for ``litert-torch``. A symbolic batch dimension is fix
 (and checked by running the model at batch 1 in onnxruntime); other symbolic dimensions
 need ``--input-shape``. The float reference for the accuracy gate is onnxruntime running
 the file itself. ``tensor_shapes`` and ``cut`` run and cut a model back to an inner tensor
-(``converter.onnx_nms`` uses them to take a built-in NMS off a YOLO export).
+(``converter.onnx_nms`` uses them to take built-in NMS or an end-to-end head off a YOLO
+export).
 """
 
 from __future__ import annotations
@@ -191,13 +192,30 @@ def tensor_shapes(
     return {n: tuple(int(d) for d in np.shape(v)) for n, v in zip(wanted, values)}
 
 
-def cut(data: bytes, graph: Graph, nodes: Sequence[int], output: str) -> tuple[Graph, bytes]:
+def cut(
+    data: bytes,
+    graph: Graph,
+    nodes: Sequence[int],
+    output: str,
+    appended: Sequence[Node] = (),
+    constants: Mapping[str, np.ndarray] | None = None,
+) -> tuple[Graph, bytes]:
     """The model cut back to the tensor ``output``, computed by ``nodes`` (positions in
-    the graph): its graph and its file's bytes."""
+    the graph), then ``appended`` nodes (reading ``constants``) whose last one's output is
+    the model's: its graph and its file's bytes."""
     model = onnx.load_from_string(data)
+    final = appended[-1].outputs[0] if appended else output
     part = _part(model, nodes, [output], _declared(model))
-    kept = tuple(graph.nodes[i] for i in sorted(nodes))
-    return replace(graph, outputs=(output,), nodes=kept), part.SerializeToString()
+    added = dict(constants or {})
+    part.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in added.items())
+    part.graph.node.extend(
+        onnx.helper.make_node(n.op, n.inputs, n.outputs, name=n.name, **n.attrs) for n in appended
+    )
+    part.graph.output[0].name = final
+    kept = tuple(graph.nodes[i] for i in sorted(nodes)) + tuple(appended)
+    initializers = {**graph.initializers, **added}
+    described = replace(graph, outputs=(final,), nodes=kept, initializers=initializers)
+    return described, part.SerializeToString()
 
 
 def _declared(model: Any) -> dict[str, tuple[int, int | None]]:

@@ -303,26 +303,8 @@ OPS: dict[str, Callable[[Sequence[Value], Mapping[str, Any]], Value]] = {
 }
 
 
-#: Why an operator is refused, where more can be said than that it has no mapping.
-REFUSED = {
-    "TopK": (
-        "an end-to-end detection head (TopK after the YOLO head, as YOLOv10 and YOLO26 "
-        "exports have) would give one int8 output whose single scale spans box pixels, "
-        "scores and class ids, which loses the scores; export the raw head "
-        "([1, 4 + classes, N]) without the end-to-end post-processing, and the device "
-        "decodes it"
-    ),
-}
-
-
 def check_supported(graph: Graph) -> None:
-    """Raises ModelError naming the first operator (and its node) that has no mapping; one
-    refused with a reason (``REFUSED``) is named first, wherever it is."""
-    for node in graph.nodes:
-        if node.op in REFUSED:
-            raise ModelError(
-                f"ONNX operator {node.op} (node {node.name!r}) is not supported: {REFUSED[node.op]}"
-            )
+    """Raises ModelError naming the first operator (and its node) that has no mapping."""
     for node in graph.nodes:
         if node.op not in OPS:
             raise ModelError(

@@ -130,8 +130,8 @@ def run(opts: Options) -> dict[str, Any]:
     }
     if source is not None:
         report["source"]["float_reference"] = source.runtime
-        if source.exported_nms is not None:
-            report["exported_nms"] = source.exported_nms
+        if source.end_to_end is not None:
+            report["end_to_end"] = source.end_to_end
     if head is not None:
         units = _box_units(float_runner, dataset, spec) if head != "yolo-end2end" else "pixels"
         report["detection_format"] = {"format": head, "box_units": units}

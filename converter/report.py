@@ -44,7 +44,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     head = report.get("detection_format")
     if head:
         lines.append(f"detection  {head['format']}, box units {head['box_units']}")
-    nms = report.get("exported_nms")
+    nms = report.get("end_to_end")
     if nms:
         lines.append(_exported_nms(nms, head))
     source = report.get("source", {})
@@ -71,17 +71,20 @@ def format_report(report: Mapping[str, Any]) -> str:
 
 
 def _exported_nms(nms: Mapping[str, Any], head: Mapping[str, Any] | None) -> str:
-    """One line: the export's NMS was cut off and the device's decoder does its work."""
+    """One line: the export's post-processing was cut off and the device's decoder does
+    its work."""
     fmt = head["format"] if head else "YOLO"
     carried = ", ".join(
         f"{key.replace('_', ' ')} {nms[key]}"
-        for key in ("iou_threshold", "score_threshold", "max_boxes_per_class")
+        for key in ("iou_threshold", "score_threshold", "max_boxes_per_class", "top_k")
         if nms.get(key) is not None
     )
+    boxes = "; its box corners turned into centres" if nms.get("boxes") else ""
     return (
-        f"nms        the export's {nms['op']} (node {nms['node']!r}) was replaced by the "
-        f"device's {fmt} decoder; the export's settings: {carried or 'not readable'} "
-        "([model] score_threshold / iou_threshold / max_detections set the device's)"
+        f"head       the export's {nms['op']} (node {nms['node']!r}) and what follows were "
+        f"replaced by the device's {fmt} decoder{boxes}; the export's settings: "
+        f"{carried or 'not readable'} ([model] score_threshold / iou_threshold / "
+        "max_detections set the device's)"
     )
 
 

@@ -32,8 +32,9 @@ class SourceModel:
     reference: Reference  # the source model itself (NHWC float input in)
     nchw_shape: tuple[int, int, int, int]
     runtime: str  # what runs the reference: "onnxruntime" or "pytorch"
-    #: an ONNX export's NMS the graph was cut before (``onnx_nms.ExportedNms.to_report``)
-    exported_nms: dict[str, Any] | None = field(default=None, hash=False)
+    #: an ONNX export's NMS or end-to-end head the graph was cut before
+    #: (``onnx_nms.ExportedNms.to_report``)
+    end_to_end: dict[str, Any] | None = field(default=None, hash=False)
 
 
 class SourceRunner:
@@ -64,14 +65,14 @@ def load(
     """
     with captured_output():  # the libraries' import-time notices
         from converter import torch_source
-    exported_nms: dict[str, Any] | None = None
+    end_to_end: dict[str, Any] | None = None
     if fmt == "onnx":
         assert model is not None
         with captured_output():
             from converter import onnx_nms, onnx_source
         graph, data = onnx_source.load(model, input_shape)
         graph, data, nms = onnx_nms.cut_exported_nms(graph, data)
-        exported_nms = None if nms is None else nms.to_report()
+        end_to_end = None if nms is None else nms.to_report()
         reference: Reference = onnx_source.OnnxReference(data, graph)
         module = torch_source.from_onnx(graph)
         shape = graph.input_shape
@@ -91,7 +92,7 @@ def load(
         reference = torch_source.TorchReference(module)
         runtime = "pytorch"
     float_model = torch_source.to_float_tflite(module, shape)
-    return SourceModel(float_model, reference, shape, runtime, exported_nms)
+    return SourceModel(float_model, reference, shape, runtime, end_to_end)
 
 
 def _nchw(shape: Any, what: str) -> tuple[int, int, int, int]:

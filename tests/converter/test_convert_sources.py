@@ -177,12 +177,17 @@ def test_yolo_layouts_convert_to_int8_and_decode_like_the_float_model(
     step = outputs["tensors"][0]["scale"]
     assert step < (0.01 if units == "normalized" else 0.3)
     model = getattr(torch_models, f"tiny_{layout}")()
+    _assert_detects_like_the_float_model(bundle, _torch_head(model), layout, units, step)
 
-    def run_float(nchw: np.ndarray) -> np.ndarray:
+
+def _torch_head(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A PyTorch model as a float head: NCHW float input to its one output's ``[a, b]``."""
+
+    def run(nchw: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(nchw)).numpy()[0]  # type: ignore[no-any-return]
+            return np.asarray(model(torch.from_numpy(nchw)).numpy()[0])
 
-    _assert_detects_like_the_float_model(bundle, run_float, layout, units, step)
+    return run
 
 
 def _assert_detects_like_the_float_model(
@@ -267,7 +272,7 @@ def test_an_export_with_nms_is_cut_back_to_its_head(nms_exports: dict[str, Any])
     from tests.support.onnx_nms_models import IOU, MAX_BOXES, SCORE
 
     report = nms_exports["nms"]["report"]
-    nms = report["exported_nms"]
+    nms = report["end_to_end"]
     assert (nms["op"], nms["node"]) == ("NonMaxSuppression", "exported_nms")
     assert (nms["iou_threshold"], nms["score_threshold"], nms["max_boxes_per_class"]) == (
         IOU,
@@ -275,7 +280,7 @@ def test_an_export_with_nms_is_cut_back_to_its_head(nms_exports: dict[str, Any])
         MAX_BOXES,
     )
     assert report["detection_format"] == {"format": "yolov8", "box_units": "normalized"}
-    assert "exported_nms" not in nms_exports["plain"]["report"]
+    assert "end_to_end" not in nms_exports["plain"]["report"]
     outputs = _manifest(nms_exports["nms"]["bundle"])["outputs"]
     assert (outputs["format"], outputs["box_units"]) == ("yolov8", "normalized")
     assert [t["shape"] for t in outputs["tensors"]] == [[1, 7, 84]]  # the raw head
@@ -303,7 +308,7 @@ def test_an_export_with_nms_detects_like_the_plain_export(nms_exports: dict[str,
     )
 
     def run_float(nchw: np.ndarray) -> np.ndarray:
-        return session.run(None, {"images": nchw.astype(np.float32)})[0][0]  # type: ignore[no-any-return]
+        return np.asarray(session.run(None, {"images": nchw.astype(np.float32)})[0][0])
 
     _assert_detects_like_the_float_model(
         nms_exports["nms"]["bundle"], run_float, "yolov8", "normalized", step
@@ -322,16 +327,23 @@ def test_nms_fed_by_no_yolo_head(
     assert not out.exists()
 
 
-def test_an_end_to_end_topk_head_is_refused_with_why(
+def test_an_end_to_end_head_converts_and_detects_like_its_raw_head(
     edge_convert: Any, small_photos: dict[str, Path], tmp_path: Path
 ) -> None:
-    from tests.support.onnx_nms_models import export_plain, with_topk_head
+    from tests.support.onnx_nms_models import export_end_to_end
     from tests.support.torch_models import tiny_yolov8
 
-    plain = export_plain(tiny_yolov8(), tmp_path / "plain.onnx", 64)
-    model = with_topk_head(plain, tmp_path / "e2e.onnx")
-    done = edge_convert(model, *_args(small_photos, tmp_path / "x.edgebundle"))
-    _one_line_failure(done, "ONNX operator TopK", "'e2e_topk'", "end-to-end", "raw head")
+    bundle = tmp_path / "e2e.edgebundle"
+    model = export_end_to_end(tmp_path / "e2e.onnx", keep=10)
+    scale = ("--mean", "0", "--std", "255")
+    report = _convert(edge_convert, [model], small_photos, bundle, *scale)
+    assert report["end_to_end"]["op"] == "TopK" and report["end_to_end"]["top_k"] == 10
+    assert report["detection_format"] == {"format": "yolov8", "box_units": "normalized"}
+    outputs = _manifest(bundle)["outputs"]
+    assert [t["shape"] for t in outputs["tensors"]] == [[1, 7, 84]]
+    raw = _torch_head(tiny_yolov8())  # the head before its corners: what the cut outputs
+    step = outputs["tensors"][0]["scale"]
+    _assert_detects_like_the_float_model(bundle, raw, "yolov8", "normalized", step)
 
 
 # ---- bad inputs -----------------------------------------------------------------------------

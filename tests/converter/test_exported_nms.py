@@ -103,3 +103,29 @@ def test_the_device_decoder_on_the_cut_head_gives_the_exports_detections(tmp_pat
         ours = np.column_stack([got.boxes[:, [1, 0, 3, 2]], got.scores, got.classes])
         ours = ours[np.lexsort((ours[:, 1], ours[:, 0], -ours[:, 4]))]
         np.testing.assert_allclose(ours, export, atol=1e-5)
+
+
+def test_an_end_to_end_head_is_cut_back_to_a_yolov8_head(tmp_path: Path) -> None:
+    # YOLOv10-style: TopK picks rows of a head whose boxes are corners; the cut model ends
+    # at that head, its corners turned back into centres: the plain export's output
+    end_to_end = exports.export_end_to_end(tmp_path / "e2e.onnx", keep=10)
+    plain = _plain(tmp_path, "yolov8")
+    graph, data, nms = _cut(end_to_end)
+    assert nms is not None and (nms.op, nms.top_k) == ("TopK", 10)
+    assert not {"TopK", "GatherElements"} & {n.op for n in graph.nodes}
+    head = YoloHead("yolov8", "normalized", SIZE, SIZE)
+    settings = DetectionSettings(0.25, 0.45, 10)
+    for name in PHOTOS:
+        x = _photo(name)
+        cut = _run(data, x)
+        np.testing.assert_allclose(cut, _run(plain, x), atol=1e-6)
+        # the export's rows: its 10 best (box, class) pairs; the device's: each box's best
+        # class, 10 best boxes. A device detection scoring above the export's last row
+        # is one of them (no boxes of the tiny head overlap, so NMS keeps them all)
+        export = _run(end_to_end, x)[0]  # [10, 6]: x1, y1, x2, y2, score, class
+        got = decode(cut, Quantization(), head, settings)
+        above = got.scores > export[:, 4].min() + 1e-6
+        assert above.any(), name
+        for box, score, cls in zip(got.boxes[above], got.scores[above], got.classes[above]):
+            row = np.r_[box[[1, 0, 3, 2]], score, cls]
+            assert np.abs(export - row).max(axis=1).min() < 1e-5, (name, row, export)

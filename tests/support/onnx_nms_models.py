@@ -8,7 +8,7 @@ YOLO-layout models of ``torch_models`` (no weights download), for the converter'
   y1, x2, y2, class, score).
 - ``with_masked_nms`` appends what Ultralytics' ``nms=True`` export does: the best class
   score, a confidence mask (``Compress``), boxes offset by class, class-blind NMS on them.
-- ``with_topk_head`` appends a YOLOv10-style end-to-end head (``TopK``, no NMS).
+- ``export_end_to_end`` exports a YOLOv10-style end-to-end detector (``TopK``, no NMS).
 - ``unrecognisable_nms`` feeds the op from something that is no YOLO head.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+SIZE = 64  # the tiny models' input
 IOU, SCORE, MAX_BOXES = 0.5, 0.25, 20
 MASKED_IOU, MASKED_CONF = 0.7, 0.25
 #: centre x, centre y, width, height (a row) times this: x1, y1, x2, y2
@@ -193,32 +194,37 @@ def with_masked_nms(plain: Path, path: Path) -> Path:
     return _append(plain, path, constants, nodes, ("u_out", [None, 6]))
 
 
-def with_topk_head(plain: Path, path: Path, keep: int = 10) -> Path:
-    """The plain YOLOv8-layout export with a YOLOv10-style end-to-end head appended: the
-    ``keep`` rows of the best class scores picked by ``TopK`` and ``GatherElements``."""
-    from onnx import helper
+def export_end_to_end(path: Path, keep: int = 10) -> Path:
+    """A YOLOv10-style end-to-end detector exported by ``torch.onnx.export``: the tiny
+    YOLOv8-layout head with its boxes as corners (x1, y1, x2, y2, 0..1), then Ultralytics'
+    end-to-end post-processing (``TopK`` of the best class scores, gathers, ``TopK`` again)
+    to ``[1, keep, 6]`` rows of x1, y1, x2, y2, score, class."""
+    import torch
 
-    head, shape = head_of(plain)
-    width = shape[1]
-    constants: dict[str, np.ndarray] = {
-        "e2e_starts": np.array([4], np.int64),
-        "e2e_ends": np.array([width], np.int64),
-        "e2e_axis": np.array([2], np.int64),
-        "e2e_k": np.array([keep], np.int64),
-        "e2e_repeat": np.array([1, 1, width], np.int64),
-        "e2e_last": np.array([-1], np.int64),
-    }
-    node = helper.make_node
-    nodes = [
-        node("Transpose", [head], ["rows"], perm=[0, 2, 1]),
-        node("Slice", ["rows", "e2e_starts", "e2e_ends", "e2e_axis"], ["cls_rows"]),
-        node("ReduceMax", ["cls_rows", "e2e_axis"], ["best"], keepdims=0),  # opset 18
-        node("TopK", ["best", "e2e_k"], ["top_scores", "top_index"], name="e2e_topk"),
-        node("Unsqueeze", ["top_index", "e2e_last"], ["top_column"]),
-        node("Tile", ["top_column", "e2e_repeat"], ["top_rows"]),
-        node("GatherElements", ["rows", "top_rows"], ["picked"], axis=1),
-    ]
-    return _append(plain, path, constants, nodes, ("picked", [1, keep, width]))
+    from tests.support.torch_models import tiny_yolov8
+
+    class EndToEnd(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = tiny_yolov8()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raw = self.model(x)  # [1, 4 + classes, N]: centre x, centre y, width, height
+            centre, size = raw[:, :2], raw[:, 2:4]
+            head = torch.cat([centre - size / 2, centre + size / 2, raw[:, 4:]], dim=1)
+            preds = head.permute(0, 2, 1)
+            classes = preds.shape[-1] - 4
+            boxes, scores = preds[..., :4], preds[..., 4:]
+            index = scores.amax(dim=-1).topk(keep)[1].unsqueeze(-1)
+            boxes = boxes.gather(dim=1, index=index.repeat(1, 1, 4))
+            scores = scores.gather(dim=1, index=index.repeat(1, 1, classes))
+            scores, index = scores.flatten(1).topk(keep)
+            batch = torch.arange(1)[..., None]
+            picked = boxes[batch, torch.div(index, classes, rounding_mode="floor")]
+            kind = (index % classes)[..., None].float()
+            return torch.cat([picked, scores[..., None], kind], dim=-1)
+
+    return export_plain(EndToEnd().eval(), path, SIZE)
 
 
 def unrecognisable_nms(path: Path) -> Path:
