@@ -295,6 +295,8 @@ OPS: dict[str, Callable[[Sequence[Value], Mapping[str, Any]], Value]] = {
     "Constant": lambda i, a: _constant(a),
     "ConstantOfShape": _constant_of_shape,
     "Expand": lambda i, a: i[0] * torch.ones(_ints(i[1]), dtype=i[0].dtype),
+    "Equal": lambda i, a: torch.eq(_t(i[0]), _t(i[1])),
+    "Where": lambda i, a: torch.where(_t(i[0]).bool(), _t(i[1]), _t(i[2])),
     "Identity": lambda i, a: i[0],
     "Dropout": lambda i, a: i[0],
     "Pad": _pad,

@@ -149,7 +149,8 @@ def _manifest(bundle: Path) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize(
-    "layout, path", [("yolov8", "torch"), ("yolov5", "torch"), ("yolov8", "onnx")]
+    "layout, path",
+    [("yolov8", "torch"), ("yolov5", "torch"), ("yolov8", "onnx"), ("yolov5", "onnx")],
 )
 def test_yolo_layouts_convert_to_int8_and_decode_like_the_float_model(
     edge_convert, small_photos, tmp_path, layout, path
