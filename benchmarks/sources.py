@@ -1,11 +1,12 @@
 """A camera source at 1920x1080, 30 fps, H.264: what ``[[sources]]`` costs and keeps up.
 
 .venv/bin/python -m benchmarks.sources [--model M] [--seconds 60] [--clip-seconds 10]
-    [--rss-every S] [--json]
+    [--size 1920x1080] [--codec h264|mjpeg] [--rss-every S] [--json]
 
-A clip made from scikit-image photos (1920x1080, 30 fps, H.264) is played as a looping
-``file://`` source (paced at its own rate, as a camera) through the daemon's own path:
-the source's capture and control threads, the request pipeline and the engine.
+A clip made from scikit-image photos (1920x1080, 30 fps, H.264 unless ``--size`` and
+``--codec`` say otherwise: an IP camera's sub-stream, a USB webcam's MJPEG) is played as
+a looping ``file://`` source (paced at its own rate, as a camera) through the daemon's
+own path: the source's capture and control threads, the request pipeline and the engine.
 
 - ``fps = 0``: frames processed per second against the smaller of the stream's rate
   (30 fps, or less when decoding alone is slower) and the model's invoke rate; target
@@ -45,26 +46,36 @@ from edge_runtime.telemetry.stats import Tally
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "tests" / "fixtures" / "models" / "slow_int8.tflite"
 WIDTH, HEIGHT, RATE = 1920, 1080, 30
+#: --codec: (FFmpeg encoder, its options, pixel format, what the stream is called)
+CODECS = {
+    "h264": ("libx264", {"preset": "veryfast", "g": "60"}, "yuv420p", "H.264"),
+    "mjpeg": ("mjpeg", {"q:v": "5"}, "yuvj420p", "MJPEG"),  # a USB webcam's usual stream
+}
 
 
-def make_clip(path: Path, seconds: float) -> Path:
-    """1920x1080 30 fps H.264 from scikit-image's photos, a slow pan over each."""
+def make_clip(
+    path: Path, seconds: float, width: int = WIDTH, height: int = HEIGHT, codec: str = "h264"
+) -> Path:
+    """A ``width`` x ``height`` 30 fps clip (H.264, or MJPEG) from scikit-image's photos,
+    a slow pan over each."""
     av: Any = importlib.import_module("av")  # untyped libraries
     data: Any = importlib.import_module("skimage.data")
 
+    pan = width // 12
     photos = [
-        Image.fromarray(np.asarray(p)).convert("RGB").resize((WIDTH + 160, HEIGHT + 90))
+        Image.fromarray(np.asarray(p)).convert("RGB").resize((width + pan, height + pan * 9 // 16))
         for p in (data.astronaut(), data.chelsea(), data.coffee(), data.rocket())
     ]
+    encoder, options, pix_fmt, _ = CODECS[codec]
     frames = int(seconds * RATE)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=RATE, options={"preset": "veryfast", "g": "60"})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream = out.add_stream(encoder, rate=RATE, options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = Fraction(1, RATE)
         for n in range(frames):
             photo = photos[(n * len(photos)) // frames]
-            x = (n * 2) % 160
-            frame = av.VideoFrame.from_image(photo.crop((x, 0, x + WIDTH, HEIGHT)))
+            x = (n * 2) % pan
+            frame = av.VideoFrame.from_image(photo.crop((x, 0, x + width, height)))
             frame.pts = n
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -180,6 +191,8 @@ def main() -> None:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--seconds", type=float, default=60.0, help="each run's length")
     p.add_argument("--clip-seconds", type=float, default=10.0)
+    p.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="the stream's WxH")
+    p.add_argument("--codec", choices=sorted(CODECS), default="h264")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--rss-every", type=float, default=0.0, help="sample RSS every S seconds (0: start, end)"
@@ -188,7 +201,9 @@ def main() -> None:
     args = p.parse_args()
     engine = Engine.load(args.model, threads=args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_clip(Path(tmp) / "clip.mp4", args.clip_seconds)
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        suffix = ".mp4" if args.codec == "h264" else ".mkv"
+        clip = make_clip(Path(tmp) / f"clip{suffix}", args.clip_seconds, width, height, args.codec)
         url = f"file://{clip}"
         decode_fps, prep_ms = decode_rate(url, engine)
         invoke_fps = invoke_rate(engine)
@@ -200,7 +215,7 @@ def main() -> None:
     result = {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores ({platform.machine()})",
         "model": args.model.name,
-        "stream": f"{WIDTH}x{HEIGHT} {RATE} fps H.264",
+        "stream": f"{width}x{height} {RATE} fps {CODECS[args.codec][3]}",
         "decode_only_fps": round(decode_fps, 1),
         "preprocess_ms": round(prep_ms, 3),
         "invoke_fps": round(invoke_fps, 1),
