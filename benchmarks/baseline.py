@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import traceback
+from typing import Any, Callable
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -35,8 +36,9 @@ def _numbers(text: str) -> np.ndarray:
     return np.array([float(v) for v in text.split(",")], dtype=np.float32)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def options(description: str | None) -> argparse.ArgumentParser:
+    """The arguments this script and the peer script take alike."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--topic", required=True)
@@ -44,7 +46,54 @@ def main() -> None:
     # one number, or one per channel separated by commas
     ap.add_argument("--mean", type=_numbers, default=np.float32(127.5))
     ap.add_argument("--std", type=_numbers, default=np.float32(127.5))
-    args = ap.parse_args()
+    return ap
+
+
+def or_exit(body: Callable[..., None]) -> Callable[..., None]:
+    """``body`` that ends the process on an exception, so that the run waiting for
+    answers sees it end instead of waiting out its timeout."""
+
+    def run(*args: Any) -> None:
+        try:
+            body(*args)
+        except Exception:
+            traceback.print_exc()
+            os._exit(1)
+
+    return run
+
+
+def connect(port: int, topic: str, on_message: Callable[..., None]) -> mqtt.Client:
+    """A client on 127.0.0.1:``port`` that will subscribe ``on_message`` to ``topic``
+    (QoS 1) once ``serve`` runs its loop."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = or_exit(on_message)
+    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    client.connect("127.0.0.1", port)
+    return client
+
+
+def serve(client: mqtt.Client) -> None:
+    """Run the client's loop, print ``ready`` and serve until SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    client.loop_start()
+    print("ready", flush=True)
+    stop.wait()
+    client.loop_stop()
+
+
+def reply_properties(correlation: bytes | None) -> Properties | None:
+    """An answer's MQTT 5 properties: the request's correlation data back, if it had any."""
+    if not correlation:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.CorrelationData = correlation
+    return props
+
+
+def main() -> None:
+    args = options(__doc__).parse_args()
 
     interpreter = Interpreter(model_path=args.model, num_threads=args.threads)
     interpreter.allocate_tensors()
@@ -70,31 +119,14 @@ def main() -> None:
         interpreter.invoke()
         scores = interpreter.get_tensor(out["index"])[0]
         best = int(np.argmax(scores))
-        props = None
-        if correlation:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.CorrelationData = correlation
         client.publish(
-            reply, json.dumps({"id": request["id"], "top": best}), qos=1, properties=props
+            reply,
+            json.dumps({"id": request["id"], "top": best}),
+            qos=1,
+            properties=reply_properties(correlation),
         )
 
-    def on_message_or_exit(client, userdata, msg):  # type: ignore[no-untyped-def]
-        try:
-            on_message(client, userdata, msg)  # type: ignore[no-untyped-call]
-        except Exception:  # the run waiting for answers sees the process end
-            traceback.print_exc()
-            os._exit(1)
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = on_message_or_exit
-    client.on_connect = lambda c, *a: c.subscribe(args.topic, qos=1)
-    client.connect("127.0.0.1", args.port)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    client.loop_start()
-    print("ready", flush=True)
-    stop.wait()
-    client.loop_stop()
+    serve(connect(args.port, args.topic, on_message))
 
 
 if __name__ == "__main__":

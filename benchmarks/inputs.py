@@ -104,6 +104,11 @@ def normalization_args(bundle: Path) -> list[str]:
     return out
 
 
+def resize_mode(bundle: Path) -> str:
+    """How the bundle's input is fitted to the model: stretch, crop or letterbox."""
+    return str((_manifest(bundle).get("input") or {}).get("resize") or "stretch")
+
+
 def _member(tar: tarfile.TarFile, name: str) -> IO[bytes]:
     member = tar.extractfile(name)
     if member is None:

@@ -29,6 +29,7 @@ from benchmarks.inputs import (
     small_models,
 )
 from benchmarks.load import LoadDriver
+from benchmarks.procstat import cpu_seconds
 from tests.support.daemon import DaemonProcess, daemon_config
 from tests.support.mosquitto import Mosquitto
 
@@ -97,21 +98,20 @@ def _bytes_written(pid: int) -> int:
     return _proc_field(pid, "io", "write_bytes")
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def start_daemon(
     tmp: Path,
     port: int,
     model: Path,
-    threads: int,
+    threads: int | None,
     interval: float,
     update: dict[str, object] | None = None,
     requests: dict[str, object] | None = None,
+    device: str = DEVICE,
+    wrap: tuple[str, ...] = (),
 ) -> tuple[DaemonProcess, float]:
-    """Start the daemon with a NOTIFY_SOCKET; returns it and the seconds to READY=1."""
+    """Start the daemon with a NOTIFY_SOCKET; returns it and the seconds to READY=1.
+    ``threads`` None leaves the key out (the daemon's default); ``wrap`` runs the daemon
+    through a command such as ``taskset -c 0``."""
     folder = Path(tempfile.mkdtemp(dir=tmp))
     sock_path = folder / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -120,7 +120,7 @@ def start_daemon(
     config = daemon_config(
         folder,
         port,
-        device_id=DEVICE,
+        device_id=device,
         model=model,
         telemetry=interval,
         requests={"queue_size": 64, "max_payload_bytes": 16 * 2**20, **(requests or {})},
@@ -129,11 +129,11 @@ def start_daemon(
     text = (
         config.read_text()
         .replace('"threads": 1', "")
-        .replace("threads = 1", f"threads = {threads}")
+        .replace("threads = 1", "" if threads is None else f"threads = {threads}")
     )
     config.write_text(text)
     start = time.monotonic()
-    daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": str(sock_path)})
+    daemon = DaemonProcess(config, env={"NOTIFY_SOCKET": str(sock_path)}, wrap=wrap)
     ready = float("nan")
     while time.monotonic() - start < 60 and daemon.alive():
         try:
@@ -280,9 +280,9 @@ def telemetry_cpu(tmp: Path, port: int, model: Path, seconds: float) -> dict[str
         daemon, _ = start_daemon(tmp, port, model, 1, interval)
         try:
             time.sleep(2)
-            before = _cpu_seconds(daemon.proc.pid)
+            before = cpu_seconds(daemon.proc.pid)
             time.sleep(seconds)
-            out[label] = round((_cpu_seconds(daemon.proc.pid) - before) / seconds * 100, 3)
+            out[label] = round((cpu_seconds(daemon.proc.pid) - before) / seconds * 100, 3)
         finally:
             daemon.terminate()
     out["telemetry_only"] = round(max(0.0, out["every_5s"] - out["hourly"]), 3)
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     images = {size: photo_jpeg(size) for size in ("640x480", "1920x1080")}
     results: dict[str, Any] = {
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
         },
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         results["ready_seconds"] = by_threads[threads]["ready_seconds"]
 
         trust, after = _signed_next(tmp, bundle)
-        update = {"trust": str(trust), "file_roots": [str(after.parent)]}  # the notice's file://
+        # file_roots: the notice's file:// URL
+        update: dict[str, object] = {"trust": str(trust), "file_roots": [str(after.parent)]}
         daemon, _ = start_daemon(tmp, broker.port, bundle, threads, 30.0, update)
         try:
             driver = LoadDriver(broker.port, f"edge/{DEVICE}/infer", f"edge/{DEVICE}/predictions")
@@ -513,13 +514,18 @@ def report(r: dict[str, Any], bound: float) -> None:
             f"({m['daemon_ms_per_request']:.2f} ms a request), half load p50 {lat['p50']} ms "
             f"p99 {lat['p99']} ms, peak RSS {m['peak_rss_bytes'] / 2**20:.0f} MiB"
         )
+    print_verdicts(r["targets"])
+
+
+def print_verdicts(verdicts: dict[str, dict[str, Any]]) -> None:
+    """One PASS or FAIL line per target, with its ratio where it has one."""
     print("targets:")
-    for name, res in r["targets"].items():
+    for name, res in verdicts.items():
         ratio = f" (ratio {res['ratio']}, needs >= {res['needed']})" if "ratio" in res else ""
         print(f"  {'PASS' if res['pass'] else 'FAIL'}  {name}{ratio}")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()

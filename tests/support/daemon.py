@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,14 +84,17 @@ def daemon_config(
 
 
 class DaemonProcess:
-    """``edge-runtime run --config FILE`` in a subprocess; stderr goes to a log file."""
+    """``edge-runtime run --config FILE`` in a subprocess; stderr goes to a log file.
+    ``wrap``: a command that execs the daemon's (``taskset -c 0``), so the pid stays it."""
 
-    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Path, *, env: dict[str, str] | None = None, wrap: Sequence[str] = ()
+    ) -> None:
         self.config = config
         self.log_file = config.parent / f"daemon-{time.monotonic_ns()}.log"
         self._log = open(self.log_file, "wb")  # noqa: SIM115 - closed when the process ends
         self.proc = subprocess.Popen(
-            [*command(), "run", "--config", str(config)],
+            [*wrap, *command(), "run", "--config", str(config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

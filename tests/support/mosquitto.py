@@ -229,6 +229,11 @@ class Mosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The running broker's process id (for its CPU time in /proc), or None."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def log(self) -> str:
         text = ""
         for f in (self.workdir / "stderr.log", self.log_file):
