@@ -91,8 +91,9 @@ def decode_rate(url: str, engine: Engine, frames: int = 150) -> tuple[float, flo
     reader = FfmpegReader(url, sizing(lambda: spec), gray=spec.channels == 1, paced=False)
     start, n, prep = time.perf_counter(), 0, 0.0
     for frame in reader.frames():
+        decoded = frame.decoded()  # scaled and converted: part of decoding here
         t = time.perf_counter()
-        prepare_frame(frame, spec)
+        prepare_frame(decoded, spec)
         prep += time.perf_counter() - t
         n += 1
         if n >= frames:

@@ -72,7 +72,9 @@ def predict_video(
             if interval and now < due:
                 continue
             due = max(due + interval, now - interval)
-            prediction = engine.infer(prepare_frame(frame, spec), top_k=top_k, detection=settings)
+            prediction = engine.infer(
+                prepare_frame(frame.decoded(), spec), top_k=top_k, detection=settings
+            )
             print(_line(arg, index, prediction, as_json), flush=True)
             done += 1
             if frames is not None and done >= frames:

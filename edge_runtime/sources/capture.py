@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Callable
 
-from edge_runtime.sources.frames import Decoded, FrameReader, SourceError
+from edge_runtime.sources.frames import Captured, FrameReader, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class Capture:
         self,
         name: str,
         opener: Opener,
-        on_frame: Callable[[Decoded], None],
+        on_frame: Callable[[Captured], None],
         on_end: Callable[[str], None],
     ) -> None:
         self._opener = opener

@@ -2,7 +2,10 @@
 http(s):// (MJPEG or any stream FFmpeg reads), file:// clips and v4l2:///dev/videoN.
 
 Frames are scaled in the decoder (swscale, in the same call that converts them to RGB)
-to the size the model wants, rather than converted at full resolution and resized;
+to the size the model wants, rather than converted at full resolution and resized, and
+only the frames that will be used: a frame is handed over as decoded (``Captured``)
+and scaled when the source takes it (every H.264 frame must be decoded, but a 30 fps
+stream at ``fps = 5`` scales 5 frames a second, not 30);
 decoding is in hardware where the device has a decoder for the stream's codec that
 works (the Pi 4's ``h264_v4l2m2m``), else threaded software (``decoder.py``). A
 network read that waits longer than ``STALL_AFTER`` gives up (FFmpeg's interrupt
@@ -15,18 +18,28 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, Callable
 
 import av
 from PIL import Image
 
 from edge_runtime.sources.decoder import Decoder
-from edge_runtime.sources.frames import STALL_AFTER, Decoded, Size, SourceError
+from edge_runtime.sources.frames import STALL_AFTER, Captured, Size, SourceError
 
 log = logging.getLogger(__name__)
 
 #: size(stream width, stream height) -> the size to decode at
 Sizing = Callable[[int, int], Size]
+#: scale(decoded frame, size, pixel format "rgb24" or "gray") -> the image
+Scale = Callable[[Any, Size, str], Image.Image]
+
+
+def scaled(frame: Any, size: Size, fmt: str) -> Image.Image:
+    """A decoded frame scaled and converted by swscale in one call, as a Pillow image."""
+    out = frame.reformat(size.width, size.height, fmt)
+    image: Image.Image = Image.fromarray(out.to_ndarray(), "L") if fmt == "gray" else out.to_image()
+    return image
 
 
 def _target(url: str) -> tuple[str, str | None, dict[str, str]]:
@@ -57,11 +70,14 @@ class FfmpegReader:
         gray: bool,
         paced: bool = True,
         decoder: Callable[[str, Any], Decoder] = Decoder,
+        scale: Scale = scaled,
     ) -> None:
         """``paced``: a file plays at its own frame rate (else as fast as it decodes);
-        ``decoder(url, stream)``: the stream's decoder (hardware where it works)."""
+        ``decoder(url, stream)``: the stream's decoder (hardware where it works);
+        ``scale``: what converts a taken frame (``scaled``)."""
         self.url = url
         self._sizing = sizing
+        self._scale = scale
         self._format = "gray" if gray else "rgb24"
         self._closed = threading.Event()
         self._paced = paced and url.startswith("file://")
@@ -83,7 +99,7 @@ class FfmpegReader:
         """The decoder in use, e.g. ``h264_v4l2m2m (hardware)``."""
         return self._decoder.detail
 
-    def frames(self) -> Iterator[Decoded]:
+    def frames(self) -> Iterator[Captured]:
         container = self._container
         size: Size | None = None
         start: float | None = None
@@ -101,7 +117,7 @@ class FfmpegReader:
                             start, first_pts = time.monotonic(), at
                         if self._closed.wait(max(0.0, start + (at - first_pts) - time.monotonic())):
                             return
-                    yield _scaled(frame, size, self._format)
+                    yield Captured(partial(self._scale, frame, size, self._format))
         except (av.FFmpegError, OSError) as exc:
             if not self._closed.is_set():
                 raise SourceError(self.url, f"stream failed: {exc}") from exc
@@ -110,11 +126,3 @@ class FfmpegReader:
 
     def close(self) -> None:
         self._closed.set()
-
-
-def _scaled(frame: Any, size: Size, fmt: str) -> Decoded:
-    """A decoded frame scaled and converted by swscale in one call, as a Pillow image."""
-    start = time.perf_counter()
-    out = frame.reformat(size.width, size.height, fmt)
-    image: Image.Image = Image.fromarray(out.to_ndarray(), "L") if fmt == "gray" else out.to_image()
-    return Decoded(image, (time.perf_counter() - start) * 1000)

@@ -1,11 +1,12 @@
-"""What every kind of frame source gives: decoded frames, already scaled toward the
-model's input, behind one small interface."""
+"""What every kind of frame source gives: decoded frames, scaled toward the model's
+input only when taken (``Captured.decoded``), behind one small interface."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from PIL import Image
 
@@ -36,16 +37,33 @@ class Size:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A frame as a source gives it: the RGB (or L) image, already scaled toward the
-    model's input, and the milliseconds spent scaling and converting it once decoded
-    (part of the frame's preprocessing)."""
+    """A frame taken for the model (``Captured.decoded``): the RGB (or L) image, scaled
+    toward the model's input, and the milliseconds spent scaling and converting it once
+    decoded (part of the frame's preprocessing)."""
 
     image: Image.Image
     scale_ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class Captured:
+    """A frame as a source hands it over, decoded but not yet scaled nor converted:
+    ``convert()`` makes the RGB (or L) image at the model's size. Only the frames that
+    will be used are converted (``decoded``); the others (sampled out by ``fps``,
+    replaced by a newer one before the model took them) cost their decoding alone. It
+    may hold a decoder's buffer until it is dropped, so a source holds one or two."""
+
+    convert: Callable[[], Image.Image]
+
+    def decoded(self) -> Decoded:
+        """The frame converted, with the milliseconds that took."""
+        start = time.perf_counter()
+        image = self.convert()
+        return Decoded(image, (time.perf_counter() - start) * 1000)
+
+
 class FrameReader(Protocol):
-    """One open source. ``frames`` yields decoded frames until the stream ends (a
+    """One open source. ``frames`` yields captured frames until the stream ends (a
     clip's end, a camera's stream closed) and raises ``SourceError`` on a failure;
     ``close`` may be called from another thread to make it stop; ``detail`` says what
     decodes it (for the source's state and telemetry), "" when there is nothing to say."""
@@ -53,7 +71,7 @@ class FrameReader(Protocol):
     @property
     def detail(self) -> str: ...
 
-    def frames(self) -> Iterator[Decoded]: ...
+    def frames(self) -> Iterator[Captured]: ...
 
     def close(self) -> None: ...
 

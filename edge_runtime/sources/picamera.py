@@ -1,17 +1,17 @@
 """``picamera2:N``: a Raspberry Pi camera module through picamera2 (shipped with
 Raspberry Pi OS). The camera's ISP scales frames to the size asked for, so nothing is
-converted at full resolution."""
+converted at full resolution; the channel-order copy is made only for the frames taken."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from PIL import Image
 
-from edge_runtime.sources.frames import Decoded, Size, SourceError
+from edge_runtime.sources.frames import Captured, Size, SourceError
 
 #: The frame rate asked of the camera when the source takes every frame.
 CAMERA_FPS = 30.0
@@ -26,6 +26,12 @@ def _picamera2() -> Any:
             "and a venv made with --system-site-packages)"
         ) from exc
     return Picamera2
+
+
+def _image(pixels: Any, gray: bool) -> Image.Image:
+    """libcamera's RGB888 frame (BGR in memory) as an RGB (or L) image."""
+    img = Image.fromarray(pixels[:, :, 2::-1].copy(), "RGB")
+    return img.convert("L") if gray else img
 
 
 class PicameraReader:
@@ -53,18 +59,14 @@ class PicameraReader:
     def detail(self) -> str:
         return "picamera2 (scaled in the camera's ISP)"
 
-    def frames(self) -> Iterator[Decoded]:
+    def frames(self) -> Iterator[Captured]:
         try:
             while not self._closed.is_set():
                 try:
                     pixels = self._camera.capture_array("main")
                 except Exception as exc:  # noqa: BLE001
                     raise SourceError(self.url, f"capture failed: {exc}") from exc
-                converting = time.perf_counter()
-                # RGB888 is BGR in memory (libcamera's naming)
-                img = Image.fromarray(pixels[:, :, 2::-1].copy(), "RGB")
-                img = img.convert("L") if self._gray else img
-                yield Decoded(img, (time.perf_counter() - converting) * 1000)
+                yield Captured(partial(_image, pixels, self._gray))
         finally:
             self._camera.stop()
             self._camera.close()

@@ -1,6 +1,10 @@
 """One source: its capture (newest frame wins), its control thread (hands frames to the
 pipeline one at a time, publishes the answers, reconnects with backoff) and its counts.
 
+A frame is scaled and converted only when the control thread takes it for the model:
+frames sampled out by ``fps`` and frames replaced by a newer one before the model took
+them are never converted, and at most one unconverted frame waits (a decoder's buffer).
+
 Fairness: at most one frame of a source is in the pipeline at a time, and it is
 submitted without waiting, so requests keep the rest of the queue; a frame that finds
 the queue full is dropped, not queued. The control thread is supervised (its heartbeat
@@ -25,14 +29,14 @@ from edge_runtime.daemon.requests import Request, RequestError
 from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
 from edge_runtime.sources.capture import Capture, Opener
 from edge_runtime.sources.changes import ChangeFilter
-from edge_runtime.sources.frames import STALL_AFTER, Decoded
+from edge_runtime.sources.frames import STALL_AFTER, Captured, Decoded
 from edge_runtime.telemetry.stats import percentile
 from edge_runtime.transport.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
-#: Longest step of a source's control thread (converting one frame, handing over an
-#: answer) before it counts as stuck.
+#: Longest step of a source's control thread (converting and preparing one frame,
+#: handing over an answer) before it counts as stuck.
 CONTROL_BOUND = 30.0
 #: Reconnect delays: from RETRY_MIN, doubling, to at most RETRY_MAX seconds.
 RETRY_MIN = 1.0
@@ -44,10 +48,20 @@ SNAPSHOT_QUALITY = 85
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A frame from the stream waiting for the model, not yet converted: ``ts``
+    wall-clock and ``mono`` monotonic time of its capture (when the decoder gave it),
+    ``index`` its number since the source started."""
+
+    captured: Captured
+    index: int
+    ts: float
+    mono: float
+
+
+@dataclass(frozen=True)
 class Frame:
-    """A frame taken from the stream: ``ts`` wall-clock and ``mono`` monotonic time of
-    its capture (when the decoder gave it), ``index`` its number since the source
-    started."""
+    """A frame taken for the model, converted (``decoded``); the rest as ``Waiting``."""
 
     decoded: Decoded
     index: int
@@ -119,7 +133,7 @@ class SourceWorker:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         # guarded by _cond
-        self._pending: Frame | None = None
+        self._pending: Waiting | None = None
         self._outcomes: list[Outcome] = []
         self._ended: str | None = None  # the capture's end ("" = end of stream)
         self._last_frame = 0.0
@@ -169,9 +183,8 @@ class SourceWorker:
         }
 
     # -- capture side (the capture thread) ----------------------------------------------
-    def _on_frame(self, decoded: Decoded) -> None:
-        since = decoded.scale_ms / 1000  # the frame left the decoder before its scaling
-        mono = time.monotonic() - since
+    def _on_frame(self, captured: Captured) -> None:
+        mono = time.monotonic()
         with self._cond:
             self._index += 1
             self.frames_in += 1
@@ -182,7 +195,7 @@ class SourceWorker:
             self._next_due = max(self._next_due + self._interval, mono - self._interval)
             if self._pending is not None:
                 self.dropped += 1  # never taken by the model: the newest frame wins
-            self._pending = Frame(decoded, self._index, time.time() - since, mono)
+            self._pending = Waiting(captured, self._index, time.time(), mono)
             self._cond.notify_all()
 
     def _on_end(self, detail: str) -> None:
@@ -257,9 +270,9 @@ class SourceWorker:
                 with self._cond:
                     self._cond.wait_for(self._has_work, timeout=0.5)
                     outcomes, self._outcomes = self._outcomes, []
-                    frame = None
+                    waiting = None
                     if not self._in_flight and self._pending is not None:
-                        frame, self._pending = self._pending, None
+                        waiting, self._pending = self._pending, None
                     ended, quiet = self._ended, time.monotonic() - self._last_frame
                     receiving = self._receiving
                 beat.beat()
@@ -273,8 +286,9 @@ class SourceWorker:
                         self.reconnects += 1
                     self.decoder = capture.detail
                     self._set_state("streaming", self.decoder)
-                if frame is not None:
-                    self._send(frame)
+                if waiting is not None:
+                    self._send(waiting)
+                    waiting = None  # its decoder buffer is not held while the model runs
                 if ended is not None:
                     return streamed, ended
                 if quiet > self._stall_after:
@@ -291,12 +305,15 @@ class SourceWorker:
             or self._receiving != (self.state == "streaming")
         )
 
-    def _send(self, frame: Frame) -> None:
+    def _send(self, waiting: Waiting) -> None:
+        """Convert the frame (its time counts in its preprocessing) and submit it."""
         try:
-            request = self._to_request(frame.decoded, f"{self.name}:{frame.index}")
+            decoded = waiting.captured.decoded()
+            frame = Frame(decoded, waiting.index, waiting.ts, waiting.mono)
+            request = self._to_request(decoded, f"{self.name}:{frame.index}")
         except Exception as exc:  # noqa: BLE001 - e.g. a model swapped for one of another kind
             self.errors += 1
-            log.warning("source %s: frame %d not usable: %s", self.name, frame.index, exc)
+            log.warning("source %s: frame %d not usable: %s", self.name, waiting.index, exc)
             return
         reply = FrameReply(self._answered, frame)
         with self._cond:

@@ -7,6 +7,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from edge_runtime.daemon.pipeline import Job
 from edge_runtime.daemon.requests import Request
 from edge_runtime.errors import ConfigError
 from edge_runtime.sources.changes import ChangeFilter
-from edge_runtime.sources.frames import Decoded, Size, SourceError, wanted_size
+from edge_runtime.sources.frames import Captured, Size, SourceError, wanted_size
 from edge_runtime.sources.open import open_reader
 from edge_runtime.sources.picamera import PicameraReader
 from edge_runtime.sources.worker import Emitter, SourceWorker
@@ -134,7 +135,7 @@ def test_picamera_reader_with_a_fake_camera_gives_rgb_frames_of_the_asked_size()
     cam = FakeCamera()
     reader = PicameraReader("picamera2:0", Size(32, 24), gray=False, camera=cam)
     frames = reader.frames()
-    img = next(frames).image
+    img = next(frames).decoded().image
     assert img.size == (32, 24) and img.getpixel((0, 0)) == (200, 0, 0)
     reader.close()
     assert list(frames) == [] and cam.closed
@@ -161,11 +162,11 @@ class FakeDevice:
         self.taken = taken
         self.unplug = unplug
 
-    def frames(self) -> Iterator[Decoded]:
+    def frames(self) -> Iterator[Captured]:
         for i in range(self.n):
             if i == 1:
                 self.taken.wait(10)
-            yield Decoded(Image.new("L", (8, 8), i))
+            yield Captured(partial(Image.new, "L", (8, 8), i))
         self.unplug.wait(10)
 
     def close(self) -> None:
@@ -252,9 +253,9 @@ class HungDevice:
         self.n = n
         self.forever = forever
 
-    def frames(self) -> Iterator[Decoded]:
+    def frames(self) -> Iterator[Captured]:
         for i in range(self.n):
-            yield Decoded(Image.new("L", (8, 8), i))
+            yield Captured(partial(Image.new, "L", (8, 8), i))
         self.forever.wait()
 
     def close(self) -> None:

@@ -79,7 +79,7 @@ def test_a_hardware_decoder_that_fails_falls_back_to_software(
     caplog.set_level(logging.DEBUG, "edge_runtime.sources.decoder")
     assert "h264_v4l2m2m" in av.codecs_available  # FFmpeg has it: it fails for real here
     frames, detail = read_all(clip, decoder)
-    assert len(frames) == FRAMES and frames[0].image.size == (16, 16)
+    assert len(frames) == FRAMES and frames[0].decoded().image.size == (16, 16)
     assert detail == f"h264 (software, threaded); {missing} not usable"
     (line,) = fallbacks(caplog)
     assert missing in line and words in line and "decoding in software" in line
@@ -105,7 +105,8 @@ def test_a_hardware_decoder_that_works_decodes_the_stream(clip, caplog):
     frames, detail = read_all(clip, decoder)
     software, _ = read_all(clip, lambda u, s: Decoder(u, s, hardware={}))
     assert detail == "h264 (hardware)" and fallbacks(caplog) == []
-    assert [f.image.tobytes() for f in frames] == [f.image.tobytes() for f in software]
+    pixels = [f.decoded().image.tobytes() for f in frames]
+    assert pixels == [f.decoded().image.tobytes() for f in software]
 
 
 def test_the_source_state_and_telemetry_name_the_decoder(clip):
