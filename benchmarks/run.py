@@ -108,6 +108,7 @@ def start_daemon(
     requests: dict[str, object] | None = None,
     device: str = DEVICE,
     wrap: tuple[str, ...] = (),
+    mqtt: dict[str, object] | None = None,
 ) -> tuple[DaemonProcess, float]:
     """Start the daemon with a NOTIFY_SOCKET; returns it and the seconds to READY=1.
     ``threads`` None leaves the key out (the daemon's default); ``wrap`` runs the daemon
@@ -122,6 +123,7 @@ def start_daemon(
         port,
         device_id=device,
         model=model,
+        mqtt=mqtt,
         telemetry=interval,
         requests={"queue_size": 64, "max_payload_bytes": 16 * 2**20, **(requests or {})},
         **({"update": update} if update else {}),

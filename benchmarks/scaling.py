@@ -153,7 +153,9 @@ def start_all(
 ) -> list[Subject]:
     """Every server of one core count, pinned, each stopped when ``stack`` closes: the
     daemon with no thread settings (auto) and in each ``manual`` (threads, workers), the
-    hand-written script and the peer script (with ``script_threads`` interpreter threads)."""
+    hand-written script and the peer script (with ``script_threads`` interpreter threads).
+    In the order their bursts take in each round: the auto daemon and the peer side by
+    side, as the closest comparison, the hand-written script last."""
     subjects: list[Subject] = []
     for t, w in [(None, None), *manual]:
         label = AUTO if t is None else f"t{t}w{w}"
@@ -167,7 +169,8 @@ def start_all(
         command = script_command(name, model, port, topic, n) + extra
         subjects.append(script_subject(name, command, pin.taskset(), topic))
         stack.callback(subjects[-1].stop)
-    return subjects
+    order = [AUTO, "peer", *(f"t{t}w{w}" for t, w in manual), "baseline"]
+    return sorted(subjects, key=lambda s: order.index(s.name))
 
 
 def measure(tmp: Path, bundle: Path, image: bytes, pin: Pinning, sizes: Sizes) -> dict[str, Any]:

@@ -58,12 +58,22 @@ def daemon_subject(
     """The daemon with ``threads`` interpreter threads and ``workers`` preprocessing
     workers; None leaves the key out of the config, so the daemon chooses."""
     device = f"bench-{label}"
-    # a burst queues every request at once: let them wait for room rather than be refused
+    # A burst queues every request at once: they wait for room rather than be refused
+    # (queue_full) on a machine that other work slows. A request waits at most a third
+    # of the keepalive, which the tests' config keeps at 10 s.
     requests: dict[str, object] = {"queue_wait": 30.0}
     if workers is not None:
         requests["preprocess_workers"] = workers
     daemon, _ = start_daemon(
-        tmp, port, bundle, threads, 30.0, requests=requests, device=device, wrap=wrap
+        tmp,
+        port,
+        bundle,
+        threads,
+        30.0,
+        requests=requests,
+        device=device,
+        wrap=wrap,
+        mqtt={"keepalive": 90},
     )
     return Subject(
         label,

@@ -97,13 +97,23 @@ def test_each_target_fails_on_its_own_bad_figure() -> None:
         verdicts = targets({"2": run})
         assert [k for k, v in verdicts.items() if not v["pass"]] == [f"2 core(s): {name}"], key
     slow_auto = copy.deepcopy(RUN)
-    slow_auto["settings"]["threads=1 workers=2"]["throughput_per_s"] = 190.0
+    slow_auto["settings"]["threads=1 workers=2"] = _figures(190.0)
     assert not targets({"2": slow_auto})["2 core(s): auto within 5% of the best manual setting"][
         "pass"
     ]
     lost = copy.deepcopy(RUN)
     lost["json"]["answered"] = 299
     assert not targets({"2": lost})["2 core(s): no request lost"]["pass"]
+
+
+def test_a_server_is_compared_round_by_round_so_a_slow_spell_touches_both_sides() -> None:
+    run = copy.deepcopy(RUN)
+    # other work began between the daemon's and the peer's bursts of round 2: the peer
+    # halved in rounds 2 and 3, the daemon in round 3 alone
+    run["daemon"] = {**_figures(170.0), "rounds_per_s": [170.0, 172.0, 85.0]}
+    run["peer"] = {**_figures(63.0), "rounds_per_s": [125.0, 63.0, 62.0]}
+    got = targets({"2": run})["2 core(s): >= 1.3x the good engineer's script"]
+    assert got["ratio"] == pytest.approx(1.371, abs=0.002)  # medians alone: 170 / 63 = 2.7
 
 
 def test_the_peer_targets_start_at_two_cores() -> None:
