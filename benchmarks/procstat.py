@@ -23,6 +23,19 @@ def _ticks(stat: Path) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def busy_seconds(cpus: tuple[int, ...]) -> float:
+    """CPU time the CPUs spent on any work so far, all processes (``/proc/stat``: every
+    field but idle and iowait; guest time is already in user)."""
+    wanted = {f"cpu{c}" for c in cpus}
+    ticks = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name in wanted:
+            values = [int(v) for v in fields[:8]]  # user .. steal
+            ticks += sum(values) - values[3] - values[4]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True)
 class ThreadSample:
     """One thread's totals at one moment."""

@@ -123,9 +123,17 @@ def bound(pin: Pinning, decode_ms: float, invoke_ms: dict[str, float], others: f
     return min(1000 * cores / (decode_ms + invoke_ms["1"]), 1000 / min(invoke_ms.values()))
 
 
-def summary(bursts: list[Burst]) -> dict[str, Any]:
-    """The median burst's throughput, every round's, and CPU per request over all."""
+def summary(bursts: list[Burst], shared: bool) -> dict[str, Any]:
+    """The median burst's throughput, every round's, and CPU per request over all; the
+    cores the broker and the load generator used (median burst), and those that other
+    work on the machine took of the subject's CPUs (busy time less the subject's, and
+    less the broker's and the load generator's where they ``shared`` the CPUs)."""
     answered = sum(b.answered for b in bursts)
+    foreign = [
+        (b.busy_seconds - b.cpu_seconds - (b.others_cpu_seconds if shared else 0.0))
+        / b.wall_seconds
+        for b in bursts
+    ]
     return {
         "throughput_per_s": statistics.median(b.throughput for b in bursts),
         "rounds_per_s": [b.throughput for b in bursts],
@@ -133,6 +141,7 @@ def summary(bursts: list[Burst]) -> dict[str, Any]:
         "others_cores": round(
             statistics.median(b.others_cpu_seconds / b.wall_seconds for b in bursts), 3
         ),
+        "other_work_cores": round(max(0.0, statistics.median(foreign)), 3),
         "sent": sum(b.sent for b in bursts),
         "answered": answered,
     }
@@ -193,13 +202,16 @@ def measure(tmp: Path, bundle: Path, image: bytes, pin: Pinning, sizes: Sizes) -
         for _ in range(sizes.rounds):
             for s in subjects:
                 count = sizes.baseline_count if s.name == "baseline" else sizes.count
-                done = burst(broker, s, image, count, raw=True, per_thread=s.name == AUTO)
+                cpus = pin.daemon
+                done = burst(broker, s, image, count, cpus, raw=True, per_thread=s.name == AUTO)
                 runs.setdefault(s.name, []).append(done)
                 if s.name == AUTO:
                     threads = add_deltas(threads, done.threads)
-                    json_runs.append(burst(broker, s, image, count, raw=False, per_thread=False))
+                    json_runs.append(
+                        burst(broker, s, image, count, cpus, raw=False, per_thread=False)
+                    )
     names = {AUTO: AUTO, **{f"t{t}w{w}": setting(t, w) for t, w in manual}}
-    daemon = {names[k]: summary(v) for k, v in runs.items() if k in names}
+    daemon = {names[k]: summary(v, pin.shared) for k, v in runs.items() if k in names}
     auto = daemon[AUTO]
     best = max((k for k in daemon if k != AUTO), key=lambda k: daemon[k]["throughput_per_s"])
     limit = bound(pin, cost["decode_ms"], invoke, auto["others_cores"])
@@ -212,11 +224,11 @@ def measure(tmp: Path, bundle: Path, image: bytes, pin: Pinning, sizes: Sizes) -
         "others_cores_during_bursts": auto["others_cores"],
         "bound_per_s": round(limit, 2),
         "daemon": auto,
-        "json": summary(json_runs),
+        "json": summary(json_runs, pin.shared),
         "settings": daemon,
         "best_manual": best,
-        "baseline": {"threads": fastest, **summary(runs["baseline"])},
-        "peer": {"threads": peer_threads, **summary(runs["peer"])},
+        "baseline": {"threads": fastest, **summary(runs["baseline"], pin.shared)},
+        "peer": {"threads": peer_threads, **summary(runs["peer"], pin.shared)},
         "threads": [asdict(r) for r in per_request(threads, auto["answered"])],
     }
 

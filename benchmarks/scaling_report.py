@@ -86,6 +86,10 @@ def report(run: dict[str, Any]) -> None:
     d, j = run["daemon"], run["json"]
     got = ratios(run)
     print(
+        f"  other work on the machine took {d['other_work_cores']:.2f} of the daemon's cores "
+        "during its bursts (not taken off the bound)"
+    )
+    print(
         f"  daemon (auto): {d['throughput_per_s']:.1f}/s (rounds {_rounds(d)}), "
         f"{got[TARGETS[0][0]]:.2f} of the bound; {d['cpu_ms_per_request']:.2f} ms of CPU a "
         "request"

@@ -15,7 +15,13 @@ from typing import Callable
 
 from benchmarks.inputs import ROOT
 from benchmarks.load import LoadDriver
-from benchmarks.procstat import ThreadSample, cpu_seconds, thread_deltas, thread_samples
+from benchmarks.procstat import (
+    ThreadSample,
+    busy_seconds,
+    cpu_seconds,
+    thread_deltas,
+    thread_samples,
+)
 from benchmarks.run import start_daemon
 from tests.support.mosquitto import Mosquitto
 
@@ -43,6 +49,7 @@ class Burst:
     cpu_seconds: float  # the subject's process, all its threads
     others_cpu_seconds: float  # the broker and the load generator (this process)
     wall_seconds: float  # the interval the CPU times cover
+    busy_seconds: float  # the subject's CPUs, on anything (other work on the machine too)
     threads: dict[int, ThreadSample]  # per thread of the subject, when asked for
 
 
@@ -140,10 +147,18 @@ def warm_up(port: int, subject: Subject, image: bytes, tries: int = 10) -> None:
 
 
 def burst(
-    broker: Mosquitto, subject: Subject, image: bytes, count: int, *, raw: bool, per_thread: bool
+    broker: Mosquitto,
+    subject: Subject,
+    image: bytes,
+    count: int,
+    cpus: tuple[int, ...],
+    *,
+    raw: bool,
+    per_thread: bool,
 ) -> Burst:
     """``count`` requests at once (raw JPEG bytes, or JSON ``{"id", "image_b64"}``),
-    through a load driver of its own so that no other driver reads the answers; those
+    through a load driver of its own so that no other driver reads the answers, to a
+    subject running on ``cpus``; those
     not answered within 30 s and 0.1 s a request of the last publish count as lost."""
     driver = LoadDriver(broker.port, subject.request_topic, subject.answer_topic, raw=raw)
     me, broker_pid = os.getpid(), broker.pid
@@ -153,11 +168,13 @@ def burst(
         threads_before = thread_samples(subject.pid) if per_thread else {}
         cpu = cpu_seconds(subject.pid)
         others = cpu_seconds(broker_pid) + cpu_seconds(me)
+        busy = busy_seconds(cpus)
         start = time.monotonic()
         result = driver.run(image, count, None, 30.0 + 0.1 * count, alive=subject.alive)
         wall = time.monotonic() - start
         cpu = cpu_seconds(subject.pid) - cpu
         others = cpu_seconds(broker_pid) + cpu_seconds(me) - others
+        busy = busy_seconds(cpus) - busy
         threads = thread_deltas(threads_before, thread_samples(subject.pid)) if per_thread else {}
     finally:
         driver.close()
@@ -169,5 +186,6 @@ def burst(
         round(cpu, 3),
         round(others, 3),
         round(wall, 3),
+        round(busy, 3),
         threads,
     )

@@ -42,6 +42,7 @@ def test_the_quick_scaling_run_measures_each_core_count_and_names_the_threads(
             assert figures["answered"] == figures["sent"] > 0
             assert figures["throughput_per_s"] > 0
         assert run["daemon"]["cpu_ms_per_request"] > 0
+        assert 0 <= run["daemon"]["other_work_cores"] <= cpus
         names = {t["name"] for t in run["threads"]}
         assert {"preprocess-0", "inference", "answers", "mqtt"} <= names, names
         assert f"\n{cores} core(s): the daemon on CPU " in done.stdout

@@ -39,6 +39,7 @@ def _figures(rate: float, answered: int = 300) -> dict[str, Any]:
         "rounds_per_s": [rate - 1, rate, rate + 1],
         "cpu_ms_per_request": 10.0,
         "others_cores": 0.3,
+        "other_work_cores": 0.05,
         "sent": 300,
         "answered": answered,
     }
@@ -84,6 +85,7 @@ def test_each_target_passes_on_good_figures_and_is_printed(
     out = capsys.readouterr().out
     assert "share them (they used 0.30 cores" in out
     assert "preprocess-0" in out and "auto / best 0.99" in out
+    assert "other work on the machine took 0.05 of the daemon's cores" in out
 
 
 def test_each_target_fails_on_its_own_bad_figure() -> None:
