@@ -29,4 +29,3 @@ def test_the_daemon_starts_without_the_signature_library_or_tensorflow() -> None
     assert "edge_runtime" in loaded and "PIL" in loaded  # the probe did import the daemon
     assert "cryptography" not in loaded
     assert "tensorflow" not in loaded
-
