@@ -41,3 +41,4 @@ def test_the_sources_benchmark_reports_every_figure() -> None:
     assert f0["processed_fps"] > 0 and f0["ratio"] > 0
     assert f5["capture_to_publish_ms"]["p99"] is not None and f5["p99_ratio"] > 0
     assert f5["cpu_ms_per_frame"] > 0 and "rss_growth_mib" in f5
+    assert len(result["targets"]) == 3  # a PASS/FAIL line each: fps=0 ratio, p99, RSS
