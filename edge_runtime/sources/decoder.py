@@ -6,6 +6,7 @@ the stream is decoded in software from that packet on."""
 
 from __future__ import annotations
 
+import glob
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -33,6 +34,11 @@ def _without_password(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def has_video_devices() -> bool:
+    """True when the machine has a V4L2 device node (a Pi's decoder is /dev/video10)."""
+    return bool(glob.glob("/dev/video*"))
 
 
 class _Warned:
@@ -128,7 +134,12 @@ class Decoder:
     def _fall_back(self, name: str, reason: str) -> None:
         self._hardware = False
         self._fell_back = f"; {name} not usable"
-        level = logging.WARNING if _WARNED.first(name, reason) else logging.DEBUG
+        if not _WARNED.first(name, reason):
+            level = logging.DEBUG
+        elif has_video_devices():
+            level = logging.WARNING  # the machine has V4L2 devices, but this one failed
+        else:
+            level = logging.INFO  # a host without any (a PC, a container): expected
         log.log(
             level,
             "%s: hardware decoder %s not usable (%s); decoding in software",

@@ -20,7 +20,8 @@ from edge_runtime.sources.frames import Size
 
 av: Any = pytest.importorskip("av")
 
-from edge_runtime.sources.decoder import Decoder  # noqa: E402 - needs PyAV
+from edge_runtime.sources import decoder as decoder_module  # noqa: E402 - needs PyAV
+from edge_runtime.sources.decoder import Decoder  # noqa: E402
 from edge_runtime.sources.ffmpeg import FfmpegReader  # noqa: E402
 from edge_runtime.sources.worker import SourceWorker  # noqa: E402
 
@@ -152,3 +153,20 @@ def test_the_source_state_and_telemetry_name_the_decoder(clip):
     detail = "h264 (software, threaded); h264_nosuch not usable"
     assert ("streaming", detail) in states
     assert worker.stats()["decoder"] == detail
+
+
+@pytest.mark.parametrize(("devices", "level"), [(True, logging.WARNING), (False, logging.INFO)])
+def test_the_fallback_warns_only_where_the_machine_has_video_devices(
+    clip, caplog, monkeypatch, devices, level
+):
+    """A Pi whose decoder node fails deserves a warning; a PC or a container without any
+    V4L2 device decodes in software as expected, said once at INFO."""
+    monkeypatch.setattr(decoder_module, "has_video_devices", lambda: devices)
+    caplog.set_level(logging.DEBUG, "edge_runtime.sources.decoder")
+    with av.open(clip[len("file://") :]) as container:
+        stream = container.streams.video[0]
+        name = f"h264_absent_{devices}"  # a (decoder, reason) pair not logged before
+        Decoder(clip, stream, hardware={"h264": name})
+        Decoder(clip, stream, hardware={"h264": name})  # the same again: DEBUG
+    levels = [r.levelno for r in caplog.records if r.name == "edge_runtime.sources.decoder"]
+    assert levels == [level, logging.DEBUG]
