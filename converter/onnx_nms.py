@@ -64,8 +64,10 @@ class ExportedNms:
 
 
 def find(graph: Graph) -> Node | None:
-    """The graph's first ``NonMaxSuppression`` or ``TopK`` node, if it has one."""
-    return next((n for n in graph.nodes if n.op in (NMS_OP, TOPK_OP)), None)
+    """The graph's first ``NonMaxSuppression`` node, else its first ``TopK`` (an
+    end-to-end head's); a ``TopK`` before an NMS only pre-selects the NMS's candidates."""
+    nms = next((n for n in graph.nodes if n.op == NMS_OP), None)
+    return nms or next((n for n in graph.nodes if n.op == TOPK_OP), None)
 
 
 def head_candidates(graph: Graph, start: Node) -> list[str]:

@@ -129,3 +129,23 @@ def test_an_end_to_end_head_is_cut_back_to_a_yolov8_head(tmp_path: Path) -> None
         for box, score, cls in zip(got.boxes[above], got.scores[above], got.classes[above]):
             row = np.r_[box[[1, 0, 3, 2]], score, cls]
             assert np.abs(export - row).max(axis=1).min() < 1e-5, (name, row, export)
+
+
+def test_a_topk_that_preselects_for_nms_leaves_the_nms_export_as_one() -> None:
+    """A graph that pre-selects its candidates with ``TopK`` before ``NonMaxSuppression``
+    (Ultralytics' ``nms=True`` does for TFLite and OBB exports) is cut at its NMS: its head
+    keeps centre-and-size boxes, which the corner conversion of an end-to-end TopK head
+    would turn into wrong ones."""
+    from converter.onnx_nms import NMS_OP, find
+    from converter.onnx_source import Graph, Node
+
+    nodes = (
+        Node("Conv", "head", ("images", "w"), ("head",), {}),
+        Node("TopK", "preselect", ("scores", "k"), ("top_scores", "top_indices"), {}),
+        Node(NMS_OP, "nms", ("boxes", "top_scores"), ("selected",), {}),
+    )
+    graph = Graph("images", (1, 3, SIZE, SIZE), ("selected",), nodes, {})
+
+    found = find(graph)
+
+    assert found is not None and found.name == "nms"
