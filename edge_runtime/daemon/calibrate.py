@@ -6,7 +6,8 @@ measured on it: preprocessing a photo-like 1920x1080 JPEG (``Engine.prepare``, w
 camera's request costs) and inference (``Engine.infer``: invoke and post-processing);
 then, while the time bound ``BUDGET_S`` allows, the model is built and timed at 2, 3 and
 4 threads (no more than the cores). The engine the choice names is the one returned; at
-most two are alive at once. A measurement that fails leaves 1 thread (and a worker per
+most three are alive at once (the 1-thread build, the fastest build beyond it, the one
+being timed). A measurement that fails leaves 1 thread (and a worker per
 core, at most 2) with a warning: calibration never stops the daemon. Only the first build
 may fail the load, as it always did (the model does not load).
 """
