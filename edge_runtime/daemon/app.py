@@ -165,7 +165,8 @@ class Daemon:
             workers=self.tuning.preprocess_workers,
             max_bytes=config.requests.queue_bytes,
             ledger=self.ledger,
-            observe=self._observe,
+            observe=self.monitor.observe,
+            costs=self.retune.observe,
         )
         self.sources = Sources(
             config.sources,
@@ -528,12 +529,6 @@ class Daemon:
                 self.pipeline.swap(engine)
                 self.engine = engine
             self.tuning = tuning
-
-    def _observe(self, prepared: Any, answer: dict[str, Any]) -> None:
-        """The pipeline's ``observe``: drift monitoring, and the preprocessing cost for
-        ``retune_if_due``."""
-        self.monitor.observe(prepared, answer)
-        self.retune.observe(getattr(prepared, "preprocess_ms", 0.0))
 
     # -- answers ------------------------------------------------------------------------
     def _store_answers(self, batch: list[Answered]) -> None:

@@ -92,6 +92,8 @@ INFER_BOUND = 60.0
 Served = Callable[[Optional[str], bool, Optional[float]], None]
 #: observe(prepared input, answer): each answered request, for drift monitoring
 Observe = Callable[[Any, dict[str, Any]], None]
+#: costs(ms): the preprocessing time of each request a preprocessing worker prepared
+Costs = Callable[[float], None]
 #: Niceness added to the preprocessing workers beyond the first. At equal priority two
 #: decoders and the inference worker each got two thirds of a core on two cores, so the
 #: inference worker, which every request passes alone, fell behind, the decoders stalled
@@ -119,6 +121,7 @@ class Pipeline:
         stuck_after: float = STUCK_AFTER,
         ledger: Ledger | None = None,
         observe: Observe | None = None,
+        costs: Costs | None = None,
     ) -> None:
         """``max_bytes`` bounds the image bytes of the jobs not yet answered (at least one
         job is always taken): memory stays bounded even when a broker pushes more
@@ -127,7 +130,9 @@ class Pipeline:
         ``ledger`` (one slot per preprocessing worker and one for inference) keeps
         the requests being served, and refuses those that ended a process before.
         ``observe`` sees each answered request's prepared input and answer (drift
-        monitoring); it must be cheap and must not raise."""
+        monitoring); it must be cheap and must not raise. ``costs`` gets the preprocessing
+        time of each request the workers decoded (not of camera frames, prepared by their
+        source, nor of tensors): what choosing the threads needs; cheap, never raises."""
         self.engine = engine
         self.max_pixels = max_pixels
         self.top_k = top_k
@@ -136,6 +141,7 @@ class Pipeline:
         self._served = served
         self._ledger = ledger
         self._observe = observe
+        self._costs = costs
         self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=queue_size)
         self._workers = max(1, workers)
         self._ready: queue.Queue[Any] = queue.Queue(maxsize=self._workers + 1)
@@ -269,6 +275,8 @@ class Pipeline:
                         prepared = engine.prepare_tensor(job.request.image)
                     else:
                         prepared = engine.prepare(job.request.image, max_pixels=self.max_pixels)
+                        if self._costs is not None:
+                            self._costs(prepared.preprocess_ms)
                 except InputError as exc:
                     error = RequestError(_input_code(str(exc)), str(exc), job.request.id)
                 except Exception as exc:  # noqa: BLE001 - a request must never stop the daemon

@@ -308,3 +308,48 @@ def test_when_invoking_wakes_as_an_inference_starts_and_times_out_when_idle():
     finally:
         gate.set()
         assert pipe.stop(5)
+
+
+def test_costs_are_the_workers_preprocessing_only():
+    """Choosing the threads again follows what the preprocessing workers spend: a camera
+    frame arrives prepared by its source (its decode is not the workers' work) and is
+    left out, as is a request that is already a tensor."""
+    from types import SimpleNamespace
+
+    class TimedEngine(FakeEngine):
+        def prepare(self, data, *, max_pixels):
+            return SimpleNamespace(data=data, preprocess_ms=4.0)
+
+        def prepare_tensor(self, data):
+            return SimpleNamespace(data=data, preprocess_ms=0.5)
+
+        def infer(self, prepared, *, top_k):
+            return b"ok"
+
+    costs: list[float] = []
+    frame = SimpleNamespace(data=b"frame", preprocess_ms=1.0)
+    jobs = [
+        Job(Request("request", b"jpeg"), None, lambda ok, doc: None),
+        Job(Request("frame", b"", prepared=frame), None, lambda ok, doc: None),
+        Job(Request("tensor", b"\0" * 4, tensor=True), None, lambda ok, doc: None),
+    ]
+    pipe = Pipeline(
+        TimedEngine(),
+        queue_size=8,
+        max_pixels=100,
+        top_k=1,
+        answer=lambda batch: None,
+        tally=Tally(10),
+        costs=costs.append,
+    )
+    import edge_runtime.daemon.pipeline as pipeline
+
+    original = pipeline.prediction_to_dict
+    pipeline.prediction_to_dict = lambda p: {"echo": p.decode()}
+    try:
+        pipe.start()
+        assert all(pipe.submit(j) for j in jobs)
+        assert pipe.stop(10)
+    finally:
+        pipeline.prediction_to_dict = original
+    assert costs == [4.0]
