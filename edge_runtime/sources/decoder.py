@@ -41,22 +41,31 @@ def has_video_devices() -> bool:
     return bool(glob.glob("/dev/video*"))
 
 
-class _Warned:
-    """The (decoder, reason) pairs already logged at WARNING: a source that reconnects
-    or loops tries its hardware decoder again each time, but says why it fell back once."""
+class _Seen:
+    """Pairs of names seen before, shared by every source's thread."""
 
     def __init__(self) -> None:
         self._seen: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def first(self, name: str, reason: str) -> bool:
+    def first(self, a: str, b: str) -> bool:
+        """True the first time (``a``, ``b``) is given."""
         with self._lock:
-            new = (name, reason) not in self._seen
-            self._seen.add((name, reason))
+            new = (a, b) not in self._seen
+            self._seen.add((a, b))
             return new
 
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        with self._lock:
+            return pair in self._seen
 
-_WARNED = _Warned()
+
+#: (decoder, reason) pairs already logged at WARNING: a source that reconnects or loops
+#: tries its hardware decoder again each time, but says why it fell back once.
+_WARNED = _Seen()
+#: (stream, decoder) pairs whose hardware decoder failed after decoding: the stream's
+#: next connections decode in software rather than fail the same way again and again.
+_FAILED = _Seen()
 
 
 class Decoder:
@@ -79,7 +88,9 @@ class Decoder:
         self._fell_back = ""
         self._proven = False  # a packet went through the hardware decoder
         name = self._asked = hardware.get(stream.codec_context.name, "")
-        if name:
+        if name and (self._where, name) in _FAILED:
+            self._fell_back = f"; {name} failed on this stream before"
+        elif name:
             self._context = self._open_hardware(name, create)
             self._hardware = self._context is not None
         if self._context is None:
@@ -117,7 +128,18 @@ class Decoder:
                 self._proven = True
                 yield from frames
                 return
-        yield from self._context.decode(packet)
+        try:
+            yield from self._context.decode(packet)
+        except av.FFmpegError as exc:
+            if self._hardware and _FAILED.first(self._where, self._asked):
+                log.warning(
+                    "%s: hardware decoder %s failed (%s); the stream is decoded in "
+                    "software from its next connection",
+                    self._where,
+                    self._asked,
+                    exc,
+                )
+            raise
 
     def _open_hardware(self, name: str, create: Create) -> Any:
         source = self._stream.codec_context

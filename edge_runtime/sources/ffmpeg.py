@@ -92,7 +92,11 @@ class FfmpegReader:
             self._container.close()
             raise SourceError(url, "no video stream in it")
         self._stream = self._container.streams.video[0]
-        self._decoder = decoder(url, self._stream)
+        try:
+            self._decoder = decoder(url, self._stream)
+        except BaseException:
+            self._container.close()  # a reconnecting source must not pile up connections
+            raise
 
     @property
     def detail(self) -> str:

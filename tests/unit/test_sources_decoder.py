@@ -23,6 +23,7 @@ av: Any = pytest.importorskip("av")
 from edge_runtime.sources import decoder as decoder_module  # noqa: E402 - needs PyAV
 from edge_runtime.sources.decoder import Decoder  # noqa: E402
 from edge_runtime.sources.ffmpeg import FfmpegReader  # noqa: E402
+from edge_runtime.sources.frames import SourceError  # noqa: E402
 from edge_runtime.sources.worker import SourceWorker  # noqa: E402
 
 FRAMES = 6
@@ -170,3 +171,42 @@ def test_the_fallback_warns_only_where_the_machine_has_video_devices(
         Decoder(clip, stream, hardware={"h264": name})  # the same again: DEBUG
     levels = [r.levelno for r in caplog.records if r.name == "edge_runtime.sources.decoder"]
     assert levels == [level, logging.DEBUG]
+
+
+class FailsLater:
+    """FFmpeg's H.264 decoder standing in for a hardware one that decodes the first
+    packets, then fails (a V4L2 decoder out of buffers): every attribute is the real
+    decoder's, ``decode`` fails from the third packet on."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "inner", av.CodecContext.create("h264", "r"))
+        object.__setattr__(self, "packets", 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.inner, name, value)
+
+    def decode(self, packet: Any) -> Any:
+        object.__setattr__(self, "packets", self.packets + 1)
+        if self.packets > 2:
+            raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+        return self.inner.decode(packet)
+
+
+def test_a_hardware_decoder_that_fails_later_is_not_tried_again_on_that_stream(clip, caplog):
+    """The stream fails once (the source reconnects); its next connection decodes in
+    software from the start instead of failing the same way for good."""
+    caplog.set_level(logging.DEBUG, "edge_runtime.sources.decoder")
+
+    def decoder(url, stream):
+        return Decoder(url, stream, hardware={"h264": "h264_flaky"}, create=lambda n: FailsLater())
+
+    with pytest.raises(SourceError, match="stream failed"):
+        read_all(clip, decoder)
+    frames, detail = read_all(clip, decoder)
+    assert len(frames) == FRAMES
+    assert detail == "h264 (software, threaded); h264_flaky failed on this stream before"
+    (line,) = fallbacks(caplog)
+    assert "h264_flaky failed" in line and "next connection" in line
