@@ -137,7 +137,10 @@ def summary(bursts: list[Burst], shared: bool) -> dict[str, Any]:
     return {
         "throughput_per_s": statistics.median(b.throughput for b in bursts),
         "rounds_per_s": [b.throughput for b in bursts],
-        "cpu_ms_per_request": round(1000 * sum(b.cpu_seconds for b in bursts) / answered, 3),
+        # a setting that answered nothing FAILs "no request lost"; its figure stays a number
+        "cpu_ms_per_request": round(
+            1000 * sum(b.cpu_seconds for b in bursts) / max(answered, 1), 3
+        ),
         "others_cores": round(
             statistics.median(b.others_cpu_seconds / b.wall_seconds for b in bursts), 3
         ),

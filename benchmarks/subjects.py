@@ -99,6 +99,7 @@ def script_subject(label: str, command: list[str], wrap: tuple[str, ...], topic:
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
+        proc.wait(10)
         raise RuntimeError(f"{label} did not start: {' '.join(command)}")
 
     def stop() -> int:
