@@ -127,10 +127,17 @@ class Count(Emitter):
 
 
 def stream(
-    engine: Engine, url: str, fps: float, seconds: float, rss_every: float = 0.0
+    engine: Engine,
+    url: str,
+    fps: float,
+    seconds: float,
+    rss_every: float = 0.0,
+    warmup: float | None = None,
 ) -> dict[str, Any]:
-    """Run one looping source for ``seconds``; its counts, latencies, CPU and RSS (and,
-    with ``rss_every``, the RSS sampled every that many seconds, in MiB)."""
+    """Run one looping source for ``seconds`` after ``warmup`` seconds (default: a
+    quarter of ``seconds``, at most 5) in which the decoder's threads and buffer pools
+    fill; its counts, latencies, CPU and RSS (and, with ``rss_every``, the RSS sampled
+    every that many seconds, in MiB) over the ``seconds``."""
     spec = engine.input_spec
     pipeline = Pipeline(
         engine,
@@ -151,7 +158,7 @@ def stream(
     )
     proc = psutil.Process()
     worker.start()
-    time.sleep(min(5.0, seconds / 4))  # warm: the decoder's threads and buffers
+    time.sleep(min(5.0, seconds / 4) if warmup is None else warmup)
     rss0, cpu0 = proc.memory_info().rss, sum(proc.cpu_times()[:2])
     n0, t0 = worker.stats()["processed"], time.monotonic()
     samples = [round(rss0 / 2**20, 1)]
@@ -190,6 +197,12 @@ def main() -> None:
         "--rss-every", type=float, default=0.0, help="sample RSS every S seconds (0: start, end)"
     )
     p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds each run streams before it is measured (default: min(5, seconds/4))",
+    )
+    p.add_argument(
         "--runs",
         choices=("both", "fps0", "fps5"),
         default="both",
@@ -207,10 +220,14 @@ def main() -> None:
         invoke_fps = invoke_rate(engine)
         bound = min(RATE, decode_fps, invoke_fps)
         full = (
-            stream(engine, url, 0.0, args.seconds, args.rss_every) if args.runs != "fps5" else None
+            stream(engine, url, 0.0, args.seconds, args.rss_every, args.warmup)
+            if args.runs != "fps5"
+            else None
         )
         five = (
-            stream(engine, url, 5.0, args.seconds, args.rss_every) if args.runs != "fps0" else None
+            stream(engine, url, 5.0, args.seconds, args.rss_every, args.warmup)
+            if args.runs != "fps0"
+            else None
         )
     frame_ms = 1000 / decode_fps + prep_ms + 1000 / invoke_fps
     result: dict[str, Any] = {
