@@ -35,7 +35,7 @@ class FakeEngine:
         return prepared
 
 
-def run(engine, jobs, *, queue_size=16, workers=1):
+def run(engine, jobs, *, queue_size=16, workers=1, **options):
     answers = []
     import edge_runtime.daemon.pipeline as pipeline
 
@@ -53,6 +53,7 @@ def run(engine, jobs, *, queue_size=16, workers=1):
             ),
             tally=Tally(10),
             workers=workers,
+            **options,
         )
         pipe.start()
         accepted = [pipe.submit(j) for j in jobs]
@@ -333,23 +334,6 @@ def test_costs_are_the_workers_preprocessing_only():
         Job(Request("frame", b"", prepared=frame), None, lambda ok, doc: None),
         Job(Request("tensor", b"\0" * 4, tensor=True), None, lambda ok, doc: None),
     ]
-    pipe = Pipeline(
-        TimedEngine(),
-        queue_size=8,
-        max_pixels=100,
-        top_k=1,
-        answer=lambda batch: None,
-        tally=Tally(10),
-        costs=costs.append,
-    )
-    import edge_runtime.daemon.pipeline as pipeline
-
-    original = pipeline.prediction_to_dict
-    pipeline.prediction_to_dict = lambda p: {"echo": p.decode()}
-    try:
-        pipe.start()
-        assert all(pipe.submit(j) for j in jobs)
-        assert pipe.stop(10)
-    finally:
-        pipeline.prediction_to_dict = original
+    accepted, answers = run(TimedEngine(), jobs, costs=costs.append)
+    assert all(accepted) and len(answers) == 3
     assert costs == [4.0]
