@@ -70,7 +70,11 @@ class LiveRetune:
         if abs(live - calibrated) <= CHANGE * calibrated:
             return None
         again = choose(
-            tuning.cores, live, dict(tuning.invoke_ms), workers=tuning.preprocess_workers
+            tuning.cores,
+            live,
+            dict(tuning.invoke_ms),
+            workers=tuning.preprocess_workers,
+            workers_given="the {} running workers kept",
         )
         return replace(
             again,

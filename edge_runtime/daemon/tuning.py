@@ -82,9 +82,11 @@ def choose(
     invoke_ms: Mapping[int, float],
     *,
     workers: int | None = None,
+    workers_given: str = "workers fixed at {}",
 ) -> Tuning:
     """The thread count (one of ``invoke_ms``'s keys) and worker count (``workers`` when
-    given, else chosen) that serve the most by the model above."""
+    given, else chosen) that serve the most by the model above; ``workers_given`` words
+    the reason for given workers (``{}``: their count)."""
     if not invoke_ms:
         raise ValueError("choose needs the invoke time at one thread count at least")
     options = {k: _option(cores, preprocess_ms, ms, k, workers) for k, ms in invoke_ms.items()}
@@ -96,7 +98,7 @@ def choose(
     if others:
         reason += f" (other thread counts: {', '.join(others)})"
     if workers is not None:
-        reason += f"; workers fixed at {workers}"
+        reason += "; " + workers_given.format(workers)
     return Tuning(
         cores=cores,
         threads=threads,

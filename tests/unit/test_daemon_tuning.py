@@ -224,6 +224,8 @@ def test_small_requests_served_choose_more_threads_once():
     again = retune.due()
     assert again is not None and again.threads == 2 and again.preprocess_workers == 2
     assert again.preprocess_ms == 0.3 and "median 0.30 ms, calibrated 4.10 ms" in again.reason
+    # the workers were chosen by the calibration: kept as they run, not "fixed"
+    assert "the 2 running workers kept" in again.reason and "fixed" not in again.reason
     retune.observe(0.3)
     assert retune.due() is None  # once per calibration
 
