@@ -89,15 +89,15 @@ def _one(
         return _error("length_required", "a Content-Length is required"), False
     length = 0
     if length_text is not None:
-        if not length_text.strip().isdigit():
+        length = parse_length(length_text)
+        if length < 0:
             return _error("bad_request", f"Content-Length {length_text!r} is not a length"), False
-        length = int(length_text)
     if length > owner.max_body_bytes:
         return (
             _error(
                 "too_large",
-                f"the body is {length} bytes; the limit is {owner.max_body_bytes} "
-                "(http.max_body_bytes)",
+                f"the body is {length_text.strip()[:24]} bytes; the limit is "
+                f"{owner.max_body_bytes} (http.max_body_bytes)",
             ),
             False,
         )
@@ -112,6 +112,21 @@ def _one(
     owner.disarm(conn)  # read whole: answering may take as long as the pipeline needs
     path = target.split("?", 1)[0]
     return owner.handle(HttpRequest(method, path, headers, body)), keep
+
+
+#: Digits of a length beyond which it is over any body cap (and int() would refuse it).
+MAX_DIGITS = 18
+
+
+def parse_length(text: str) -> int:
+    """A length field's value (ASCII digits, surrounding white space allowed); -1 when it
+    is not one. A length of more than ``MAX_DIGITS`` digits counts as ``10**MAX_DIGITS``:
+    over any cap."""
+    digits = text.strip()
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return -1
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
 
 
 class BadHeaders(Exception):

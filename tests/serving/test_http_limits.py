@@ -199,6 +199,9 @@ def test_tls_when_configured_and_the_token_over_it(tmp_path):
         (b"X-A: 1\r\n folded\r\n", 400),  # an obsolete folded line
         (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400),
         (b"Content-Length: 5, 5\r\n", 400),
+        (b"Content-Length: -5\r\n", 400),
+        ("Content-Length: \u00b2\r\n".encode("latin-1"), 400),  # a digit, but not 0-9
+        (b"Content-Length: " + b"1" * 5000 + b"\r\n", 413),  # beyond int()'s 4300 digits
         (b"X-Long: " + b"a" * 9000 + b"\r\n", 431),
         (b"".join(b"X-%d: 1\r\n" % i for i in range(101)), 431),
     ],
