@@ -13,7 +13,13 @@ from http import HTTPStatus
 from typing import Protocol
 
 from edge_runtime.daemon.supervisor import Heartbeat
-from edge_runtime.serving.http import HttpError, HttpRequest, HttpResponse, error_response
+from edge_runtime.serving.http import (
+    HttpError,
+    HttpRequest,
+    HttpResponse,
+    error_response,
+    parse_length,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +118,6 @@ def _one(
     owner.disarm(conn)  # read whole: answering may take as long as the pipeline needs
     path = target.split("?", 1)[0]
     return owner.handle(HttpRequest(method, path, headers, body)), keep
-
-
-#: Digits of a length beyond which it is over any body cap (and int() would refuse it).
-MAX_DIGITS = 18
-
-
-def parse_length(text: str) -> int:
-    """A length field's value (ASCII digits, surrounding white space allowed); -1 when it
-    is not one. A length of more than ``MAX_DIGITS`` digits counts as ``10**MAX_DIGITS``:
-    over any cap."""
-    digits = text.strip()
-    if not digits or not digits.isascii() or not digits.isdigit():
-        return -1
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
 
 
 class BadHeaders(Exception):

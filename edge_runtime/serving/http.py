@@ -78,6 +78,21 @@ def error_response(error: HttpError) -> HttpResponse:
     )
 
 
+#: Digits of a length beyond which it is over any body cap (and int() would refuse it).
+MAX_DIGITS = 18
+
+
+def parse_length(text: str) -> int:
+    """A length field's value (ASCII digits, surrounding white space allowed); -1 when it
+    is not one. A length of more than ``MAX_DIGITS`` digits counts as ``10**MAX_DIGITS``:
+    over any cap."""
+    digits = text.strip()
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return -1
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
+
+
 def parse_json(body: bytes) -> Any:
     """A request body as JSON.
 

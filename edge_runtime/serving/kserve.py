@@ -16,7 +16,13 @@ import numpy as np
 from edge_runtime import __version__
 from edge_runtime.serving.http import HttpError, HttpRequest, HttpResponse, json_response
 from edge_runtime.serving.model import ModelService, to_dtype
-from edge_runtime.serving.tensors import datatype, encode_outputs, read_inputs, split_body
+from edge_runtime.serving.tensors import (
+    datatype,
+    encode_outputs,
+    header_size,
+    read_inputs,
+    split_body,
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 PLATFORM = "tflite"
@@ -68,8 +74,7 @@ def infer(
     HttpError: bad_json, bad_tensor, bad_base64, too_large, the pipeline's codes."""
     service.check(name, version)
     header_length = request.headers.get(HEADER_LENGTH.lower())
-    json_size = int(header_length) if header_length and header_length.isdigit() else None
-    service.check_json(request.body if json_size is None else request.body[:json_size])
+    service.check_json(request.body[: header_size(request.body, header_length)])
     doc, binary = split_body(request.body, header_length)
     inputs = read_inputs(doc, binary)
     if len(inputs) != 1:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from typing import Any
 
 import numpy as np
 
-from edge_runtime.serving.http import HttpError
+from edge_runtime.serving.http import HttpError, parse_length
 
 #: KServe v2 datatype -> numpy dtype (little-endian, as the protocol sends them)
 DATATYPES = {
@@ -41,21 +42,30 @@ def datatype(numpy_name: str) -> str:
     return BY_NUMPY.get(numpy_name, "BYTES")
 
 
+def header_size(body: bytes, header_length: str | None) -> int:
+    """How much of ``body`` is the JSON header (all of it without the header field).
+
+    Raises:
+        HttpError: bad_json (not a length within the body).
+    """
+    if header_length is None:
+        return len(body)
+    size = parse_length(header_length)
+    if not 0 <= size <= len(body):
+        raise HttpError(
+            "bad_json",
+            f"Inference-Header-Content-Length {header_length!r} is not a length within the body",
+        )
+    return size
+
+
 def split_body(body: bytes, header_length: str | None) -> tuple[Any, memoryview]:
     """The JSON header and what follows it.
 
     Raises:
         HttpError: bad_json (header length or JSON).
     """
-    if header_length is None:
-        size = len(body)
-    elif not header_length.isdigit() or int(header_length) > len(body):
-        raise HttpError(
-            "bad_json",
-            f"Inference-Header-Content-Length {header_length!r} is not a length within the body",
-        )
-    else:
-        size = int(header_length)
+    size = header_size(body, header_length)
     try:
         doc = json.loads(bytes(body[:size]).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -87,11 +97,16 @@ def read_inputs(doc: dict[str, Any], binary: memoryview) -> list[tuple[str, str,
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise HttpError("bad_tensor", f"inputs[{i}]: shape must be a list of sizes")
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)  # exact: np.prod wraps around in int64
         params = tensor.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or offset + size > len(binary)
+            ):
                 raise HttpError("bad_tensor", f"inputs[{i}]: binary_data_size beyond the body")
             raw = bytes(binary[offset : offset + size])
             offset += size
@@ -101,7 +116,10 @@ def read_inputs(doc: dict[str, Any], binary: memoryview) -> list[tuple[str, str,
         else:
             raise HttpError("bad_tensor", f'inputs[{i}] has neither "data" nor binary data')
         if kind != "BYTES":
-            data = data.reshape(shape)
+            try:
+                data = data.reshape(shape)
+            except ValueError as exc:  # no elements, but more than an array may span
+                raise HttpError("bad_tensor", f"inputs[{i}]: shape {shape}: {exc}") from exc
         out.append((name, kind, list(shape), data))
     return out
 

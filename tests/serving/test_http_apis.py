@@ -5,6 +5,7 @@ Inference Protocol, JSON and binary tensors) and requests (TensorFlow Serving RE
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -154,6 +155,44 @@ def test_error_codes(server, method, path, body, status, code):
     answer = requests.request(method, f"{base(server)}{path}", data=body, timeout=5)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"] == code and answer.json()["detail"]
+
+
+def _tensor(datatype: str, shape: list[int], **fields: object) -> dict[str, object]:
+    return {"inputs": [{"name": "x", "datatype": datatype, "shape": shape, **fields}]}
+
+
+@pytest.mark.parametrize(
+    ("doc", "tail", "header", "code", "detail"),
+    [
+        # the shape's element count overflows int64 (np.prod gave 0: an empty tensor)
+        (_tensor("INT8", [2**40, 2**40], data=[]), b"", None, "bad_tensor", "numbers"),
+        (_tensor("BYTES", [2**40, 2**40], data=[]), b"", None, "bad_tensor", "elements"),
+        # no elements, but more than an array may span
+        (_tensor("INT8", [0, 2**62], data=[]), b"", None, "bad_tensor", "shape"),
+        # a JSON true is not a size
+        (
+            _tensor("INT8", [1, 8, 8, 1], parameters={"binary_data_size": True}),
+            bytes(64),
+            "header",
+            "bad_tensor",
+            "binary_data_size",
+        ),
+        # a Latin-1 superscript digit passes str.isdigit()
+        (_tensor("INT8", [1], data=[1]), b"", "\u00b9", "bad_json", "Inference-Header"),
+    ],
+    ids=["int64-overflow", "bytes-overflow", "too-big-to-span", "size-true", "header-length"],
+)
+def test_kserve_sizes_out_of_range_are_the_client_s_error(server, doc, tail, header, code, detail):
+    head = json.dumps(doc).encode()
+    headers = {"Inference-Header-Content-Length": str(len(head)) if header == "header" else header}
+    answer = requests.post(
+        f"{base(server)}/v2/models/{NAME}/infer",
+        data=head + tail,
+        headers={k: v for k, v in headers.items() if v is not None},
+        timeout=5,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == code and detail in answer.json()["detail"], answer.text
 
 
 def test_413_for_an_image_over_requests_max_payload_bytes(tmp_path):
