@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edge_runtime.daemon.calibrate import calibrate
 from edge_runtime.daemon.config import Config, legacy_device_id, load_config
 from edge_runtime.daemon.cores import usable_cores
+from edge_runtime.daemon.heap import limit_arenas
 from edge_runtime.daemon.intake import Intake
 from edge_runtime.daemon.liveness import LivenessFile, liveness_path
 from edge_runtime.daemon.notify import Notifier
@@ -848,6 +849,7 @@ def run_daemon(config: Config, *, config_path: Path | None = None, debug: bool =
         EdgeError: the model cannot be loaded or the state folder cannot be used.
     """
     logging.getLogger().setLevel(logging.DEBUG if debug else config.log_level.upper())
+    limit_arenas()  # before the model's and the workers' threads allocate
     if legacy_device_id(config.device_id):
         log.warning(
             "device_id %r is not a host name (1-63 of a-z 0-9 and '-'): this device keeps "

@@ -4,17 +4,20 @@
 The model is built at 1 thread and the costs ``edge_runtime.daemon.tuning`` needs are
 measured on it: preprocessing a photo-like 1920x1080 JPEG (``Engine.prepare``, what a
 camera's request costs) and inference (``Engine.infer``: invoke and post-processing);
-then, while the time bound ``BUDGET_S`` allows, the model is built and timed at 2, 3 and
-4 threads (no more than the cores). The engine the choice names is the one returned; at
-most three are alive at once (the 1-thread build, the fastest build beyond it, the one
-being timed). A measurement that fails leaves 1 thread (and a worker per
-core, at most 2) with a warning: calibration never stops the daemon. Only the first build
-may fail the load, as it always did (the model does not load).
+then the model is built and timed at 2, 3 and 4 threads (no more than the cores). Past
+the time bound ``BUDGET_S`` each figure is one run, and a further thread count is tried
+only while the one before it was the fastest yet: a board several times slower than the
+reference machine (which can spend the bound on MobileNetV2's 1-thread figures alone) or
+a large model still has its thread counts compared, in a few invokes each. The engine
+the choice names is the one returned; at most three are alive at once (the 1-thread
+build, the fastest build beyond it, the one being timed). A measurement that fails
+leaves 1 thread (and a worker per core, at most 2) with a warning: calibration never
+stops the daemon. Only the first build may fail the load, as it always did (the model
+does not load).
 """
 
 from __future__ import annotations
 
-import ctypes
 import io
 import logging
 import statistics
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from edge_runtime.daemon.heap import trim_heap
 from edge_runtime.daemon.tuning import Tuning, choose, default_tuning, thread_choices
 
 if TYPE_CHECKING:
@@ -31,9 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds the measurements may take, the first build aside; thread counts not reached
-#: by then are not tried. MobileNetV2 at 1-2 threads takes about 0.1 s on this project's
-#: 2-core reference machine.
+#: Seconds the measurements may take, the first build aside; past them each figure is
+#: one run, and thread counts are tried only while more threads were faster.
+#: MobileNetV2 at 1-2 threads takes about 0.1 s on this project's 2-core reference machine.
 BUDGET_S = 0.4
 #: Timed runs per figure (the median counts); fewer when the budget runs out.
 RUNS = 5
@@ -79,17 +83,6 @@ def calibrate(
         trim_heap()
 
 
-def trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
-    elsewhere): the calibration's sample image and the engines it closed leave several
-    MiB freed but resident, which a small device would carry for as long as it runs."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
-        return
-    trim(0)
-
-
 def _measure(
     engine: Engine,
     first: int,
@@ -110,16 +103,23 @@ def _measure(
     invoke_ms = {first: _infer_ms(engine, prepared, deadline)}
     auto = threads is None and engine.delegate != "edgetpu"  # the accelerator runs it
     fastest: tuple[int, Engine] | None = None  # the fastest build beyond the first
+    improving = True  # the last count timed was faster than every count before it
     try:
         for k in thread_choices(cores) if auto else ():
             if k in invoke_ms:
                 continue
-            if time.perf_counter() > deadline:
-                log.info("calibration: its time bound was reached before %d threads", k)
+            if not improving and time.perf_counter() > deadline:
+                log.info(
+                    "calibration: past its time bound, %d threads were no faster than "
+                    "fewer; %d and more are not tried",
+                    k - 1,
+                    k,
+                )
                 break
             fastest, slower = _faster(fastest, (k, build(k)), invoke_ms, prepared, deadline)
             if slower is not None:
                 slower.close()
+            improving = invoke_ms[k] < min(ms for j, ms in invoke_ms.items() if j < k)
         tuning = choose(cores, preprocess_ms, invoke_ms, workers=workers)
         if fastest is not None and tuning.threads == fastest[0]:
             chosen, fastest = fastest[1], None
