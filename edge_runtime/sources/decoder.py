@@ -11,9 +11,10 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import av
+
+from edge_runtime.sources.redact import without_password
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +27,6 @@ Create = Callable[[str], Any]
 
 def _create(name: str) -> Any:
     return av.CodecContext.create(name, "r")
-
-
-def _without_password(url: str) -> str:
-    """``url`` as logs may show it: an IP camera's ``user:password@`` left out."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def has_video_devices() -> bool:
@@ -81,7 +74,7 @@ class Decoder:
         hardware: Mapping[str, str] = HARDWARE,
         create: Create = _create,
     ) -> None:
-        self._where = _without_password(url)
+        self._where = without_password(url)
         self._stream = stream
         self._context: Any = None
         self._hardware = False

@@ -30,6 +30,7 @@ from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
 from edge_runtime.sources.capture import Capture, Opener
 from edge_runtime.sources.changes import ChangeFilter
 from edge_runtime.sources.frames import STALL_AFTER, Captured, Decoded
+from edge_runtime.sources.redact import redacted
 from edge_runtime.telemetry.stats import percentile
 from edge_runtime.transport.backoff import backoff_delay
 
@@ -210,6 +211,7 @@ class SourceWorker:
 
     # -- control thread -----------------------------------------------------------------
     def _set_state(self, state: str, detail: str = "") -> None:
+        detail = redacted(detail, self.config.url)  # retained on MQTT, and logged
         if state != self.state:
             log.log(
                 logging.WARNING if state == "lost" else logging.INFO,
