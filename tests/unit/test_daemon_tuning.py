@@ -148,11 +148,22 @@ def test_a_model_that_does_not_load_still_fails_the_load():
 
 
 @pytest.mark.backend
-def test_the_time_bound_stops_before_more_threads():
+def test_a_time_bound_spent_at_one_thread_still_compares_thread_counts():
+    """A board several times slower than the reference machine (which can spend the
+    bound on MobileNetV2's 1-thread figures alone) or a large model: 2 threads are still
+    built and timed, and each further count while the one before it was the fastest yet;
+    past the bound each figure is one run."""
     builds = Builds()
     engine, tuning = calibrate(builds, cores=4, budget_s=0.0)
-    engine.close()
-    assert [k for k, _ in tuning.invoke_ms] == [1] and tuning.threads == 1
+    try:
+        counts = [k for k, _ in tuning.invoke_ms]
+        assert counts[:2] == [1, 2] and counts == list(range(1, len(counts) + 1))
+        invoke = dict(tuning.invoke_ms)
+        for k in counts[2:]:  # tried because k - 1 was faster than every count before it
+            assert invoke[k - 1] < min(invoke[j] for j in range(1, k - 1))
+        assert builds.open() == [tuning.threads] and _is_open(engine)
+    finally:
+        engine.close()
 
 
 @pytest.mark.backend
