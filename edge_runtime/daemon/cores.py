@@ -2,9 +2,11 @@
 the container give this process.
 
 Two limits apply: the CPU affinity (``taskset``, systemd's ``CPUAffinity=``, a cpuset),
-and a cgroup v2 CPU quota (``cpu.max``, which ``docker --cpus`` and systemd's
-``CPUQuota=`` write) on this process's cgroup or any cgroup above it. A quota of 1.5
-cores counts as 1: the cores counted here are ones the daemon can keep busy.
+and a CPU quota (which ``docker --cpus`` and systemd's ``CPUQuota=`` write) on this
+process's cgroup or any cgroup above it: cgroup v2's ``cpu.max``, or on a host whose cpu
+controller is still on cgroup v1 (v1 alone, or a hybrid hierarchy) its
+``cpu.cfs_quota_us`` and ``cpu.cfs_period_us``. A quota of 1.5 cores counts as 1: the
+cores counted here are ones the daemon can keep busy.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def usable_cores(
     self_cgroup: Path = SELF_CGROUP,
 ) -> int:
     """The cores this process may use, at least 1: its CPU affinity, bounded by the
-    tightest cgroup v2 ``cpu.max`` quota from its cgroup up to ``cgroup_root``."""
+    tightest cgroup CPU quota from its cgroup up to ``cgroup_root``."""
     count = (affinity or _affinity)()
     quota = cgroup_quota(cgroup_root, self_cgroup)
     if quota is not None:
@@ -34,22 +36,34 @@ def usable_cores(
 
 
 def cgroup_quota(cgroup_root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROUP) -> float | None:
-    """The tightest ``cpu.max`` quota (in cores) on this process's cgroup v2 path, or None
-    when there is none (``max``, no cgroup v2, unreadable files)."""
+    """The tightest CPU quota (in cores) on this process's cgroup paths: cgroup v2's
+    ``cpu.max`` and cgroup v1's ``cpu`` hierarchy; None when there is none (``max``,
+    ``-1``, no such cgroup, unreadable files)."""
     try:
         lines = self_cgroup.read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
-    unified = [line[3:] for line in lines if line.startswith("0::")]
-    if not unified:
-        return None
-    root = cgroup_root.resolve()
-    folder = (root / unified[0].lstrip("/")).resolve()
+    quotas: list[float | None] = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if line.startswith("0::"):  # the unified (v2) hierarchy
+            quotas.append(_tightest(cgroup_root, path, _cpu_max))
+        elif "cpu" in controllers.split(","):  # v1: mounted as "cpu,cpuacct" or "cpu"
+            quotas.append(_tightest(cgroup_root / controllers, path, _cfs_quota))
+    return min((q for q in quotas if q is not None), default=None)
+
+
+def _tightest(mount: Path, path: str, quota_in: Callable[[Path], float | None]) -> float | None:
+    """The smallest ``quota_in(folder)`` from ``path`` (a cgroup under ``mount``) up to
+    the mount's root; folders that are not there are passed through (in a container
+    without its own cgroup namespace the mount's root is the container's cgroup)."""
+    root = mount.resolve()
+    folder = (root / path.lstrip("/")).resolve()
     if not folder.is_relative_to(root):
         return None
     tightest: float | None = None
     while True:
-        quota = _cpu_max(folder / "cpu.max")
+        quota = quota_in(folder)
         if quota is not None and (tightest is None or quota < tightest):
             tightest = quota
         if folder == root:
@@ -57,19 +71,32 @@ def cgroup_quota(cgroup_root: Path = CGROUP_ROOT, self_cgroup: Path = SELF_CGROU
         folder = folder.parent
 
 
-def _cpu_max(file: Path) -> float | None:
+def _cpu_max(folder: Path) -> float | None:
     """``cpu.max``'s quota in cores ("150000 100000" is 1.5); None for "max" or no file."""
+    fields = _read(folder / "cpu.max").split()
+    return _cores(*fields) if len(fields) == 2 else None
+
+
+def _cfs_quota(folder: Path) -> float | None:
+    """cgroup v1's ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``; None for -1 or no file."""
+    return _cores(_read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us"))
+
+
+def _cores(quota: str, period: str) -> float | None:
+    """``quota`` / ``period`` (microseconds) when both are positive whole numbers."""
     try:
-        fields = file.read_text(encoding="ascii").split()
+        q, p = int(quota), int(period)
+    except ValueError:  # "max", garbled or empty
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def _read(file: Path) -> str:
+    """The file's ASCII text, or "" when it cannot be read."""
+    try:
+        return file.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
-        return None
-    if len(fields) != 2 or fields[0] == "max":
-        return None
-    try:
-        quota, period = int(fields[0]), int(fields[1])
-    except ValueError:
-        return None
-    return quota / period if quota > 0 and period > 0 else None
+        return ""
 
 
 def _affinity() -> int:
