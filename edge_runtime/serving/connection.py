@@ -38,7 +38,7 @@ class Owner(Protocol):
     @property
     def stopping(self) -> bool: ...
 
-    def arm(self, conn: socket.socket) -> None: ...
+    def arm(self, conn: socket.socket, *, reading: bool = True) -> None: ...
 
     def disarm(self, conn: socket.socket) -> None: ...
 
@@ -59,7 +59,7 @@ def serve_connection(conn: socket.socket, owner: Owner, beat: Heartbeat) -> None
                 return
             beat.beat()
             response, keep = _one(line, rfile, conn, owner)
-            owner.arm(conn)  # a client that does not read its answer is cut as well
+            owner.arm(conn, reading=False)  # a client that does not read it is cut too
             _write(conn, response, keep and not owner.stopping)
             owner.disarm(conn)
             if not keep:

@@ -105,7 +105,8 @@ class HttpServer:
         self._sock.settimeout(POLL)
         self.port = int(self._sock.getsockname()[1])
         self._waiting: queue.Queue[Any] = queue.Queue(maxsize=config.backlog)
-        self._deadlines: dict[socket.socket, float] = {}  # connections being read
+        # connections being read (True) or written to (False): (deadline, reading)
+        self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._heartbeats = heartbeats
@@ -131,7 +132,8 @@ class HttpServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Refuse new requests (503), close the listener, let the requests being
-        answered finish, cut connections being read, join every thread."""
+        answered finish, cut connections being read, join every thread (cutting the
+        connections still being written to when ``timeout`` is up)."""
         self._stopping.set()
         self.routes.service.stopping.set()
         deadline = time.monotonic() + timeout
@@ -145,10 +147,11 @@ class HttpServer:
             except queue.Empty:
                 break
             _close(item[0])
-        self._cut_all()  # workers see the flag within POLL once their connection ends
+        self._cut_all(writing=False)  # workers see the flag within POLL once theirs ends
         for t in workers:
             if t.ident is not None:
                 t.join(max(0.0, deadline - time.monotonic()))
+        self._cut_all(writing=True)
 
     # -- the accept thread ----------------------------------------------------------------
     def _accept_loop(self, beat: Heartbeat) -> None:
@@ -192,28 +195,32 @@ class HttpServer:
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         with self._lock:
-            late = [c for c, d in self._deadlines.items() if d < now]
+            late = [c for c, (d, _) in self._deadlines.items() if d < now]
             for conn in late:
                 del self._deadlines[conn]
         for conn in late:
-            log.info("HTTP: a client took too long to send its request; connection cut")
+            log.info("HTTP: a client took too long to send its request or read its answer; cut")
             _shutdown(conn)
 
-    def _cut_all(self) -> None:
+    def _cut_all(self, *, writing: bool) -> None:
+        """Cut the connections being read (and, ``writing``, those being written to)."""
         with self._lock:
-            reading = list(self._deadlines)
-            self._deadlines.clear()
-        for conn in reading:
+            cut = [c for c, (_, reading) in self._deadlines.items() if reading or writing]
+            for conn in cut:
+                del self._deadlines[conn]
+        for conn in cut:
             _shutdown(conn)
 
     # -- deadlines, for the connection -------------------------------------------------------
-    def arm(self, conn: socket.socket) -> None:
-        """``conn`` is being read: cut it unless disarmed within ``request_timeout``."""
-        if self._stopping.is_set():
+    def arm(self, conn: socket.socket, *, reading: bool = True) -> None:
+        """``conn`` is being read (or, not ``reading``, written to): cut it unless
+        disarmed within ``request_timeout``. Once the server stops, a connection about
+        to be read is cut at once; an answer still goes out."""
+        if reading and self._stopping.is_set():
             _shutdown(conn)
             return
         with self._lock:
-            self._deadlines[conn] = time.monotonic() + self.config.request_timeout
+            self._deadlines[conn] = (time.monotonic() + self.config.request_timeout, reading)
 
     def disarm(self, conn: socket.socket) -> None:
         with self._lock:

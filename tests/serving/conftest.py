@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,9 +22,15 @@ DIGITS = MODELS / "digits_int8.tflite"
 
 @contextlib.contextmanager
 def serving(
-    tmp_path: Path, *, model: Path = DIGITS, queue_size: int = 16, **http: object
+    tmp_path: Path,
+    *,
+    model: Path = DIGITS,
+    queue_size: int = 16,
+    metrics: Callable[[], str] = lambda: "edge_runtime_up 1\n",
+    **http: object,
 ) -> Iterator[HttpServer]:
-    """A started server on a free loopback port (``http``: [http] keys)."""
+    """A started server on a free loopback port (``http``: [http] keys; ``metrics``: what
+    ``/metrics`` answers)."""
     config = parse_config(
         {
             "device_id": "pi-test",
@@ -47,7 +53,7 @@ def serving(
         workers=1,
     )
     pipe.start()
-    server = build_server(config, pipe, metrics=lambda: "edge_runtime_up 1\n", refused=lambda: None)
+    server = build_server(config, pipe, metrics=metrics, refused=lambda: None)
     server.start()
     try:
         yield server

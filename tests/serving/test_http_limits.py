@@ -153,6 +153,40 @@ def test_503_while_stopping(server):
     assert answer.status_code == 503 and answer.json()["error"] == "shutting_down"
 
 
+def test_a_request_being_answered_when_the_server_stops_gets_its_answer(tmp_path):
+    entered, release = threading.Event(), threading.Event()
+
+    def metrics() -> str:  # a request that is being answered until released
+        entered.set()
+        release.wait(10)
+        return "edge_runtime_up 1\n"
+
+    with serving(tmp_path, metrics=metrics) as server:
+        answers: list[requests.Response | Exception] = []
+
+        def get() -> None:
+            try:
+                answers.append(requests.get(url(server, "/metrics"), timeout=10))
+            except requests.RequestException as exc:
+                answers.append(exc)
+
+        client = threading.Thread(target=get)
+        client.start()
+        assert entered.wait(10)
+        stopper = threading.Thread(target=server.stop, args=(10,))
+        stopper.start()
+        while not server.stopping:
+            time.sleep(0.01)
+        release.set()
+        client.join(15)
+        stopper.join(15)
+        (answer,) = answers
+        assert isinstance(answer, requests.Response), answer
+        assert answer.status_code == 200
+        assert answer.text == "edge_runtime_up 1\n"
+        assert answer.headers["Connection"] == "close"
+
+
 def test_429_when_the_queue_is_full(tmp_path):
     image = digits(1)[0][0]
     with serving(
