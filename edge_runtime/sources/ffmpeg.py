@@ -7,7 +7,8 @@ only the frames that will be used: a frame is handed over as decoded (``Captured
 and scaled when the source takes it (every H.264 frame must be decoded, but a 30 fps
 stream at ``fps = 5`` scales 5 frames a second, not 30);
 decoding is in hardware where the device has a decoder for the stream's codec that
-works (the Pi 4's ``h264_v4l2m2m``), else threaded software (``decoder.py``). A
+works (the Pi 4's ``h264_v4l2m2m``), else threaded software (``decoder.py``), which
+skips a packet it refuses as corrupt (``CORRUPT_RUN`` in a row end the stream). A
 network read that waits longer than ``STALL_AFTER`` gives up (FFmpeg's interrupt
 callback), so a stalled camera ends in a ``SourceError`` instead of a thread stuck for
 good. A file plays at its own frame rate, as a camera would."""
@@ -26,8 +27,13 @@ from PIL import Image
 
 from edge_runtime.sources.decoder import Decoder
 from edge_runtime.sources.frames import STALL_AFTER, Captured, Size, SourceError
+from edge_runtime.sources.redact import without_password
 
 log = logging.getLogger(__name__)
+
+#: Packets in a row the software decoder may refuse as corrupt (each skipped) before
+#: the stream counts as failed.
+CORRUPT_RUN = 25
 
 #: size(stream width, stream height) -> the size to decode at
 Sizing = Callable[[int, int], Size]
@@ -80,6 +86,8 @@ class FfmpegReader:
         self._scale = scale
         self._format = "gray" if gray else "rgb24"
         self._closed = threading.Event()
+        self._corrupt = 0  # packets refused as corrupt in a row
+        self._corrupt_seen = False  # one was (logged once a connection)
         self._paced = paced and url.startswith("file://")
         where, fmt, options = _target(url)
         try:
@@ -110,7 +118,7 @@ class FfmpegReader:
         first_pts = 0.0
         try:
             for packet in container.demux(self._stream):
-                for frame in self._decoder.decode(packet):
+                for frame in self._decode(packet):
                     if self._closed.is_set():
                         return
                     if size is None:
@@ -127,6 +135,31 @@ class FfmpegReader:
                 raise SourceError(self.url, f"stream failed: {exc}") from exc
         finally:
             container.close()
+
+    def _decode(self, packet: Any) -> list[Any]:
+        """The frames ``packet`` completes; none for a packet the software decoder
+        refuses as corrupt (a camera's glitch: the stream goes on), unless more than
+        ``CORRUPT_RUN`` in a row were.
+
+        Raises:
+            av.FFmpegError: the decoder failed (see ``Decoder.decode``).
+        """
+        try:
+            frames = list(self._decoder.decode(packet))
+        except av.InvalidDataError as exc:
+            self._corrupt += 1
+            if self._decoder.hardware or self._corrupt > CORRUPT_RUN:
+                raise
+            log.log(
+                logging.DEBUG if self._corrupt_seen else logging.WARNING,
+                "%s: a corrupt frame skipped (%s)",
+                without_password(self.url),
+                exc,
+            )
+            self._corrupt_seen = True
+            return []
+        self._corrupt = 0
+        return frames
 
     def close(self) -> None:
         self._closed.set()

@@ -18,18 +18,21 @@ def jpeg_bytes(img: Image.Image) -> bytes:
 
 class MjpegServer:
     """``http://127.0.0.1:PORT/stream``: the images, one after the other, as
-    multipart/x-mixed-replace JPEG parts at ``fps``, for as long as a client reads;
-    ``sent`` counts the parts sent."""
+    multipart/x-mixed-replace JPEG parts at ``fps``, for as long as a client reads
+    (bytes in ``images`` are sent as they are: a corrupt part); ``sent`` counts the parts
+    sent, ``clients`` the connections taken."""
 
-    def __init__(self, images: list[Image.Image], fps: float) -> None:
-        self._parts = [jpeg_bytes(img) for img in images]
+    def __init__(self, images: list[Image.Image | bytes], fps: float) -> None:
+        self._parts = [img if isinstance(img, bytes) else jpeg_bytes(img) for img in images]
         self._interval = 1.0 / fps
         self._stopping = threading.Event()
         self.sent = 0
+        self.clients = 0
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server.clients += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()

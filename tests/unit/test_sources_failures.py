@@ -1,6 +1,6 @@
 """How a source takes the unlucky events of real streams, read by the real reader
 (FFmpeg through PyAV) from servers on 127.0.0.1: a camera that refuses the connection
-(its password stays out of the state and the log)."""
+(its password stays out of the state and the log), a corrupt frame in a live stream."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 import socket
 
 import pytest
+from support.streams import MjpegServer
+from support.video import digit_frames
 
 from edge_runtime.daemon.config import SourceConfig
 from edge_runtime.daemon.requests import Request
@@ -17,6 +19,9 @@ from edge_runtime.sources.worker import SourceWorker
 from tests.unit.test_sources import Record, answered_at_once, wait_until
 
 pytest.importorskip("av")
+
+#: A JPEG's start, then noise: a part no decoder can read.
+CORRUPT = b"\xff\xd8\xff\xdb" + bytes(range(256)) * 4
 
 
 def closed_port() -> int:
@@ -38,6 +43,21 @@ def worker_for(url: str, record: Record, **kwargs: float) -> SourceWorker:
     )
 
 
+def first_loss(url: str, record: Record) -> SourceWorker:
+    """Read ``url`` until the source is first ``lost``; the stopped worker."""
+    worker = worker_for(url, record)
+    worker.start()
+    try:
+        assert wait_until(lambda: any(state == "lost" for state, _ in record.states))
+    finally:
+        worker.stop(5)
+    return worker
+
+
+def lost_detail(record: Record) -> str:
+    return next(detail for state, detail in record.states if state == "lost")
+
+
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
 def test_a_camera_password_stays_out_of_the_state_and_the_log(scheme, caplog):
     """FFmpeg's error names the URL it was given, user:password@ included; the retained
@@ -45,13 +65,32 @@ def test_a_camera_password_stays_out_of_the_state_and_the_log(scheme, caplog):
     caplog.set_level(logging.DEBUG)
     port = closed_port()
     record = Record()
-    worker = worker_for(f"{scheme}://admin:s3cret@127.0.0.1:{port}/stream1", record)
-    worker.start()
-    try:
-        assert wait_until(lambda: any(state == "lost" for state, _ in record.states))
-    finally:
-        worker.stop(5)
-    lost = next(detail for state, detail in record.states if state == "lost")
-    assert f"127.0.0.1:{port}/stream1" in lost  # still says which camera
+    first_loss(f"{scheme}://admin:s3cret@127.0.0.1:{port}/stream1", record)
+    assert f"127.0.0.1:{port}/stream1" in lost_detail(record)  # still says which camera
     told = " ".join(detail for _, detail in record.states) + caplog.text
     assert "s3cret" not in told and "admin" not in told
+
+
+def test_a_corrupt_frame_of_a_live_stream_is_skipped_not_a_reconnection():
+    """An MJPEG camera that sends a part no decoder can read now and then (a USB or
+    Wi-Fi glitch): the frame is skipped and the stream goes on, on the same connection,
+    where it used to end (``lost``, a new connection a second later, every time)."""
+    frames = [img for img, _ in digit_frames([1, 2, 3, 4])]
+    record = Record()
+    with MjpegServer([*frames[:2], CORRUPT, *frames[2:], b"not a JPEG"], fps=40) as stream:
+        worker = worker_for(stream.url, record)
+        worker.start()
+        try:
+            assert wait_until(lambda: worker.processed >= 15)
+        finally:
+            worker.stop(5)
+        assert stream.sent >= 18 and stream.clients == 1
+    assert [state for state, _ in record.states] == ["connecting", "streaming", "stopped"]
+    assert worker.errors == 0 and worker.reconnects == 0
+
+
+def test_a_stream_of_nothing_but_corrupt_frames_is_lost_with_the_decoders_error():
+    record = Record()
+    with MjpegServer([CORRUPT], fps=80) as stream:
+        worker = first_loss(stream.url, record)
+    assert "Invalid data" in lost_detail(record) and worker.processed == 0
