@@ -805,11 +805,13 @@ def load_tuned(
     from edge_runtime.inference.source import load_source
 
     source = load_source(Path(path), labels_path=config.model.labels)
+    configured = config.requests.preprocess_workers
     engine, tuning = calibrate(
         lambda threads: _build(config, source, threads, before_native),
         cores=usable_cores(),
         threads=config.model.threads,
-        workers=workers if workers is not None else config.requests.preprocess_workers,
+        workers=workers if workers is not None else configured,
+        running_workers=workers is not None and configured is None,
     )
     log.info(
         "model %s %s runs with %s", engine.identity.name, engine.identity.version, tuning.summary()

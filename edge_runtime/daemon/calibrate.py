@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from edge_runtime.daemon.heap import trim_heap
-from edge_runtime.daemon.tuning import Tuning, choose, default_tuning, thread_choices
+from edge_runtime.daemon.tuning import (
+    FIXED_WORKERS,
+    RUNNING_WORKERS,
+    Tuning,
+    choose,
+    default_tuning,
+    thread_choices,
+)
 
 if TYPE_CHECKING:
     from edge_runtime.inference.engine import Engine, Prepared
@@ -56,20 +63,27 @@ def calibrate(
     cores: int,
     threads: int | None = None,
     workers: int | None = None,
+    running_workers: bool = False,
     budget_s: float = BUDGET_S,
 ) -> tuple[Engine, Tuning]:
     """The engine to serve and the tuning it runs with. ``threads`` / ``workers`` given
-    (numbers from the config) are kept; what is None is chosen.
+    (numbers from the config) are kept; what is None is chosen. ``running_workers``:
+    ``workers`` are the running pipeline's, chosen by an earlier calibration (after a
+    model swap), which the reason says instead of the config.
 
     Raises:
         EdgeError: the model cannot be built at its first thread count.
     """
+    given = RUNNING_WORKERS if running_workers else FIXED_WORKERS
     if threads is not None and workers is not None:
-        return build(threads), Tuning(cores, threads, workers, reason="set in the config")
+        reason = "set in the config"
+        if running_workers:
+            reason = "threads set in the config; " + given.format(workers)
+        return build(threads), Tuning(cores, threads, workers, reason=reason)
     first = threads or 1
     engine = build(first)
     try:
-        return _measure(engine, first, build, cores, threads, workers, budget_s)
+        return _measure(engine, first, build, cores, threads, workers, given, budget_s)
     except Exception as exc:  # noqa: BLE001 - calibration must never stop the daemon
         log.warning(
             "calibration failed (%s: %s); running with %d thread(s)",
@@ -90,11 +104,13 @@ def _measure(
     cores: int,
     threads: int | None,
     workers: int | None,
+    workers_given: str,
     budget_s: float,
 ) -> tuple[Engine, Tuning]:
     """Measure on ``engine`` (built at ``first`` threads) and on builds at more threads;
-    the engine chosen (``engine`` is closed when another is), and its tuning. Raises what
-    a measurement raises, with ``engine`` open and every other build closed."""
+    the engine chosen (``engine`` is closed when another is), and its tuning (the reason
+    words given workers with ``workers_given``). Raises what a measurement raises, with
+    ``engine`` open and every other build closed."""
     sample = sample_jpeg()
     deadline = time.perf_counter() + budget_s
     engine.prepare(sample)  # the first call builds lookup tables
@@ -120,7 +136,9 @@ def _measure(
             if slower is not None:
                 slower.close()
             improving = invoke_ms[k] < min(ms for j, ms in invoke_ms.items() if j < k)
-        tuning = choose(cores, preprocess_ms, invoke_ms, workers=workers)
+        tuning = choose(
+            cores, preprocess_ms, invoke_ms, workers=workers, workers_given=workers_given
+        )
         if fastest is not None and tuning.threads == fastest[0]:
             chosen, fastest = fastest[1], None
         elif tuning.threads == first:

@@ -18,7 +18,7 @@ import statistics
 import threading
 from dataclasses import replace
 
-from edge_runtime.daemon.tuning import Tuning, choose
+from edge_runtime.daemon.tuning import RUNNING_WORKERS, Tuning, choose
 
 #: Requests whose preprocessing is collected before the choice is made again.
 SAMPLES = 200
@@ -74,7 +74,7 @@ class LiveRetune:
             live,
             dict(tuning.invoke_ms),
             workers=tuning.preprocess_workers,
-            workers_given="the {} running workers kept",
+            workers_given=RUNNING_WORKERS,
         )
         return replace(
             again,

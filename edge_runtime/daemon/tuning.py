@@ -30,6 +30,10 @@ MAX_THREADS = 4
 MAX_WORKERS = 16
 #: Smallest cost used in the model, so that a near-free step divides nothing by zero.
 _EPSILON_MS = 1e-6
+#: The reason's words for workers given to ``choose`` ({}: their count): the config's,
+#: and the running pipeline's (chosen by an earlier calibration, kept as they run).
+FIXED_WORKERS = "workers fixed at {}"
+RUNNING_WORKERS = "the {} running workers kept"
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def choose(
     invoke_ms: Mapping[int, float],
     *,
     workers: int | None = None,
-    workers_given: str = "workers fixed at {}",
+    workers_given: str = FIXED_WORKERS,
 ) -> Tuning:
     """The thread count (one of ``invoke_ms``'s keys) and worker count (``workers`` when
     given, else chosen) that serve the most by the model above; ``workers_given`` words

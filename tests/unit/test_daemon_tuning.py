@@ -176,6 +176,34 @@ def test_load_tuned_keeps_the_given_workers_as_after_a_model_swap(tmp_path: Path
     assert tuning.preprocess_workers == 1 and tuning.invoke_ms
 
 
+@pytest.mark.backend
+@pytest.mark.parametrize(
+    ("threads", "workers", "said"),
+    [
+        # the running workers were chosen by the calibration at start: kept, not "fixed"
+        ("auto", "auto", "; the 1 running workers kept"),
+        (1, "auto", "threads set in the config; the 1 running workers kept"),
+        # the config's own numbers
+        ("auto", 1, "; workers fixed at 1"),
+        (1, 1, "set in the config"),
+    ],
+)
+def test_after_a_model_swap_the_reason_says_where_the_workers_came_from(
+    tmp_path: Path, threads: object, workers: object, said: str
+):
+    config = parse_config(
+        {
+            "device_id": "pi-01",
+            "state_dir": str(tmp_path),
+            "model": {"path": str(MODEL), "threads": threads},
+            "requests": {"preprocess_workers": workers},
+        }
+    )
+    engine, tuning = load_tuned(config, MODEL, workers=1)  # as _swap_model calls it
+    engine.close()
+    assert tuning.reason.endswith(said), tuning.reason
+
+
 def test_the_sample_is_a_1920x1080_jpeg():
     import io
 
