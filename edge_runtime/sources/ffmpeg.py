@@ -117,10 +117,14 @@ class FfmpegReader:
         start: float | None = None
         first_pts = 0.0
         try:
-            for packet in container.demux(self._stream):
+            # every stream's packets, so that a close is seen at the next one even while
+            # only the others flow (a camera's frozen video, its audio going on)
+            for packet in container.demux():
+                if self._closed.is_set():
+                    return
+                if packet.stream_index != self._stream.index:
+                    continue
                 for frame in self._decode(packet):
-                    if self._closed.is_set():
-                        return
                     if size is None:
                         size = self._sizing(frame.width, frame.height)
                     if self._paced and frame.pts is not None and frame.time_base is not None:

@@ -1,6 +1,7 @@
 """How a source takes the unlucky events of real streams, read by the real reader
 (FFmpeg through PyAV) from servers on 127.0.0.1: a camera that refuses the connection
-(its password stays out of the state and the log), a corrupt frame in a live stream."""
+(its password stays out of the state and the log), a corrupt frame in a live stream, a
+camera whose video freezes while its audio goes on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import socket
 
 import pytest
-from support.streams import MjpegServer
+from support.streams import FrozenVideoServer, MjpegServer
 from support.video import digit_frames
 
 from edge_runtime.daemon.config import SourceConfig
@@ -94,3 +95,20 @@ def test_a_stream_of_nothing_but_corrupt_frames_is_lost_with_the_decoders_error(
     with MjpegServer([CORRUPT], fps=80) as stream:
         worker = first_loss(stream.url, record)
     assert "Invalid data" in lost_detail(record) and worker.processed == 0
+
+
+def test_an_abandoned_attempt_closes_its_connection_while_other_packets_flow():
+    """Video frozen, audio going on: after ``stall_after`` without a frame the source
+    abandons the attempt and starts another; the abandoned one closes its connection at
+    the next packet, where it read the audio on for as long as the camera sent it (a
+    thread and a connection more at each stall)."""
+    record = Record()
+    with FrozenVideoServer(video_seconds=2.0) as stream:
+        worker = worker_for(stream.url, record, stall_after=1.0)
+        worker.start()
+        try:
+            assert wait_until(lambda: ("lost", "no frame for 1 s") in record.states)
+            assert wait_until(lambda: stream.gone >= 1, 5.0)
+        finally:
+            worker.stop(5)
+    assert worker.processed >= 1 and record.states[1][0] == "streaming"
