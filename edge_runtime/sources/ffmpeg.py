@@ -2,7 +2,8 @@
 http(s):// (MJPEG or any stream FFmpeg reads), file:// clips and v4l2:///dev/videoN.
 
 Frames are scaled in the decoder (swscale, in the same call that converts them to RGB)
-to the size the model wants, rather than converted at full resolution and resized, and
+to the size the model wants (worked out again when the stream's frame size changes),
+rather than converted at full resolution and resized, and
 only the frames that will be used: a frame is handed over as decoded (``Captured``)
 and scaled when the source takes it (every H.264 frame must be decoded, but a 30 fps
 stream at ``fps = 5`` scales 5 frames a second, not 30);
@@ -113,7 +114,8 @@ class FfmpegReader:
 
     def frames(self) -> Iterator[Captured]:
         container = self._container
-        size: Size | None = None
+        shape = (0, 0)  # the stream's frame size, which may change mid-way
+        size = Size(0, 0)  # what its frames are scaled to
         start: float | None = None
         first_pts = 0.0
         try:
@@ -125,8 +127,9 @@ class FfmpegReader:
                 if packet.stream_index != self._stream.index:
                     continue
                 for frame in self._decode(packet):
-                    if size is None:
-                        size = self._sizing(frame.width, frame.height)
+                    if shape != (frame.width, frame.height):  # the first, or a new size
+                        shape = (frame.width, frame.height)
+                        size = self._sizing(*shape)
                     if self._paced and frame.pts is not None and frame.time_base is not None:
                         at = float(frame.pts * frame.time_base)
                         if start is None:

@@ -1,7 +1,7 @@
 """How a source takes the unlucky events of real streams, read by the real reader
 (FFmpeg through PyAV) from servers on 127.0.0.1: a camera that refuses the connection
 (its password stays out of the state and the log), a corrupt frame in a live stream, a
-camera whose video freezes while its audio goes on."""
+camera whose video freezes while its audio goes on, one whose resolution changes."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from support.video import digit_frames
 
 from edge_runtime.daemon.config import SourceConfig
 from edge_runtime.daemon.requests import Request
-from edge_runtime.sources.frames import Size
+from edge_runtime.sources.frames import Size, wanted_size
 from edge_runtime.sources.open import open_reader
 from edge_runtime.sources.worker import SourceWorker
 from tests.unit.test_sources import Record, answered_at_once, wait_until
 
 pytest.importorskip("av")
+
+from edge_runtime.sources.ffmpeg import FfmpegReader  # noqa: E402 - needs PyAV
 
 #: A JPEG's start, then noise: a part no decoder can read.
 CORRUPT = b"\xff\xd8\xff\xdb" + bytes(range(256)) * 4
@@ -112,3 +114,23 @@ def test_an_abandoned_attempt_closes_its_connection_while_other_packets_flow():
         finally:
             worker.stop(5)
     assert worker.processed >= 1 and record.states[1][0] == "streaming"
+
+
+def test_a_stream_that_changes_resolution_is_scaled_for_its_new_shape():
+    """A camera switched from a 1:1 to a 2:1 stream mid-way (its settings changed, a
+    day/night profile): frames of the new shape are decoded at the size that keeps their
+    aspect, where they were squeezed into the first frame's for as long as the
+    connection lasted."""
+    square = digit_frames([5])[0][0]
+    wide = square.resize((128, 64))
+    with MjpegServer([square] * 4 + [wide] * 4, fps=40) as stream:
+        reader = FfmpegReader(
+            stream.url, lambda w, h: wanted_size(w, h, Size(32, 32), True), gray=False
+        )
+        sizes = []
+        for captured in reader.frames():
+            sizes.append(captured.decoded().image.size)
+            if len(sizes) == 12:
+                reader.close()
+    assert {(32, 32), (64, 32)} == set(sizes)
+    assert sizes[:4] == [(32, 32)] * 4 and sizes[4:8] == [(64, 32)] * 4
