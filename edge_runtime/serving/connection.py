@@ -10,7 +10,7 @@ import io
 import logging
 import socket
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_runtime.daemon.supervisor import Heartbeat
 from edge_runtime.serving.http import (
@@ -47,10 +47,10 @@ class Owner(Protocol):
     def handle(self, request: HttpRequest) -> HttpResponse: ...
 
 
-def serve_connection(conn: socket.socket, owner: Owner, beat: Heartbeat) -> None:
+def serve_connection(conn: socket.socket, owner: Owner, beat: Heartbeat, head: bytes = b"") -> None:
     """Answer requests on ``conn`` until the client closes, asks to close, breaks a
-    limit, or the server stops."""
-    rfile = conn.makefile("rb")
+    limit, or the server stops (``head``: what was read of it already)."""
+    rfile = io.BufferedReader(_Prefixed(head, conn.makefile("rb", buffering=0)))
     try:
         while not owner.stopping:
             owner.arm(conn)  # the next request must arrive whole in time
@@ -102,7 +102,7 @@ def _one(
         return (
             _error(
                 "too_large",
-                f"the body is {length_text.strip()[:24]} bytes; the limit is "
+                f"the body is {(length_text or '').strip()[:24]} bytes; the limit is "
                 f"{owner.max_body_bytes} (http.max_body_bytes)",
             ),
             False,
@@ -157,11 +157,40 @@ def read_headers(rfile: io.BufferedIOBase) -> tuple[dict[str, str], int]:
     raise BadHeaders(f"more than {MAX_HEADERS} header lines", 431)
 
 
+class _Prefixed(io.RawIOBase):
+    """``head``, then what ``raw`` reads."""
+
+    def __init__(self, head: bytes, raw: io.RawIOBase) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        if not len(self._head):
+            return self._raw.readinto(buffer)
+        n = min(len(buffer), len(self._head))
+        memoryview(buffer).cast("B")[:n] = self._head[:n]
+        self._head = self._head[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _error(code: str, detail: str, status: int | None = None) -> HttpResponse:
     return error_response(HttpError(code, detail, status))
 
 
 def _write(conn: socket.socket, response: HttpResponse, keep: bool) -> None:
+    conn.sendall(encode(response, keep))
+
+
+def encode(response: HttpResponse, keep: bool) -> bytes:
+    """``response`` as sent (``keep``: whether the connection stays open)."""
     try:
         reason = HTTPStatus(response.status).phrase
     except ValueError:
@@ -173,4 +202,4 @@ def _write(conn: socket.socket, response: HttpResponse, keep: bool) -> None:
         f"Connection: {'keep-alive' if keep else 'close'}",
         *(f"{k}: {v}" for k, v in response.headers),
     ]
-    conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body

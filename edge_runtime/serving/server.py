@@ -1,10 +1,11 @@
 """The HTTP server: one listening socket, a fixed set of worker threads, hard limits.
 
-The accept thread only accepts: a connection waits in a bounded queue for a worker (a
-full queue answers 429 and closes), and TLS handshakes happen on the worker. A worker
-serves one connection at a time (keep-alive included). Each request must arrive whole
-within ``request_timeout`` (the accept thread shuts down a connection past its
-deadline, however slowly it trickles) and the connection may stay silent no longer than
+The accept thread accepts, does the TLS handshakes and reads each connection's first
+request head without blocking (``gate``); a connection whose head has arrived waits in a
+bounded queue for a worker (a full queue answers 429 and closes). A worker serves one
+connection at a time (keep-alive included). Each request must arrive whole within
+``request_timeout`` (the accept thread shuts down a connection past its deadline,
+however slowly it trickles) and the connection may stay silent no longer than
 ``idle_timeout``, so slow or idle clients cannot hold workers. A body needs a
 ``Content-Length`` (411 without one) no larger than ``max_body_bytes`` (413, unread).
 With a token, every request needs ``Authorization: Bearer <token>`` (401, body unread).
@@ -28,7 +29,8 @@ from edge_runtime.daemon.config import Config, HttpConfig
 from edge_runtime.daemon.pipeline import Pipeline
 from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
 from edge_runtime.errors import ConfigError
-from edge_runtime.serving.connection import serve_connection
+from edge_runtime.serving.connection import encode, serve_connection
+from edge_runtime.serving.gate import MAX_HEAD, HeadGate, head_ends
 from edge_runtime.serving.http import HttpError, HttpRequest, HttpResponse, error_response
 from edge_runtime.serving.model import ModelService
 from edge_runtime.serving.routes import Routes
@@ -102,8 +104,13 @@ class HttpServer:
             raise ConfigError(
                 f"http.listen: cannot listen on {config.listen}: {exc.strerror or exc}"
             ) from exc
-        self._sock.settimeout(POLL)
         self.port = int(self._sock.getsockname()[1])
+        self._gate = HeadGate(
+            self._sock,
+            self.tls,
+            request_timeout=config.request_timeout,
+            idle_timeout=config.idle_timeout,
+        )
         self._waiting: queue.Queue[Any] = queue.Queue(maxsize=config.backlog)
         # connections being read (True) or written to (False): (deadline, reading)
         self._deadlines: dict[socket.socket, tuple[float, bool]] = {}
@@ -140,6 +147,8 @@ class HttpServer:
         accept, workers = self._threads[0], self._threads[1:]
         if accept.ident is not None:  # it sees the flag within POLL; then nothing is added
             accept.join(max(0.0, deadline - time.monotonic()))
+        else:
+            self._gate.close()
         _close(self._sock)
         while True:  # connections still waiting for a worker are closed unanswered
             try:
@@ -155,41 +164,33 @@ class HttpServer:
 
     # -- the accept thread ----------------------------------------------------------------
     def _accept_loop(self, beat: Heartbeat) -> None:
-        while not self._stopping.is_set():
-            beat.idle()
-            try:
-                conn, addr = self._sock.accept()
-            except socket.timeout:
+        try:
+            while not self._stopping.is_set():
+                beat.idle()
+                for conn, addr, head in self._gate.poll(POLL):
+                    beat.beat()
+                    if len(head) >= MAX_HEAD and not head_ends(head):
+                        self._refuse(conn, f"the request's head is over {MAX_HEAD} bytes", 431)
+                        continue
+                    try:
+                        self._waiting.put_nowait((conn, addr, head))
+                    except queue.Full:
+                        log.warning("HTTP: every worker is busy; connection refused")
+                        self._refuse(conn, "every HTTP worker is busy", 429)
                 self._enforce_deadlines()
-                continue
-            except OSError as exc:
-                if self._stopping.is_set():
-                    return
-                log.warning("HTTP accept failed: %s", exc)
-                time.sleep(POLL)
-                continue
-            beat.beat()
-            try:
-                self._waiting.put_nowait((conn, addr))
-            except queue.Full:
-                self._refuse(conn)
-            self._enforce_deadlines()
+        finally:
+            self._gate.close()
 
-    def _refuse(self, conn: socket.socket) -> None:
-        """Every worker is busy and the queue is full: 429 (in plain HTTP; a TLS client
-        is just closed, a handshake here would let it hold this thread)."""
-        log.warning("HTTP: every worker is busy; connection refused")
-        if self.tls is None:
-            body = error_response(HttpError("queue_full", "every HTTP worker is busy")).body
-            head = (
-                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-            )
-            try:
-                conn.setblocking(False)
-                conn.send(head.encode("ascii") + body)
-            except OSError:
-                pass
+    def _refuse(self, conn: socket.socket, detail: str, status: int) -> None:
+        """Answer 429 (``queue_full``) or 431 (``bad_request``) and close, without
+        waiting: a client that does not read it is just closed."""
+        code = "queue_full" if status == 429 else "bad_request"
+        answer = encode(error_response(HttpError(code, detail, status)), keep=False)
+        try:
+            conn.setblocking(False)
+            conn.send(answer)
+        except OSError:
+            pass
         _close(conn)
 
     def _enforce_deadlines(self) -> None:
@@ -247,21 +248,14 @@ class HttpServer:
         while True:
             beat.idle()
             try:
-                conn, addr = self._waiting.get(timeout=POLL)
+                conn, addr, head = self._waiting.get(timeout=POLL)
             except queue.Empty:
                 if self._stopping.is_set():
                     return
                 continue
             try:
                 conn.settimeout(self.config.idle_timeout)
-                if self.tls is not None:
-                    self.arm(conn)  # the handshake too must finish in time
-                    try:
-                        secure = self.tls.wrap_socket(conn, server_side=True)
-                    finally:
-                        self.disarm(conn)
-                    conn = secure
-                serve_connection(conn, self, beat)
+                serve_connection(conn, self, beat, head)
             except (OSError, ssl.SSLError) as exc:
                 log.debug("HTTP connection from %s ended: %s", addr, exc)
             except Exception:  # noqa: BLE001 - one connection must not end a worker

@@ -90,6 +90,41 @@ def test_a_slow_client_is_cut_and_does_not_hold_the_only_worker(tmp_path):
         print(f"a request behind a trickling client waited {waited:.2f} s (request_timeout 1 s)")
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_unfinished_request_heads_hold_no_worker(tmp_path, tls):
+    """More clients than workers and waiting places connect and send a part of a request
+    (or of a TLS handshake), without the token: a client with the token is answered."""
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    files = make_tls(tmp_path / "tls") if tls else None
+    keys = {"tls_cert": str(files.server_cert), "tls_key": str(files.server_key)} if files else {}
+    with serving(
+        tmp_path,
+        workers=1,
+        backlog=2,
+        request_timeout=30.0,
+        idle_timeout=30.0,
+        token_file=str(token),
+        **keys,
+    ) as server:
+        stalled = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)
+        ]
+        for conn in stalled:
+            conn.sendall(b"\x16\x03\x01\x02\x00" if tls else b"POST /v1/predict HTTP/1.1\r\n")
+        time.sleep(0.5)  # the stalled connections are accepted first
+        scheme = "https" if tls else "http"
+        answer = requests.get(
+            f"{scheme}://127.0.0.1:{server.port}/v2/health/live",
+            headers={"Authorization": "Bearer t0ken"},
+            verify=str(files.ca) if files else True,
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        for conn in stalled:
+            conn.close()
+
+
 def test_an_idle_connection_is_closed_after_idle_timeout(tmp_path):
     with serving(tmp_path, workers=1, idle_timeout=0.5, request_timeout=30.0) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
@@ -246,6 +281,15 @@ def test_malformed_or_oversized_headers_are_refused_and_the_connection_closed(
     answer = raw(server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\nhello")
     assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
     assert b"Connection: close" in answer
+
+
+def test_a_head_over_64_kib_is_refused_before_it_is_whole(server):
+    """Nine header lines within the line limit, and the head never ends: refused, with no
+    worker waiting for the rest."""
+    lines = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 8000) for i in range(9))
+    answer = raw(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + lines)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "bad_request"
 
 
 def test_expect_100_continue_is_answered_before_the_body_is_sent(server):
