@@ -144,6 +144,7 @@ def summary(bursts: list[Burst], shared: bool) -> dict[str, Any]:
         "others_cores": round(
             statistics.median(b.others_cpu_seconds / b.wall_seconds for b in bursts), 3
         ),
+        "others_cores_rounds": [round(b.others_cpu_seconds / b.wall_seconds, 3) for b in bursts],
         "other_work_cores": round(max(0.0, statistics.median(foreign)), 3),
         "sent": sum(b.sent for b in bursts),
         "answered": answered,
