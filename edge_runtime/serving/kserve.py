@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_runtime import __version__
 from edge_runtime.serving.http import HttpError, HttpRequest, HttpResponse, json_response
-from edge_runtime.serving.model import ModelService, to_dtype
+from edge_runtime.serving.model import MAX_INSTANCES, ModelService, to_dtype
 from edge_runtime.serving.tensors import (
     datatype,
     encode_outputs,
@@ -76,7 +76,7 @@ def infer(
     header_length = request.headers.get(HEADER_LENGTH.lower())
     service.check_json(request.body[: header_size(request.body, header_length)])
     doc, binary = split_body(request.body, header_length)
-    inputs = read_inputs(doc, binary)
+    inputs = read_inputs(doc, binary, max_bytes_elements=MAX_INSTANCES)
     if len(inputs) != 1:
         raise HttpError(
             "bad_tensor", f"one input expected (an image or the model's), got {len(inputs)}"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import struct
 from typing import Any
 
@@ -36,6 +35,8 @@ DATATYPES = {
     "FP64": "<f8",
 }
 BY_NUMPY = {np.dtype(v).name: k for k, v in DATATYPES.items()}
+#: More elements than any tensor may have.
+MAX_ELEMENTS = 2**63
 
 
 def datatype(numpy_name: str) -> str:
@@ -75,9 +76,12 @@ def split_body(body: bytes, header_length: str | None) -> tuple[Any, memoryview]
     return doc, memoryview(body)[size:]
 
 
-def read_inputs(doc: dict[str, Any], binary: memoryview) -> list[tuple[str, str, list[int], Any]]:
+def read_inputs(
+    doc: dict[str, Any], binary: memoryview, *, max_bytes_elements: int
+) -> list[tuple[str, str, list[int], Any]]:
     """Each input as (name, datatype, shape, data): a list of bytes for BYTES, else a
-    numpy array of the datatype in that shape.
+    numpy array of the datatype in that shape. A BYTES tensor may have at most
+    ``max_bytes_elements`` elements (refused before its data is read).
 
     Raises:
         HttpError: bad_tensor, bad_base64, bad_json.
@@ -97,7 +101,12 @@ def read_inputs(doc: dict[str, Any], binary: memoryview) -> list[tuple[str, str,
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise HttpError("bad_tensor", f"inputs[{i}]: shape must be a list of sizes")
-        count = math.prod(shape)  # exact: np.prod wraps around in int64
+        count = _count(shape, i)
+        if kind == "BYTES" and count > max_bytes_elements:
+            raise HttpError(
+                "bad_tensor",
+                f"inputs[{i}]: {count} elements; at most {max_bytes_elements} per request",
+            )
         params = tensor.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
@@ -124,10 +133,28 @@ def read_inputs(doc: dict[str, Any], binary: memoryview) -> list[tuple[str, str,
     return out
 
 
+def _count(shape: list[int], i: int) -> int:
+    """The elements of ``shape`` (exact: np.prod wraps around in int64).
+
+    Raises:
+        HttpError: bad_tensor (more than ``MAX_ELEMENTS``, which no body holds; the exact
+            product of a long shape would take time quadratic in its length).
+    """
+    if 0 in shape:
+        return 0
+    count = 1
+    for size in shape:
+        count *= size
+        if count > MAX_ELEMENTS:
+            raise HttpError("bad_tensor", f"inputs[{i}]: the shape has over 2**63 elements")
+    return count
+
+
 def _from_binary(raw: bytes, kind: str, count: int, i: int) -> Any:
     if kind == "BYTES":
-        items, pos = [], 0
-        while pos < len(raw):
+        items: list[bytes] = []
+        pos = 0
+        while pos < len(raw) and len(items) < count:
             if pos + 4 > len(raw):
                 raise HttpError("bad_tensor", f"inputs[{i}]: a BYTES element's length is cut off")
             (length,) = struct.unpack_from("<I", raw, pos)
@@ -136,6 +163,8 @@ def _from_binary(raw: bytes, kind: str, count: int, i: int) -> Any:
                 raise HttpError("bad_tensor", f"inputs[{i}]: a BYTES element is cut off")
             items.append(raw[pos : pos + length])
             pos += length
+        if pos < len(raw):
+            raise HttpError("bad_tensor", f"inputs[{i}]: more elements than the shape's {count}")
         if len(items) != count:
             raise HttpError(
                 "bad_tensor", f"inputs[{i}]: {len(items)} elements for the shape's {count}"

@@ -165,7 +165,7 @@ def _tensor(datatype: str, shape: list[int], **fields: object) -> dict[str, obje
     ("doc", "tail", "header", "code", "detail"),
     [
         # the shape's element count overflows int64 (np.prod gave 0: an empty tensor)
-        (_tensor("INT8", [2**40, 2**40], data=[]), b"", None, "bad_tensor", "numbers"),
+        (_tensor("INT8", [2**40, 2**40], data=[]), b"", None, "bad_tensor", "over 2**63"),
         (_tensor("BYTES", [2**40, 2**40], data=[]), b"", None, "bad_tensor", "elements"),
         # no elements, but more than an array may span
         (_tensor("INT8", [0, 2**62], data=[]), b"", None, "bad_tensor", "shape"),
