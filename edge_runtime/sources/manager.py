@@ -7,6 +7,7 @@ telemetry."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from edge_runtime.daemon.outbox import ANSWER, Outgoing
 from edge_runtime.daemon.pipeline import Answer, Job, deliver_directly
 from edge_runtime.daemon.requests import Request
 from edge_runtime.daemon.supervisor import Heartbeats, unsupervised
+from edge_runtime.errors import TransportError
 from edge_runtime.inference.types import InputSpec
 from edge_runtime.sources.frames import Decoded
 from edge_runtime.sources.open import open_reader
@@ -23,6 +25,8 @@ from edge_runtime.sources.prepare import prepare_frame, sizing
 from edge_runtime.sources.worker import Emitter, FrameReply, SourceWorker
 from edge_runtime.telemetry.collect import utc_now
 from edge_runtime.telemetry.stats import rate
+
+log = logging.getLogger(__name__)
 
 #: Snapshots are decoded with at least this many pixels on their long side.
 SNAPSHOT_SIDE = 320
@@ -68,11 +72,15 @@ class DaemonEmitter(Emitter):
         self._publish(self._topic(name, "snapshot"), jpeg, 0, True)
 
     def republish(self) -> None:
-        """The retained states again (a new connection)."""
+        """The retained states again (a new connection; on the MQTT thread, so a state
+        the broker can never take is logged, not raised)."""
         with self._lock:
             states = dict(self._states)
         for name, payload in states.items():
-            self._publish(self._topic(name, "state"), payload, 1, True)
+            try:
+                self._publish(self._topic(name, "state"), payload, 1, True)
+            except TransportError as exc:
+                log.warning("source %s: state not published again: %s", name, exc)
 
 
 class Sources:

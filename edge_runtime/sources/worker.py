@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import io
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Protocol
 
 from edge_runtime.daemon.config import SourceConfig
 from edge_runtime.daemon.pipeline import Job
 from edge_runtime.daemon.requests import Request, RequestError
 from edge_runtime.daemon.supervisor import Heartbeat, Heartbeats, unsupervised
+from edge_runtime.errors import StorageError, TransportError
 from edge_runtime.sources.capture import Capture, Opener
 from edge_runtime.sources.changes import ChangeFilter
 from edge_runtime.sources.frames import STALL_AFTER, Captured, Decoded
@@ -46,6 +49,10 @@ RETRY_MAX = 30.0
 LATENCY_WINDOW = 500
 #: Snapshot JPEG quality.
 SNAPSHOT_QUALITY = 85
+#: What an emitter raises for a message it could not publish: the outbox cannot store
+#: it (a full or failing state folder) or the broker can never take it (too large,
+#: invalid). The source goes on; the message is counted in its ``errors``.
+NOT_PUBLISHED = (StorageError, TransportError, sqlite3.Error)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ class FrameReply:
 
 
 class Emitter(Protocol):
-    """Where a source's messages go (the daemon publishes them)."""
+    """Where a source's messages go (the daemon publishes them). A message that cannot
+    be published raises one of ``NOT_PUBLISHED``."""
 
     def prediction(self, name: str, doc: dict[str, Any]) -> None: ...
 
@@ -150,6 +158,7 @@ class SourceWorker:
         self.errors = 0
         self.reconnects = 0
         self.decoder = ""  # what decodes the stream, once it streams
+        self._failing: set[str] = set()  # kinds of message not published (logged once)
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._beat = heartbeats(f"source-{config.name}", CONTROL_BOUND)
         self._thread = threading.Thread(
@@ -221,7 +230,30 @@ class SourceWorker:
                 f" ({detail})" if detail else "",
             )
         self.state = state
-        self._emit.state(self.name, state, detail)
+        self._emitted("state", partial(self._emit.state, self.name, state, detail))
+
+    def _emitted(self, kind: str, emit: Callable[[], None]) -> None:
+        """Run ``emit`` (a message of ``kind``). One that cannot be published is counted
+        in ``errors`` and logged once until a message of its kind is published again: a
+        full disk or a message the broker refuses never stops the source."""
+        try:
+            emit()
+        except NOT_PUBLISHED as exc:
+            self.errors += 1
+            if kind not in self._failing:
+                self._failing.add(kind)
+                log.error(
+                    "source %s: %s not published (%s: %s); until one is, the others are "
+                    "counted in its errors, not logged",
+                    self.name,
+                    kind,
+                    type(exc).__name__,
+                    exc,
+                )
+            return
+        if kind in self._failing:
+            self._failing.discard(kind)
+            log.info("source %s: %s published again", self.name, kind)
 
     def _run(self, *_: Any) -> None:
         beat = self._beat
@@ -347,11 +379,11 @@ class SourceWorker:
             "frame_index": frame.index,
             "latency_ms": {**result.get("latency_ms", {}), "capture_to_publish": round(latency, 3)},
         }
-        self._emit.prediction(self.name, doc)
+        self._emitted("prediction", partial(self._emit.prediction, self.name, doc))
         if changed and self.config.snapshot:
             buf = io.BytesIO()
             frame.decoded.image.convert("RGB").save(buf, format="JPEG", quality=SNAPSHOT_QUALITY)
-            self._emit.snapshot(self.name, buf.getvalue())
+            self._emitted("snapshot", partial(self._emit.snapshot, self.name, buf.getvalue()))
 
     def _drain(self, beat: Heartbeat) -> None:
         """Publish the answer of a frame still in the pipeline when stopping (bounded)."""
