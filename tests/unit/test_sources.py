@@ -103,22 +103,34 @@ def test_decoding_size_follows_the_model():
 
 
 class FakeCamera:
-    """Stands in for picamera2's Picamera2: frames of a known colour (BGR in memory)."""
+    """Stands in for picamera2's Picamera2: frames of a known colour (BGR in memory).
+    ``fail``: the set-up step ("configure", "start") that raises; ``hung``: no frame
+    comes, and a capture waits for it as long as its ``wait`` allows (picamera2 then
+    raises TimeoutError), forever without one."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail: str = "", hung: bool = False) -> None:
         self.size = None
         self.closed = False
+        self.fail = fail
+        self.hung = threading.Event() if hung else None
 
     def create_video_configuration(self, main):
         return main
 
     def configure(self, config):
+        if self.fail == "configure":
+            raise RuntimeError("Failed to configure the camera")
         self.size = config["size"]
 
     def start(self):
-        pass
+        if self.fail == "start":
+            raise RuntimeError("Camera frontend has timed out!")
 
-    def capture_array(self, name):
+    def capture_array(self, name, wait=None):
+        if self.hung is not None:
+            timeout = None if wait in (None, True) else wait
+            if not self.hung.wait(timeout):
+                raise TimeoutError("timed out")
         w, h = self.size
         pixels = np.zeros((h, w, 3), dtype=np.uint8)
         pixels[:, :, 2] = 200  # red, as libcamera's RGB888 lays it out
@@ -139,6 +151,42 @@ def test_picamera_reader_with_a_fake_camera_gives_rgb_frames_of_the_asked_size()
     assert img.size == (32, 24) and img.getpixel((0, 0)) == (200, 0, 0)
     reader.close()
     assert list(frames) == [] and cam.closed
+
+
+def test_a_hung_camera_gives_up_its_capture_and_is_closed(monkeypatch):
+    """A camera that stops delivering frames: the capture gives up (picamera2's
+    ``wait``) and the camera is closed, so the next attempt can open it; without a
+    bound the capture thread held the device for good and every reconnect found it busy."""
+    from edge_runtime.sources import picamera
+
+    monkeypatch.setattr(picamera, "CAPTURE_WAIT", 0.05)
+    cam = FakeCamera(hung=True)
+    reader = PicameraReader("picamera2:0", Size(32, 24), gray=False, camera=cam)
+    ended: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            next(reader.frames())
+        except BaseException as exc:  # noqa: BLE001 - what ended the capture is the result
+            ended.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    try:
+        assert ended and isinstance(ended[0], SourceError), ended
+        assert "no frame" in ended[0].detail and cam.closed
+    finally:
+        cam.hung.set()  # the old code's capture: let its thread end
+        thread.join(10)
+
+
+@pytest.mark.parametrize("step", ["configure", "start"])
+def test_a_camera_whose_set_up_fails_is_closed(step):
+    cam = FakeCamera(fail=step)
+    with pytest.raises(SourceError, match="cannot open camera 0"):
+        PicameraReader("picamera2:0", Size(32, 24), gray=False, camera=cam)
+    assert cam.closed
 
 
 def test_missing_libraries_are_one_clear_line():
