@@ -266,9 +266,13 @@ class HttpServer:
 
 
 def _shutdown(conn: socket.socket) -> None:
-    """Wake a worker blocked reading ``conn``: its read returns, the connection ends."""
+    """Wake a worker blocked reading ``conn``: its read returns, the connection ends.
+
+    The TCP socket's own shutdown, also under TLS: ``SSLSocket.shutdown`` drops the TLS
+    layer before it shuts the socket, and a worker writing to the connection in between
+    would write its answer in the clear."""
     with contextlib.suppress(OSError):
-        conn.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(conn, socket.SHUT_RDWR)
 
 
 def _close(conn: socket.socket) -> None:
