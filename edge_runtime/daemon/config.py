@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from edge_runtime.errors import ConfigError
 from edge_runtime.inference.types import DetectionSettings
+from edge_runtime.sources.redact import without_password
 from edge_runtime.update.health import HealthPolicy
 
 try:  # Python 3.11+
@@ -304,7 +305,9 @@ class _Table:
         choices: tuple[str, ...] | None = None,
         required: bool = False,
         hint: str = "",
+        shown: Callable[[str], str] = str,
     ) -> Any:
+        """``shown``: the value as a message about a mismatch of ``pattern`` shows it."""
         value = self._get(key)
         if value is _MISSING:
             if required:
@@ -320,7 +323,7 @@ class _Table:
             self.problems.append(f"{self.key(key)}: {value!r} is not allowed; use one of {allowed}")
             return default
         if pattern is not None and not pattern.match(value):
-            self.problems.append(f"{self.key(key)}: {value!r} is not valid{hint}")
+            self.problems.append(f"{self.key(key)}: {shown(value)!r} is not valid{hint}")
             return default
         return value
 
@@ -565,6 +568,7 @@ def _source(t: _Table) -> SourceConfig:
             pattern=SOURCE_URL,
             required=True,
             hint=" (rtsp://, rtsps://, http(s)://, file:///path, v4l2:///dev/videoN, picamera2:N)",
+            shown=without_password,  # the message ends in the service's log
         ),
         fps=t.number("fps", d.fps, 0, 240, integer=False),
         publish=t.text("publish", d.publish, choices=PUBLISH_MODES),

@@ -27,6 +27,7 @@ class Capture:
         on_frame: Callable[[Captured], None],
         on_end: Callable[[str], None],
     ) -> None:
+        self._name = name
         self._opener = opener
         self._on_frame = on_frame
         self._on_end = on_end
@@ -68,7 +69,7 @@ class Capture:
         except SourceError as exc:
             detail = exc.detail
         except Exception as exc:  # noqa: BLE001 - a source's failure must not end the daemon
-            log.exception("source capture failed")
+            log.exception("source %s: capture failed", self._name)
             detail = f"{type(exc).__name__}: {exc}"
         if not self._abandoned.is_set():
             self._on_end(detail)

@@ -8,11 +8,12 @@ from urllib.parse import unquote
 
 
 def _userinfo(url: str) -> str:
-    """The ``user:password`` of ``url`` ("" when it has none)."""
-    _, sep, rest = url.partition("://")
+    """The ``user:password`` of ``url`` ("" when it has none); found after any scheme,
+    however many slashes follow it (a mistyped URL shows no password either)."""
+    _, sep, rest = url.partition(":")
     if not sep:
         return ""
-    return re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[0]
+    return re.split(r"[/?#]", rest.lstrip("/"), maxsplit=1)[0].rpartition("@")[0]
 
 
 def without_password(url: str) -> str:

@@ -17,6 +17,7 @@ from edge_runtime.daemon.config import SourceConfig, parse_config
 from edge_runtime.daemon.pipeline import Job
 from edge_runtime.daemon.requests import Request
 from edge_runtime.errors import ConfigError
+from edge_runtime.sources.capture import Capture
 from edge_runtime.sources.changes import ChangeFilter
 from edge_runtime.sources.frames import Captured, Size, SourceError, wanted_size
 from edge_runtime.sources.open import open_reader
@@ -65,6 +66,24 @@ def test_sources_parse_with_defaults():
 def test_bad_sources_are_refused_by_name(table, words):
     with pytest.raises(ConfigError, match=re.escape(words)):
         parse(table)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtmp://admin:s3cret@10.0.0.5:554/live",  # a scheme the daemon does not read
+        "rtsp:/admin:s3cret@10.0.0.5:554/live",  # a slash short
+        "RTSP://admin:s3cret@10.0.0.5:554/live",
+    ],
+)
+def test_an_invalid_url_is_refused_without_its_user_and_password(url):
+    """The config error ends in the service's log: it says which URL, without the
+    ``user:password@``."""
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.url") as exc:
+        parse({"name": "a", "url": url})
+    told = str(exc.value)
+    assert "10.0.0.5:554/live" in told
+    assert "s3cret" not in told and "admin" not in told
 
 
 def test_duplicate_source_names_and_too_many_sources_are_refused():
@@ -327,6 +346,22 @@ def wait_until(check, seconds: float = 10.0) -> bool:
             return True
         deadline.wait(0.05)
     return check()
+
+
+def test_an_unexpected_capture_failure_is_logged_with_the_source_name(caplog):
+    """A reader failing with something else than a SourceError (a library's bug): the
+    log's traceback says which source it was, and the attempt ends with its detail."""
+
+    def opener():
+        raise RuntimeError("the library broke")
+
+    ended: list[str] = []
+    capture = Capture("door", opener, lambda frame: None, ended.append)
+    capture.start()
+    assert wait_until(lambda: bool(ended))
+    assert ended == ["RuntimeError: the library broke"]
+    failed = [r for r in caplog.records if r.exc_info]
+    assert len(failed) == 1 and "door" in failed[0].getMessage()
 
 
 def test_a_hung_decoder_is_abandoned_and_replaced_and_the_source_streams_again():
