@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Callable
 
 from edge_runtime.serving import kserve, predict, tfserving
@@ -64,14 +65,22 @@ class Routes:
         ]
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        """The response to ``request``; never raises."""
+        """The response to ``request``; never raises. An unexpected failure is a 500
+        naming the id it is logged under, not the exception (paths, internals)."""
         try:
             return self._dispatch(request)
         except HttpError as exc:
             return error_response(exc)
-        except Exception as exc:  # noqa: BLE001 - one request must not end a worker
-            log.exception("HTTP %s %s failed", request.method, request.path)
-            return error_response(HttpError("internal_error", f"{type(exc).__name__}: {exc}"))
+        except Exception:  # noqa: BLE001 - one request must not end a worker
+            ref = "http-" + uuid.uuid4().hex[:16]
+            log.exception("HTTP %s %s failed (request %s)", request.method, request.path, ref)
+            return error_response(
+                HttpError(
+                    "internal_error",
+                    "the request could not be handled; the daemon's log has the details "
+                    f"under request {ref}",
+                )
+            )
 
     def _dispatch(self, request: HttpRequest) -> HttpResponse:
         allowed = []
