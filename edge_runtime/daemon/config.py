@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,14 +180,24 @@ class HttpConfig:
 
     @property
     def loopback(self) -> bool:
-        """The listen address is this machine's loopback (no token needed)."""
+        """The listen address is this machine's loopback (no token needed): a literal
+        loopback address, or ``localhost`` while it resolves to loopback addresses only
+        (the hosts file may map it elsewhere). Other names are not resolved: not loopback."""
         host = self.host
         if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
+            try:
+                found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+            except OSError:
+                return False
+            return bool(found) and all(_is_loopback(str(a[4][0])) for a in found)
+        return _is_loopback(host)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 LISTEN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
