@@ -47,13 +47,14 @@ def _lines_run(call: Callable[[], HttpResponse]) -> tuple[HttpResponse | None, i
     def tracer(frame: FrameType, event: str, arg: Any) -> Any:
         return local if frame.f_code.co_filename.startswith(SERVING) else None
 
+    previous = sys.gettrace()  # a coverage tracer's, say: put back after
     sys.settrace(tracer)
     try:
         return call(), lines
     except _OverBudget:
         return None, lines
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
 
 
 @pytest.fixture(scope="module")
