@@ -93,6 +93,15 @@ def report(run: dict[str, Any]) -> None:
         print(f"; the broker and the load generator on CPU {others}")
     invoke = ", ".join(f"{k} thread(s) {ms:.2f} ms" for k, ms in run["invoke_ms"].items())
     print(f"  decode of a request (Engine.prepare) {run['decode_ms']:.2f} ms; invoke {invoke}")
+    measured = run.get("measured")
+    if measured:
+        print(
+            "  (the faster of two measurements, before the bursts and after them: decode "
+            + " and ".join(f"{m['decode_ms']:.2f}" for m in measured.values())
+            + " ms, invoke at 1 thread "
+            + " and ".join(f"{m['invoke_ms']['1']:.2f}" for m in measured.values())
+            + " ms)"
+        )
     cores = c - (run["others_cores_during_bursts"] if run["shared"] else 0.0)
     print(
         f"  pipelined bound: min({cores:.2f} cores / ({run['decode_ms']:.2f} + "
