@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from edge_runtime.errors import InputError
 from edge_runtime.inference.types import InputSpec, Normalization, Quantization
@@ -107,6 +107,11 @@ def decode_image(
         orientation = _orientation(img)
         if target_size is not None and img.format in ("JPEG", "MPO"):
             img.draft(mode, _draft_request(target_size, orientation))
+        if isinstance(img, ImageFile.ImageFile):
+            # The bytes are in memory: the decoder takes them in one call, not in
+            # Pillow's 64 KiB reads, each of which gives Python's GIL up and waits to
+            # take it back while other threads hold it
+            img.decodermaxblock = max(img.decodermaxblock, len(data))
         img.load()
         if orientation != 1:  # else exif_transpose would only copy the image
             img = ImageOps.exif_transpose(img)

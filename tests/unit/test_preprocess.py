@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -60,6 +61,27 @@ def test_large_jpeg_is_decoded_at_reduced_size_when_a_target_is_given() -> None:
     assert full.size == (1600, 1200)
     # draft picks the largest 1/2^k reduction that still covers 224x224: 1/4 here.
     assert reduced.size == (400, 300)
+
+
+def test_an_image_in_memory_goes_to_the_decoder_in_one_call() -> None:
+    """Pillow reads a file in 64 KiB pieces and calls its decoder for each, giving the
+    GIL up and taking it back every time; bytes already in memory go in one call."""
+    noise = np.random.default_rng(7).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(noise, "RGB"), "JPEG", quality=95)
+    assert len(data) > 4 * 65536
+    calls: list[str] = []
+
+    def count(frame: object, event: str, arg: object) -> None:
+        if event == "c_call" and getattr(arg, "__name__", "") == "decode":
+            calls.append(event)
+
+    sys.setprofile(count)
+    try:
+        img = decode_image(data, target_size=(224, 224))
+    finally:
+        sys.setprofile(None)
+    assert img.size == (400, 300)
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize(
