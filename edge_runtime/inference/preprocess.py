@@ -60,6 +60,9 @@ class Placement:
 
 
 IDENTITY = Placement()
+#: Most bytes of an image handed to its decoder at once: a camera's request in one call,
+#: a 10 MB photo in ten, each read a copy of that much.
+DECODE_BLOCK = 1 << 20
 
 
 def decode_image(
@@ -108,10 +111,10 @@ def decode_image(
         if target_size is not None and img.format in ("JPEG", "MPO"):
             img.draft(mode, _draft_request(target_size, orientation))
         if isinstance(img, ImageFile.ImageFile):
-            # The bytes are in memory: the decoder takes them in one call, not in
-            # Pillow's 64 KiB reads, each of which gives Python's GIL up and waits to
-            # take it back while other threads hold it
-            img.decodermaxblock = max(img.decodermaxblock, len(data))
+            # The bytes are in memory: the decoder takes them in one call (pieces of
+            # DECODE_BLOCK for larger ones), not in Pillow's 64 KiB reads, each of which
+            # gives Python's GIL up and waits to take it back while other threads hold it
+            img.decodermaxblock = max(img.decodermaxblock, min(len(data), DECODE_BLOCK))
         img.load()
         if orientation != 1:  # else exif_transpose would only copy the image
             img = ImageOps.exif_transpose(img)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from edge_runtime.errors import InputError
 from edge_runtime.inference.preprocess import (
+    DECODE_BLOCK,
     decode_image,
     image_to_tensor,
     input_lookup_table,
@@ -82,6 +83,18 @@ def test_an_image_in_memory_goes_to_the_decoder_in_one_call() -> None:
         sys.setprofile(None)
     assert img.size == (400, 300)
     assert len(calls) == 1
+
+    # a photo of several MB goes in pieces of DECODE_BLOCK: each read is a copy that size
+    big = np.random.default_rng(8).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(big, "RGB"), "JPEG", quality=95)
+    assert len(data) > 2 * DECODE_BLOCK
+    calls.clear()
+    sys.setprofile(count)
+    try:
+        decode_image(data, target_size=(224, 224))
+    finally:
+        sys.setprofile(None)
+    assert 2 <= len(calls) <= -(-len(data) // DECODE_BLOCK) + 1
 
 
 @pytest.mark.parametrize(
