@@ -69,6 +69,8 @@ class HeadGate:
                 self._accept()
                 continue
             pending: _Pending = key.data
+            if pending.conn not in self._pending:  # pushed out by an accept just now
+                continue
             if self._read(pending):
                 self._forget(pending.conn)
                 pending.conn.setblocking(True)
