@@ -6,14 +6,24 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+#: A ``user:password@`` whose password holds a / ? or # as written (not %-encoded), which
+#: ends the authority early: a user, a colon no port number follows, up to the last @.
+_MISTYPED = re.compile(r"[^:/?#@\s]+:(?!\d*(?:/|\Z))\S*@")
+
 
 def _userinfo(url: str) -> str:
     """The ``user:password`` of ``url`` ("" when it has none); found after any scheme,
-    however many slashes follow it (a mistyped URL shows no password either)."""
+    however many slashes follow it, and with a password that is not %-encoded (a
+    mistyped URL shows no password either)."""
     _, sep, rest = url.partition(":")
     if not sep:
         return ""
-    return re.split(r"[/?#]", rest.lstrip("/"), maxsplit=1)[0].rpartition("@")[0]
+    rest = rest.lstrip("/")
+    userinfo = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[0]
+    if userinfo:
+        return userinfo
+    mistyped = _MISTYPED.match(rest)
+    return mistyped.group()[:-1] if mistyped else ""
 
 
 def without_password(url: str) -> str:

@@ -134,3 +134,16 @@ def test_a_stream_that_changes_resolution_is_scaled_for_its_new_shape():
                 reader.close()
     assert {(32, 32), (64, 32)} == set(sizes)
     assert sizes[:4] == [(32, 32)] * 4 and sizes[4:8] == [(64, 32)] * 4
+
+
+@pytest.mark.parametrize("password", ["pa#ss", "pa?ss", "pa/ss", "Pa#1?x/y@z"])
+def test_a_password_with_an_unencoded_delimiter_stays_out_of_the_state(password, caplog):
+    """A password written with /, ? or # as they are (not %-encoded) ends the URL's
+    authority early for a parser, and FFmpeg refuses the URL naming it whole: the state
+    and the log still leave the user and password out."""
+    caplog.set_level(logging.DEBUG)
+    record = Record()
+    first_loss(f"rtsp://admin:{password}@127.0.0.1:{closed_port()}/stream1", record)
+    assert "127.0.0.1:" in lost_detail(record)  # still says which camera
+    told = " ".join(detail for _, detail in record.states) + caplog.text
+    assert password not in told and "admin" not in told
