@@ -80,8 +80,8 @@ def read_inputs(
     doc: dict[str, Any], binary: memoryview, *, max_bytes_elements: int
 ) -> list[tuple[str, str, list[int], Any]]:
     """Each input as (name, datatype, shape, data): a list of bytes for BYTES, else a
-    numpy array of the datatype in that shape. A BYTES tensor may have at most
-    ``max_bytes_elements`` elements (refused before its data is read).
+    numpy array of the datatype in that shape. The BYTES tensors may have at most
+    ``max_bytes_elements`` elements together (refused before their data is read).
 
     Raises:
         HttpError: bad_tensor, bad_base64, bad_json.
@@ -90,6 +90,7 @@ def read_inputs(
     if not isinstance(inputs, list) or not inputs:
         raise HttpError("bad_json", '"inputs" must be a non-empty list of tensors')
     offset = 0
+    bytes_elements = 0  # of the BYTES tensors so far
     out = []
     for i, tensor in enumerate(inputs):
         if not isinstance(tensor, dict):
@@ -102,10 +103,12 @@ def read_inputs(
         ):
             raise HttpError("bad_tensor", f"inputs[{i}]: shape must be a list of sizes")
         count = _count(shape, i)
-        if kind == "BYTES" and count > max_bytes_elements:
+        bytes_elements += count if kind == "BYTES" else 0
+        if bytes_elements > max_bytes_elements:
             raise HttpError(
                 "bad_tensor",
-                f"inputs[{i}]: {count} elements; at most {max_bytes_elements} per request",
+                f"inputs[{i}]: {bytes_elements} BYTES elements so far; at most "
+                f"{max_bytes_elements} per request",
             )
         params = tensor.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None

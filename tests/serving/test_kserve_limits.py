@@ -113,3 +113,22 @@ def test_a_shape_of_more_elements_than_any_body_holds_is_the_client_s_error(rout
     )
     assert answer.status == 400, answer.body[:300]
     assert json.loads(answer.body)["error"] == "bad_tensor", answer.body[:300]
+
+
+def test_the_bytes_element_limit_counts_every_input_of_the_request(routes):
+    """The limit is per request: many BYTES inputs of 64 elements each (as many as the
+    JSON check lets through) are refused before their elements are walked."""
+    tensor = {
+        "name": "x",
+        "datatype": "BYTES",
+        "shape": [64],
+        "parameters": {"binary_data_size": 256},
+    }
+    doc = {"inputs": [tensor] * 1000}
+    head = json.dumps(doc).encode()
+    headers = {"inference-header-content-length": str(len(head))}
+    request = HttpRequest("POST", f"/v2/models/{NAME}/infer", headers, head + bytes(256 * 1000))
+    answer, _ = _lines_run(lambda: routes.handle(request))
+    assert answer is not None, f"over {BUDGET} lines of Python for one refused request"
+    assert answer.status == 400, answer.body[:300]
+    assert "at most 64" in json.loads(answer.body)["detail"], answer.body[:300]
