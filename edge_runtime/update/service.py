@@ -252,6 +252,9 @@ class UpdateService:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
         self._beat = heartbeats("updates", UPDATE_BOUND)
         self._thread = threading.Thread(target=self._run, name="updates", daemon=True)
+        # model/state is published from the MQTT thread (each connect) and from the
+        # start-up and update threads: one at a time, so the broker keeps the latest
+        self._state_lock = threading.Lock()
         self._answered = SessionMemory()  # notices this process answered
         self.retry_interval = retry_interval
         self.retry: Retry | None = None  # the notice to handle again, if any
@@ -764,22 +767,26 @@ class UpdateService:
         self._event(version, result, 1.0 if result == "applied" else None, reason, detail)
 
     def publish_state(self) -> None:
-        """Publish ``model/state`` (retained), saving it first when it changed."""
-        published = {
-            "active": _ident(self.active),
-            "previous": _ident(self.previous),
-            "last_update": self.last_update,
-        }
-        sources = {
-            name: source.to_json()
-            for name, source in (("active", self.source), ("previous", self.previous_source))
-            if source is not None
-        }
-        state = SavedState(published, sources)
-        if state != self._saved:
-            save_model_state(self.state_dir, state)
-            self._saved = SavedState(json.loads(json.dumps(published)), sources)
-        self._publish("model/state", published, True)
+        """Publish ``model/state`` (retained), saving it first when it changed. Calls from
+        several threads are taken one at a time, each reading the state when its turn
+        comes: a connect's republication read before a start-up rollback and sent after
+        it left the broker holding the state from before the rollback."""
+        with self._state_lock:
+            published = {
+                "active": _ident(self.active),
+                "previous": _ident(self.previous),
+                "last_update": self.last_update,
+            }
+            sources = {
+                name: source.to_json()
+                for name, source in (("active", self.source), ("previous", self.previous_source))
+                if source is not None
+            }
+            state = SavedState(published, sources)
+            if state != self._saved:
+                save_model_state(self.state_dir, state)
+                self._saved = SavedState(json.loads(json.dumps(published)), sources)
+            self._publish("model/state", published, True)
 
 
 def _ident(i: Identity | None) -> dict[str, Any] | None:
